@@ -1,0 +1,35 @@
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "common.h"
+
+namespace sluice::cli {
+
+struct RunOptions {
+    ModelOptions m;
+    std::string prompt;
+    std::string prompt_ids;
+    int n_predict = 64;
+    int ctx = 0;
+    float temp = 0.8f;
+    int top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    float repeat_penalty = 1.0f;
+    uint64_t seed = 0xC0FFEE;
+    bool ignore_eos = false;
+};
+void register_run(CLI::App& app, RunOptions& o);
+int cmd_run(const RunOptions& o);
+
+struct EvalPplOptions {
+    ModelOptions m;
+    std::string file;
+    int ctx = 256;
+    int chunks = -1;
+};
+void register_eval(CLI::App& app, EvalPplOptions& o);
+int cmd_eval_ppl(const EvalPplOptions& o);
+
+}  // namespace sluice::cli

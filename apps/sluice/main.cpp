@@ -1,0 +1,35 @@
+// sluice: dispatch only; each subcommand lives in its own file.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"sluice: run Mixture-of-Experts LLMs larger than RAM by streaming experts from SSD"};
+    app.require_subcommand(1);
+    sluice::cli::RunOptions run;
+    sluice::cli::EvalPplOptions ppl;
+    sluice::cli::register_run(app, run);
+    sluice::cli::register_eval(app, ppl);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        if (app.got_subcommand("run")) return sluice::cli::cmd_run(run);
+        if (app.got_subcommand("eval")) return sluice::cli::cmd_eval_ppl(ppl);
+    } catch (const sluice::Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "error: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

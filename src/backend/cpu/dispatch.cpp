@@ -1,0 +1,70 @@
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "backend/cpu/kernels.h"
+#include "core/error.h"
+
+namespace sluice {
+namespace isa_scalar { extern const CpuKernels kKernels; }
+namespace isa_avx2 { extern const CpuKernels kKernels; }
+namespace isa_avx512 { extern const CpuKernels kKernels; }
+
+namespace {
+
+bool cpu_has(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return true;
+        case Isa::Avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   __builtin_cpu_supports("f16c");
+        case Isa::Avx512:
+            return cpu_has(Isa::Avx2) && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512dq");
+    }
+    return false;
+}
+
+const CpuKernels* choose() {
+    if (const char* env = std::getenv("SLUICE_ISA"); env && *env) {
+        const std::string want(env);
+        Isa isa;
+        if (want == "scalar") isa = Isa::Scalar;
+        else if (want == "avx2") isa = Isa::Avx2;
+        else if (want == "avx512") isa = Isa::Avx512;
+        else fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512");
+        const CpuKernels* k = cpu_kernels_for(isa);
+        check(k != nullptr, "SLUICE_ISA=" + want + ": this CPU does not support it");
+        return k;
+    }
+    for (Isa isa : {Isa::Avx512, Isa::Avx2})
+        if (const CpuKernels* k = cpu_kernels_for(isa)) return k;
+    return &isa_scalar::kKernels;
+}
+
+}  // namespace
+
+const CpuKernels* cpu_kernels_for(Isa isa) {
+    if (!cpu_has(isa)) return nullptr;
+    switch (isa) {
+        case Isa::Scalar: return &isa_scalar::kKernels;
+        case Isa::Avx2: return &isa_avx2::kKernels;
+        case Isa::Avx512: return &isa_avx512::kKernels;
+    }
+    return nullptr;
+}
+
+std::vector<Isa> supported_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+        if (cpu_has(isa)) out.push_back(isa);
+    return out;
+}
+
+const CpuKernels& cpu_kernels() {
+    static const CpuKernels* k = choose();
+    return *k;
+}
+
+}  // namespace sluice

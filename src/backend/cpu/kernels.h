@@ -1,0 +1,34 @@
+#pragma once
+// Per-ISA CPU kernels behind one table, chosen once at run time from cpuid
+// (SLUICE_ISA=scalar|avx2|avx512 forces one). Every entry has a scalar reference in
+// quant_ref.h and a differential test on random data.
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace sluice {
+
+enum class Isa { Scalar, Avx2, Avx512 };
+
+struct CpuKernels {
+    Isa isa;
+    const char* name;
+    float (*dot_f32)(const float* a, const float* b, int64_t n);
+    void (*dequant_row)(DType t, const void* src, float* y, int64_t n);
+    // y[t * ldy + (r - r0)] = W.row(r) . x[t * W.cols() ..] for r in [r0, r1), t in [0, n_tok).
+    // x: [n_tok, n_in]. scratch: >= kRowTile * n_in floats.
+    void (*matmul_rows)(const TensorView& W, int64_t r0, int64_t r1, const float* x, int64_t n_tok,
+                        float* y, int64_t ldy, float* scratch);
+    // y[i] += a * x[i]
+    void (*axpy)(float a, const float* x, float* y, int64_t n);
+};
+
+constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows
+
+const CpuKernels& cpu_kernels();        // the chosen table
+const CpuKernels* cpu_kernels_for(Isa isa);  // nullptr if this CPU cannot run it
+std::vector<Isa> supported_isas();
+
+}  // namespace sluice

@@ -1,0 +1,74 @@
+#include "backend/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/error.h"
+
+namespace sluice {
+
+void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y) {
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n_out = W.rows(), n_in = W.cols();
+    // Tiles of whole row-tiles so each task dequantizes its rows once for all tokens.
+    const int64_t grain = std::max<int64_t>(kRowTile, (4096 / std::max<int64_t>(1, n_tok)) / kRowTile * kRowTile);
+    pool.parallel_for((n_out + kRowTile - 1) / kRowTile, std::max<int64_t>(1, grain / kRowTile),
+                      [&](int64_t tb, int64_t te, int) {
+                          thread_local std::vector<float> scratch;
+                          if ((int64_t)scratch.size() < kRowTile * n_in) scratch.resize((size_t)(kRowTile * n_in));
+                          const int64_t r0 = tb * kRowTile, r1 = std::min(n_out, te * kRowTile);
+                          // y rows for [r0, r1) of every token: write through a strided view.
+                          k.matmul_rows(W, r0, r1, x, n_tok, y + r0, n_out, scratch.data());
+                      });
+}
+
+void get_row(const TensorView& W, int64_t r, float* y) {
+    check(r >= 0 && r < W.rows(), "get_row: row " + std::to_string(r) + " out of range");
+    cpu_kernels().dequant_row(W.dtype, W.row(r), y, W.cols());
+}
+
+void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, int64_t n, float* y) {
+    thread_local std::vector<float> wf;
+    wf.resize((size_t)n);
+    cpu_kernels().dequant_row(w.dtype, w.data, wf.data(), n);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        double ss = 0;
+        for (int64_t i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
+        const float scale = 1.0f / std::sqrt((float)(ss / (double)n) + eps);
+        for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * wf[(size_t)i];
+    }
+}
+
+void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float theta) {
+    const int64_t half = n_rot / 2;
+    for (int64_t i = 0; i < half; ++i) {
+        // Same frequency formula as HF: inv_freq = theta^(-2i/n_rot), angle = pos * inv_freq.
+        const float inv_freq = 1.0f / std::pow(theta, (float)(2 * i) / (float)n_rot);
+        const float ang = (float)pos * inv_freq;
+        const float c = std::cos(ang), s = std::sin(ang);
+        for (int64_t h = 0; h < n_head; ++h) {
+            float* v = x + h * head_dim;
+            const float a = v[i], b = v[i + half];
+            v[i] = a * c - b * s;
+            v[i + half] = b * c + a * s;
+        }
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace sluice

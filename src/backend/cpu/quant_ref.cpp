@@ -1,0 +1,255 @@
+#include "backend/cpu/quant_ref.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/dequant_block.h"
+#include "core/error.h"
+
+namespace sluice {
+namespace {
+
+int nearest(float x) { return (int)std::lrintf(x); }
+
+// Sub-block affine fit x ~ scale * q - min with q in [0, qmax], min >= 0.
+void fit_affine(const float* x, int n, int qmax, float& scale, float& min) {
+    float lo = 0, hi = 0;
+    for (int i = 0; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+    scale = (hi - lo) / qmax;
+    min = -lo;
+}
+
+// Symmetric fit x ~ scale * q with q in [-qneg, qneg-1]; sign chosen so the largest
+// magnitude maps to -qneg (uses the full negative range like ggml).
+float fit_symmetric(const float* x, int n, int qneg) {
+    float amax = 0, vmax = 0;
+    for (int i = 0; i < n; ++i)
+        if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), vmax = x[i];
+    return amax == 0 ? 0.f : vmax / -(float)qneg;
+}
+
+void quant_q4_0(const float* x, block_q4_0* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK4_0) {
+        const float d = fit_symmetric(x, QK4_0, 8);
+        const float id = d ? 1.f / d : 0.f;
+        y[i].d = f32_to_f16(d);
+        for (int j = 0; j < QK4_0 / 2; ++j) {
+            const int a = std::clamp(nearest(x[j] * id) + 8, 0, 15);
+            const int b = std::clamp(nearest(x[j + QK4_0 / 2] * id) + 8, 0, 15);
+            y[i].qs[j] = (uint8_t)(a | (b << 4));
+        }
+    }
+}
+
+void quant_q8_0(const float* x, block_q8_0* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK8_0) {
+        float amax = 0;
+        for (int j = 0; j < QK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.f, id = d ? 1.f / d : 0.f;
+        y[i].d = f32_to_f16(d);
+        for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
+    }
+}
+
+// Shared by Q2_K/Q4_K/Q5_K: sub-block affine scales, quantized to `sbits` bits each,
+// returns per-element q in [0, qmax] and per-sub-block integer scale/min.
+void affine_superblock(const float* x, int sub, int qmax, int smax, float& d, float& dmin, uint8_t* ls,
+                       uint8_t* lm, uint8_t* q) {
+    const int nsub = QK_K / sub;
+    float sc[16], mn[16], max_sc = 0, max_mn = 0;
+    for (int s = 0; s < nsub; ++s) {
+        fit_affine(x + s * sub, sub, qmax, sc[s], mn[s]);
+        max_sc = std::max(max_sc, sc[s]);
+        max_mn = std::max(max_mn, mn[s]);
+    }
+    d = max_sc / smax;
+    dmin = max_mn / smax;
+    // Round d/dmin through f16 first so q is computed against the stored values.
+    d = f16_to_f32(f32_to_f16(d));
+    dmin = f16_to_f32(f32_to_f16(dmin));
+    for (int s = 0; s < nsub; ++s) {
+        ls[s] = (uint8_t)(d ? std::clamp(nearest(sc[s] / d), 0, smax) : 0);
+        lm[s] = (uint8_t)(dmin ? std::clamp(nearest(mn[s] / dmin), 0, smax) : 0);
+        const float ds = d * ls[s], ms = dmin * lm[s];
+        for (int j = 0; j < sub; ++j)
+            q[s * sub + j] = (uint8_t)(ds ? std::clamp(nearest((x[s * sub + j] + ms) / ds), 0, qmax) : 0);
+    }
+}
+
+void quant_q2_K(const float* x, block_q2_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float d, dmin;
+        uint8_t ls[16], lm[16], q[QK_K];
+        affine_superblock(x, 16, 3, 15, d, dmin, ls, lm, q);
+        y[i].d = f32_to_f16(d);
+        y[i].dmin = f32_to_f16(dmin);
+        for (int s = 0; s < 16; ++s) y[i].scales[s] = (uint8_t)(ls[s] | (lm[s] << 4));
+        std::memset(y[i].qs, 0, sizeof y[i].qs);
+        for (int e = 0; e < QK_K; ++e) {
+            const int c = e % 128;
+            y[i].qs[(e / 128) * 32 + c % 32] |= (uint8_t)(q[e] << (2 * (c / 32)));
+        }
+    }
+}
+
+void quant_q3_K(const float* x, block_q3_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float s[16], amax = 0, vmax = 0;
+        for (int j = 0; j < 16; ++j) {
+            s[j] = fit_symmetric(x + 16 * j, 16, 4);
+            if (std::fabs(s[j]) > amax) amax = std::fabs(s[j]), vmax = s[j];
+        }
+        float d = amax == 0 ? 0.f : vmax / -32.f;
+        d = f16_to_f32(f32_to_f16(d));
+        y[i].d = f32_to_f16(d);
+        std::memset(y[i].scales, 0, 12);
+        std::memset(y[i].hmask, 0, sizeof y[i].hmask);
+        std::memset(y[i].qs, 0, sizeof y[i].qs);
+        for (int j = 0; j < 16; ++j) {
+            const int l = d ? std::clamp(nearest(s[j] / d), -32, 31) + 32 : 32;
+            if (j < 8) y[i].scales[j] = (uint8_t)(l & 0xf);
+            else y[i].scales[j - 8] |= (uint8_t)((l & 0xf) << 4);
+            y[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+            const float ds = d * (l - 32);
+            for (int k = 0; k < 16; ++k) {
+                const int e = 16 * j + k;
+                const int q = (ds ? std::clamp(nearest(x[e] / ds), -4, 3) : 0) + 4;  // 0..7
+                const int c = e % 128;
+                y[i].qs[(e / 128) * 32 + c % 32] |= (uint8_t)((q & 3) << (2 * (c / 32)));
+                if (q & 4) y[i].hmask[c % 32] |= (uint8_t)(1 << ((e / 128) * 4 + c / 32));
+            }
+        }
+    }
+}
+
+void pack_k4_scales(const uint8_t* ls, const uint8_t* lm, uint8_t* s) {
+    std::memset(s, 0, K_SCALE_SIZE);
+    for (int j = 0; j < 8; ++j) {
+        if (j < 4) {
+            s[j] = ls[j];
+            s[j + 4] = lm[j];
+        } else {
+            s[j + 4] = (uint8_t)((ls[j] & 0xf) | ((lm[j] & 0xf) << 4));
+            s[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            s[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
+void quant_q4_K(const float* x, block_q4_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float d, dmin;
+        uint8_t ls[8], lm[8], q[QK_K];
+        affine_superblock(x, 32, 15, 63, d, dmin, ls, lm, q);
+        y[i].d = f32_to_f16(d);
+        y[i].dmin = f32_to_f16(dmin);
+        pack_k4_scales(ls, lm, y[i].scales);
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) y[i].qs[32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+    }
+}
+
+void quant_q5_K(const float* x, block_q5_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float d, dmin;
+        uint8_t ls[8], lm[8], q[QK_K];
+        affine_superblock(x, 32, 31, 63, d, dmin, ls, lm, q);
+        y[i].d = f32_to_f16(d);
+        y[i].dmin = f32_to_f16(dmin);
+        pack_k4_scales(ls, lm, y[i].scales);
+        std::memset(y[i].qh, 0, sizeof y[i].qh);
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) {
+                const int a = q[64 * c + l], b = q[64 * c + 32 + l];
+                y[i].qs[32 * c + l] = (uint8_t)((a & 0xf) | ((b & 0xf) << 4));
+                y[i].qh[l] |= (uint8_t)(((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1)));
+            }
+    }
+}
+
+void quant_q6_K(const float* x, block_q6_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float s[16], amax = 0, vmax = 0;
+        for (int j = 0; j < 16; ++j) {
+            s[j] = fit_symmetric(x + 16 * j, 16, 32);
+            if (std::fabs(s[j]) > amax) amax = std::fabs(s[j]), vmax = s[j];
+        }
+        float d = amax == 0 ? 0.f : vmax / -128.f;
+        d = f16_to_f32(f32_to_f16(d));
+        y[i].d = f32_to_f16(d);
+        uint8_t q[QK_K];
+        for (int j = 0; j < 16; ++j) {
+            const int sc = d ? std::clamp(nearest(s[j] / d), -128, 127) : 0;
+            y[i].scales[j] = (int8_t)sc;
+            const float ds = d * sc;
+            for (int k = 0; k < 16; ++k)
+                q[16 * j + k] = (uint8_t)((ds ? std::clamp(nearest(x[16 * j + k] / ds), -32, 31) : 0) + 32);
+        }
+        for (int n = 0; n < 2; ++n) {
+            const uint8_t* qq = q + 128 * n;
+            uint8_t* ql = y[i].ql + 64 * n;
+            uint8_t* qh = y[i].qh + 32 * n;
+            for (int l = 0; l < 32; ++l) {
+                ql[l] = (uint8_t)((qq[l] & 0xf) | ((qq[l + 64] & 0xf) << 4));
+                ql[l + 32] = (uint8_t)((qq[l + 32] & 0xf) | ((qq[l + 96] & 0xf) << 4));
+                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) | ((qq[l + 64] >> 4) << 4) |
+                                  ((qq[l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+void quant_q8_K(const float* x, block_q8_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float amax = 0;
+        for (int j = 0; j < QK_K; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.f, id = d ? 1.f / d : 0.f;
+        y[i].d = d;
+        for (int j = 0; j < QK_K; ++j) y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int s = 0;
+            for (int k = 0; k < 16; ++k) s += y[i].qs[16 * j + k];
+            y[i].bsums[j] = (int16_t)s;
+        }
+    }
+}
+
+}  // namespace
+
+void dequantize_row_ref(DType t, const void* src, float* y, int64_t n) { dequant_row_any(t, src, y, n); }
+
+void quantize_row_ref(DType t, const float* x, void* dst, int64_t n) {
+    const int64_t be = dtype_traits(t).block_elems;
+    check(n % be == 0, "quantize: row length not a multiple of the block size");
+    const int64_t nb = n / be;
+    switch (t) {
+        case DType::F32: std::memcpy(dst, x, (size_t)n * 4); break;
+        case DType::F16:
+            for (int64_t i = 0; i < n; ++i) ((f16_t*)dst)[i] = f32_to_f16(x[i]);
+            break;
+        case DType::BF16:
+            for (int64_t i = 0; i < n; ++i) ((bf16_t*)dst)[i] = f32_to_bf16(x[i]);
+            break;
+        case DType::Q4_0: quant_q4_0(x, (block_q4_0*)dst, nb); break;
+        case DType::Q8_0: quant_q8_0(x, (block_q8_0*)dst, nb); break;
+        case DType::Q2_K: quant_q2_K(x, (block_q2_K*)dst, nb); break;
+        case DType::Q3_K: quant_q3_K(x, (block_q3_K*)dst, nb); break;
+        case DType::Q4_K: quant_q4_K(x, (block_q4_K*)dst, nb); break;
+        case DType::Q5_K: quant_q5_K(x, (block_q5_K*)dst, nb); break;
+        case DType::Q6_K: quant_q6_K(x, (block_q6_K*)dst, nb); break;
+        case DType::Q8_K: quant_q8_K(x, (block_q8_K*)dst, nb); break;
+        case DType::I32: fail("quantize: I32 is not a weight type");
+    }
+}
+
+double dot_ref(DType t, const void* row, const float* x, int64_t n) {
+    std::vector<float> w((size_t)n);
+    dequantize_row_ref(t, row, w.data(), n);
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += (double)w[(size_t)i] * x[i];
+    return s;
+}
+
+}  // namespace sluice

@@ -1,0 +1,78 @@
+#include "backend/cpu/thread_pool.h"
+
+#include <algorithm>
+
+namespace sluice {
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+    for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stop_ = true;
+    }
+    cv_start_.notify_all();
+    for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::work(int id) {
+    for (;;) {
+        const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
+        if (t >= n_tasks_) break;
+        (*job_)(t, id);
+    }
+}
+
+void ThreadPool::worker(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+            if (stop_) return;
+            seen = generation_;
+        }
+        work(id);
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (--active_ == 0) cv_done_.notify_one();
+        }
+    }
+}
+
+void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+    if (n_tasks <= 0) return;
+    if (n_threads_ == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        job_ = &fn;
+        n_tasks_ = n_tasks;
+        next_.store(0, std::memory_order_relaxed);
+        active_ = n_threads_ - 1;
+        ++generation_;
+    }
+    cv_start_.notify_all();
+    work(0);
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, [&] { return active_ == 0; });
+    job_ = nullptr;
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    const int64_t max_chunks = (n + grain - 1) / grain;
+    const int64_t n_chunks = std::min<int64_t>(max_chunks, (int64_t)n_threads_ * 4);
+    const int64_t per = (n + n_chunks - 1) / n_chunks;
+    run(n_chunks, [&](int64_t c, int th) {
+        const int64_t b = c * per, e = std::min(n, b + per);
+        if (b < e) fn(b, e, th);
+    });
+}
+
+}  // namespace sluice

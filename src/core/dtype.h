@@ -1,0 +1,46 @@
+#pragma once
+// Element types. Numeric values are ggml's, so GGUF type ids map 1:1.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace sluice {
+
+enum class DType : uint32_t {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q8_0 = 8,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    I32 = 26,
+    BF16 = 30,
+};
+
+struct DTypeTraits {
+    DType type;
+    const char* name;
+    int block_elems;   // elements per block (1 for plain types)
+    int block_bytes;   // bytes per block
+    bool quantized;
+};
+
+// nullptr if the id is not a type sluice knows.
+const DTypeTraits* dtype_traits_or_null(uint32_t id);
+const DTypeTraits& dtype_traits(DType t);
+std::optional<DType> dtype_from_name(std::string_view name);  // "Q4_K", "bf16", ... (case-insensitive)
+
+inline const char* dtype_name(DType t) { return dtype_traits(t).name; }
+
+// Bytes of a row of n elements; n must be a multiple of the block size (checked by callers).
+inline size_t row_bytes(DType t, int64_t n) {
+    const DTypeTraits& tr = dtype_traits(t);
+    return (size_t)(n / tr.block_elems) * (size_t)tr.block_bytes;
+}
+
+}  // namespace sluice

@@ -1,0 +1,110 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/ops.h"
+
+namespace sluice {
+
+void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, float* x) {
+    const int64_t E = tok_embd.cols();
+    for (int t = 0; t < n; ++t) get_row(tok_embd, tokens[t], x + t * E);
+}
+
+void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const float* h, int n, int pos0,
+                   KvCache& kv, ThreadPool& pool, float* out) {
+    const int hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+    const int q_dim = nh * hd, kv_dim = nkv * hd;
+    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * kv_dim);
+    matmul(pool, w.wq, h, n, q.data());
+    matmul(pool, w.wk, h, n, k.data());
+    matmul(pool, w.wv, h, n, v.data());
+    for (int t = 0; t < n; ++t) {
+        float* qt = q.data() + (size_t)t * q_dim;
+        float* kt = k.data() + (size_t)t * kv_dim;
+        if (!w.q_norm.empty()) rms_norm(qt, w.q_norm, c.rms_eps, nh, hd, qt);
+        if (!w.k_norm.empty()) rms_norm(kt, w.k_norm, c.rms_eps, nkv, hd, kt);
+        rope_neox(qt, nh, hd, c.n_rot, pos0 + t, c.rope_theta);
+        rope_neox(kt, nkv, hd, c.n_rot, pos0 + t, c.rope_theta);
+        std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + t));
+        std::copy(v.data() + (size_t)t * kv_dim, v.data() + (size_t)(t + 1) * kv_dim, kv.v(layer, pos0 + t));
+    }
+    std::vector<float> attn((size_t)n * q_dim);
+    const float scale = 1.0f / std::sqrt((float)hd);
+    const int group = nh / nkv;
+    const CpuKernels& kern = cpu_kernels();
+    // One task per (token, head): scores over the causal prefix, softmax, weighted sum of V.
+    pool.run((int64_t)n * nh, [&](int64_t task, int) {
+        const int t = (int)(task / nh), hh = (int)(task % nh), g = hh / group;
+        const int n_pos = pos0 + t + 1;
+        thread_local std::vector<float> scores;
+        scores.resize((size_t)n_pos);
+        const float* qh = q.data() + (size_t)t * q_dim + (size_t)hh * hd;
+        for (int p = 0; p < n_pos; ++p) scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
+        softmax(scores.data(), n_pos);
+        float* o = attn.data() + (size_t)t * q_dim + (size_t)hh * hd;
+        std::fill(o, o + hd, 0.f);
+        for (int p = 0; p < n_pos; ++p) kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * hd, o, hd);
+    });
+    matmul(pool, w.wo, attn.data(), n, out);
+}
+
+void moe_softmax_topk(const ModelConfig& c, const TensorView& router, ExpertStore& store, int layer, const float* h,
+                      int n, ThreadPool& pool, float* out) {
+    const int E = c.n_embd, NE = c.n_expert, K = c.n_expert_used, F = c.n_ff_exp;
+    std::vector<float> probs((size_t)n * NE);
+    matmul(pool, router, h, n, probs.data());
+    // Per expert: the tokens routed to it and their weights.
+    std::vector<std::vector<std::pair<int, float>>> routed((size_t)NE);
+    std::vector<int> order((size_t)NE);
+    for (int t = 0; t < n; ++t) {
+        float* p = probs.data() + (size_t)t * NE;
+        softmax(p, NE);
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                          [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+        float sum = 0;
+        for (int j = 0; j < K; ++j) sum += p[order[(size_t)j]];
+        const float norm = c.norm_topk_prob ? 1.0f / sum : 1.0f;
+        for (int j = 0; j < K; ++j) routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
+    }
+    std::fill(out, out + (size_t)n * E, 0.f);
+    std::vector<float> xs, g, u, d;
+    for (int e = 0; e < NE; ++e) {
+        const auto& toks = routed[(size_t)e];
+        if (toks.empty()) continue;
+        const int m = (int)toks.size();
+        const ExpertWeights ew = store.get(layer, e);
+        xs.resize((size_t)m * E);
+        for (int i = 0; i < m; ++i) std::copy(h + (size_t)toks[(size_t)i].first * E, h + (size_t)(toks[(size_t)i].first + 1) * E, xs.begin() + (ptrdiff_t)i * E);
+        g.resize((size_t)m * F);
+        u.resize((size_t)m * F);
+        d.resize((size_t)m * E);
+        matmul(pool, ew.gate, xs.data(), m, g.data());
+        matmul(pool, ew.up, xs.data(), m, u.data());
+        for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+        matmul(pool, ew.down, g.data(), m, d.data());
+        for (int i = 0; i < m; ++i) {
+            float* o = out + (size_t)toks[(size_t)i].first * E;
+            const float wgt = toks[(size_t)i].second;
+            const float* di = d.data() + (size_t)i * E;
+            for (int j = 0; j < E; ++j) o[j] += wgt * di[j];
+        }
+    }
+}
+
+void output_logits(const ModelConfig& c, const Weights& w, const float* x, int n, bool all, ThreadPool& pool,
+                   float* logits) {
+    const int E = c.n_embd;
+    const int first = all ? 0 : n - 1;
+    const int rows = n - first;
+    std::vector<float> xn((size_t)rows * E);
+    rms_norm(x + (size_t)first * E, w.output_norm, c.rms_eps, rows, E, xn.data());
+    matmul(pool, w.output, xn.data(), rows, logits);
+}
+
+}  // namespace sluice

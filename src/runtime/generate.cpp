@@ -1,0 +1,59 @@
+#include "runtime/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+
+namespace sluice {
+
+GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& prompt,
+                        const GenerateParams& p, const std::function<void(const std::string&)>& on_text) {
+    using clock = std::chrono::steady_clock;
+    const ModelConfig& c = m.config();
+    check(!prompt.empty(), "empty prompt: give some text or token ids");
+    check(p.n_predict >= 0, "number of tokens to predict must be >= 0");
+    const int n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int>(c.n_ctx_train, (int)prompt.size() + std::max(p.n_predict, 1));
+    check((int)prompt.size() <= n_ctx, "prompt too long: " + std::to_string(prompt.size()) +
+                                           " tokens exceed the context size " + std::to_string(n_ctx));
+    KvCache kv(c, n_ctx);
+    Sampler sampler(p.sampling);
+    for (int32_t t : prompt) sampler.accept(t);
+    StreamDecoder dec(tok);
+    GenerateResult r;
+    r.n_prompt = (int)prompt.size();
+    r.stop_reason = "length";
+    std::vector<float> logits((size_t)c.n_vocab);
+
+    const auto t0 = clock::now();
+    m.forward({prompt.data(), (int)prompt.size(), 0, &kv, &pool, logits.data(), false});
+    const auto t1 = clock::now();
+    r.prefill_s = std::chrono::duration<double>(t1 - t0).count();
+    int pos = (int)prompt.size();
+    for (int i = 0; i < p.n_predict; ++i) {
+        const int32_t next = sampler.sample(logits.data(), c.n_vocab);
+        sampler.accept(next);
+        if (p.stop_at_eog && tok.vocab().is_eog(next)) {
+            r.stop_reason = "eog";
+            break;
+        }
+        r.tokens.push_back(next);
+        const std::string piece = dec.push(next);
+        r.text += piece;
+        if (on_text && !piece.empty()) on_text(piece);
+        if (i + 1 == p.n_predict) break;
+        if (pos >= n_ctx) {
+            r.stop_reason = "context";
+            break;
+        }
+        m.forward({&next, 1, pos, &kv, &pool, logits.data(), false});
+        ++pos;
+    }
+    const std::string tail = dec.flush();
+    r.text += tail;
+    if (on_text && !tail.empty()) on_text(tail);
+    r.decode_s = std::chrono::duration<double>(clock::now() - t1).count();
+    return r;
+}
+
+}  // namespace sluice
