@@ -46,7 +46,9 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
         for (std::string_view piece : cur) {
             size_t start = 0, last = 0;
             while (start <= piece.size()) {
-                const int rc = pcre2_match(code, (PCRE2_SPTR)piece.data(), piece.size(), start, 0, md, nullptr);
+                // The caller validated UTF-8 once; re-checking on every call would be quadratic.
+                const int rc = pcre2_match(code, (PCRE2_SPTR)piece.data(), piece.size(), start, PCRE2_NO_UTF_CHECK, md,
+                                           nullptr);
                 if (rc < 0) break;
                 const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
                 const size_t b = ov[0], e = ov[1];

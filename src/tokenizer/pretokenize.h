@@ -16,6 +16,7 @@ public:
 
     // Splits text by each pattern in turn, HF "Isolated" behaviour: matches and the text
     // between them both become pieces. Appends views into `text` to `out`.
+    // PRECOND: text is valid UTF-8.
     void split(std::string_view text, std::vector<std::string_view>& out) const;
 
 private:

@@ -1,0 +1,53 @@
+#pragma once
+// Test helpers: where shared data lives, reading reference tensors, random data.
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/safetensors.h"
+#include "formats/tensor_index.h"
+
+namespace sluice::test {
+
+inline std::string shared(const std::string& rel) {
+    const char* env = std::getenv("SLUICE_SHARED");
+    return std::string(env ? env : SLUICE_SHARED_DIR) + "/" + rel;
+}
+
+inline std::string tiny_hf() { return shared("models/tiny-qwen3moe"); }
+inline std::string tiny_gguf(const std::string& q) { return shared("models/tiny-qwen3moe-" + q + ".gguf"); }
+
+// Tensors of a safetensors file as f32/i32 vectors.
+struct RefFile {
+    explicit RefFile(const std::string& path) : index(read_safetensors(path)), files(index) {}
+    template <typename T>
+    std::vector<T> get(const std::string& name, std::vector<int64_t>* ne = nullptr) const {
+        const TensorInfo& t = index.get(name);
+        if (ne) *ne = t.ne;
+        const TensorView v = files.view(t);
+        const T* p = (const T*)v.data;
+        return std::vector<T>(p, p + t.nbytes / sizeof(T));
+    }
+    TensorIndex index;
+    TensorFiles files;
+};
+
+inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> d(0.f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// A fresh temporary directory for one test.
+inline std::filesystem::path temp_dir(const std::string& name) {
+    auto p = std::filesystem::temp_directory_path() / ("sluice-test-" + name + "-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(p);
+    return p;
+}
+
+}  // namespace sluice::test

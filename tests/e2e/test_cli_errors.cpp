@@ -1,0 +1,200 @@
+// Bad input reaches the user as a clear message and a non-zero exit, never a crash.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "common.h"
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+    int status = -1;
+    bool signaled = false;
+    std::string out;
+};
+
+Result run(const std::string& args) {
+    Result r;
+    const std::string cmd = std::string(SLUICE_BIN) + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int st = pclose(p);
+    r.signaled = WIFSIGNALED(st);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+void expect_error(const std::string& args, const std::string& needle) {
+    const Result r = run(args);
+    EXPECT_FALSE(r.signaled) << args << "\n" << r.out;
+    EXPECT_NE(r.status, 0) << args << "\n" << r.out;
+    EXPECT_NE(r.status, -1) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << "wanted '" << needle << "' from: " << args << "\n" << r.out;
+    EXPECT_EQ(r.out.find("AddressSanitizer"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("runtime error"), std::string::npos) << r.out;
+}
+
+class CliErrors : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { dir_ = new fs::path(test::temp_dir("cli")); }
+    static void TearDownTestSuite() {
+        fs::remove_all(*dir_);
+        delete dir_;
+    }
+    static std::string path(const std::string& name) { return (*dir_ / name).string(); }
+
+    // Rewrites the tiny Q2_K model, letting `edit` change metadata and tensors.
+    static std::string rewrite(const std::string& name,
+                               const std::function<bool(GGUFWriter&, const TensorInfo&, const TensorView&)>& tensor_hook,
+                               const std::function<void(GGUFWriter&)>& meta_hook = {}) {
+        const GGUFFile g = read_gguf(test::tiny_gguf("Q2_K"));
+        static TensorFiles* files = nullptr;
+        static std::string files_for;
+        if (!files) files = new TensorFiles(g.index);
+        GGUFWriter w;
+        w.copy_meta(g);
+        if (meta_hook) meta_hook(w);
+        for (const auto& t : g.index.tensors) {
+            const TensorView v = files->view(t);
+            if (tensor_hook && tensor_hook(w, t, v)) continue;
+            w.add_tensor(t.name, t.dtype, t.ne, v.data);
+        }
+        const std::string out = path(name);
+        w.write(out);
+        return out;
+    }
+
+    // Overwrites the dtype (or offset) field of a tensor's info in a GGUF file.
+    static void patch_tensor_info(const std::string& file, const std::string& tensor, bool offset, uint64_t value) {
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(f)), {});
+        std::string key(8, '\0');
+        const uint64_t len = tensor.size();
+        std::memcpy(key.data(), &len, 8);
+        key += tensor;
+        const size_t at = bytes.find(key);
+        ASSERT_NE(at, std::string::npos);
+        size_t p = at + key.size();
+        uint32_t nd;
+        std::memcpy(&nd, bytes.data() + p, 4);
+        p += 4 + 8 * nd;
+        f.seekp((std::streamoff)(offset ? p + 4 : p));
+        if (offset) f.write((const char*)&value, 8);
+        else {
+            const uint32_t v32 = (uint32_t)value;
+            f.write((const char*)&v32, 4);
+        }
+    }
+
+    static fs::path* dir_;
+};
+fs::path* CliErrors::dir_;
+
+TEST_F(CliErrors, MissingFile) { expect_error("run -m " + path("nope.gguf") + " -p hi", "no such file"); }
+
+TEST_F(CliErrors, NotAGguf) {
+    std::ofstream(path("text.gguf")) << "this is not a model file at all\n";
+    expect_error("run -m " + path("text.gguf") + " -p hi", "not a GGUF file");
+}
+
+TEST_F(CliErrors, TruncatedGguf) {
+    const std::string src = test::tiny_gguf("Q2_K");
+    for (uintmax_t cut : {(uintmax_t)10, (uintmax_t)5000, fs::file_size(src) / 2}) {
+        fs::copy_file(src, path("trunc.gguf"), fs::copy_options::overwrite_existing);
+        fs::resize_file(path("trunc.gguf"), cut);
+        expect_error("run -m " + path("trunc.gguf") + " -p hi", "truncated");
+    }
+}
+
+TEST_F(CliErrors, TensorOffsetBeyondFile) {
+    const std::string f = rewrite("offset.gguf", {});
+    patch_tensor_info(f, "blk.2.attn_v.weight", true, 1ull << 40);
+    expect_error("run -m " + f + " -p hi", "blk.2.attn_v.weight");
+    expect_error("run -m " + f + " -p hi", "beyond the end of the file");
+}
+
+TEST_F(CliErrors, UnknownDtype) {
+    const std::string f = rewrite("dtype.gguf", {});
+    patch_tensor_info(f, "blk.1.attn_q.weight", false, 77);
+    expect_error("run -m " + f + " -p hi", "unknown or unsupported dtype id 77");
+}
+
+TEST_F(CliErrors, UnknownArchitecture) {
+    const std::string f = rewrite("arch.gguf", {}, [](GGUFWriter& w) { w.set_str("general.architecture", "mamba9"); });
+    expect_error("run -m " + f + " -p hi", "unknown architecture 'mamba9'");
+}
+
+TEST_F(CliErrors, MissingTensor) {
+    const std::string f = rewrite("missing.gguf", [](GGUFWriter&, const TensorInfo& t, const TensorView&) {
+        return t.name == "blk.3.attn_q.weight";
+    });
+    expect_error("run -m " + f + " -p hi", "missing tensor 'blk.3.attn_q.weight'");
+}
+
+TEST_F(CliErrors, ShapeMismatch) {
+    const std::string f = rewrite("shape.gguf", [](GGUFWriter& w, const TensorInfo& t, const TensorView& v) {
+        if (t.name != "blk.0.attn_k.weight") return false;
+        w.add_tensor(t.name, t.dtype, {t.ne[0], t.ne[1] / 2}, v.data);
+        return true;
+    });
+    expect_error("run -m " + f + " -p hi", "'blk.0.attn_k.weight' has shape [256, 64], expected [256, 128]");
+}
+
+TEST_F(CliErrors, HfDirectoryWithoutConfig) {
+    fs::create_directories(path("emptyhf"));
+    expect_error("run -m " + path("emptyhf") + " -p hi", "config.json");
+}
+
+TEST_F(CliErrors, NonUtf8Prompt) {
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " -p \"$(printf '\\377\\376abc')\"", "not valid UTF-8");
+}
+
+TEST_F(CliErrors, PromptLongerThanContext) {
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --ctx 8 -p 'one two three four five six seven eight nine ten'",
+                 "prompt too long");
+}
+
+TEST_F(CliErrors, TokenIdOutsideVocabulary) {
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --prompt-ids 1,99999", "outside the vocabulary");
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --prompt-ids 1,x", "not a token id");
+}
+
+TEST_F(CliErrors, ExpertsPerTokenOutOfRange) {
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --experts-per-token 33 -p hi", "outside 1..32");
+}
+
+TEST_F(CliErrors, PerplexityTextTooShort) {
+    std::ofstream(path("short.txt")) << "just a few words";
+    expect_error("eval ppl -m " + test::tiny_gguf("Q2_K") + " -f " + path("short.txt"), "needs at least");
+}
+
+TEST(Cli, RunJsonHasTheDocumentedFields) {
+    const Result r = run("run -m " + test::tiny_gguf("Q8_0") + " --prompt-ids 1,2,3 -n 4 --temp 0 --json 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    for (const char* k : {"\"tokens\"", "\"text\"", "\"prefill_tok_s\"", "\"decode_tok_s\""})
+        EXPECT_NE(r.out.find(k), std::string::npos) << k << " in " << r.out;
+}
+
+TEST(Cli, SeededSamplingIsReproducible) {
+    const std::string a = "run -m " + test::tiny_gguf("Q8_0") + " -p 'Once upon' -n 16 --temp 1.0 --top-k 0 --top-p 1 --min-p 0 --json";
+    const Result r1 = run(a + " --seed 7 2>/dev/null"), r2 = run(a + " --seed 7 2>/dev/null"),
+                 r3 = run(a + " --seed 8 2>/dev/null");
+    ASSERT_EQ(r1.status, 0);
+    EXPECT_EQ(r1.out.substr(r1.out.find("\"tokens\"")), r2.out.substr(r2.out.find("\"tokens\"")));
+    EXPECT_NE(r1.out.substr(r1.out.find("\"tokens\"")), r3.out.substr(r3.out.find("\"tokens\"")));
+}
+
+}  // namespace
+}  // namespace sluice
