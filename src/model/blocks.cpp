@@ -53,8 +53,8 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
     matmul(pool, w.wo, attn.data(), n, out);
 }
 
-void moe_softmax_topk(const ModelConfig& c, const TensorView& router, ExpertStore& store, int layer, const float* h,
-                      int n, ThreadPool& pool, float* out) {
+void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router, ExpertStore& store,
+                      int layer, const float* h, int n, ThreadPool& pool, float* out) {
     const int E = c.n_embd, NE = c.n_expert, K = c.n_expert_used, F = c.n_ff_exp;
     std::vector<float> probs((size_t)n * NE);
     matmul(pool, router, h, n, probs.data());
@@ -72,27 +72,54 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, ExpertStor
         const float norm = c.norm_topk_prob ? 1.0f / sum : 1.0f;
         for (int j = 0; j < K; ++j) routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
     }
-    std::fill(out, out + (size_t)n * E, 0.f);
-    std::vector<float> xs, g, u, d;
-    for (int e = 0; e < NE; ++e) {
+    // Speculative: the next layer's router on this layer's input predicts its experts, so
+    // their reads overlap this layer's compute (decode only; prefill reads whole batches).
+    std::vector<int> todo;
+    for (int e = 0; e < NE; ++e)
+        if (!routed[(size_t)e].empty()) todo.push_back(e);
+    store.prefetch(layer, todo.data(), (int)todo.size());
+    if (next_router && n == 1) {
+        std::vector<float> nl((size_t)NE);
+        matmul(pool, *next_router, h, 1, nl.data());
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return nl[(size_t)a] > nl[(size_t)b]; });
+        store.prefetch(layer + 1, order.data(), K, /*speculative=*/true);
+    }
+    // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
+    std::vector<std::vector<float>> result((size_t)NE);
+    std::vector<float> xs, g, u;
+    while (!todo.empty()) {
+        // Compute whichever expert's bytes landed first.
+        const int i = store.wait_any(layer, todo.data(), (int)todo.size());
+        const int e = todo[(size_t)i];
+        todo.erase(todo.begin() + i);
         const auto& toks = routed[(size_t)e];
-        if (toks.empty()) continue;
         const int m = (int)toks.size();
-        const ExpertWeights ew = store.get(layer, e);
+        const ExpertWeights ew = store.acquire(layer, e);
         xs.resize((size_t)m * E);
-        for (int i = 0; i < m; ++i) std::copy(h + (size_t)toks[(size_t)i].first * E, h + (size_t)(toks[(size_t)i].first + 1) * E, xs.begin() + (ptrdiff_t)i * E);
+        for (int r = 0; r < m; ++r)
+            std::copy(h + (size_t)toks[(size_t)r].first * E, h + (size_t)(toks[(size_t)r].first + 1) * E,
+                      xs.begin() + (ptrdiff_t)r * E);
         g.resize((size_t)m * F);
         u.resize((size_t)m * F);
+        std::vector<float>& d = result[(size_t)e];
         d.resize((size_t)m * E);
         matmul(pool, ew.gate, xs.data(), m, g.data());
         matmul(pool, ew.up, xs.data(), m, u.data());
-        for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+        for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
         matmul(pool, ew.down, g.data(), m, d.data());
-        for (int i = 0; i < m; ++i) {
-            float* o = out + (size_t)toks[(size_t)i].first * E;
-            const float wgt = toks[(size_t)i].second;
-            const float* di = d.data() + (size_t)i * E;
-            for (int j = 0; j < E; ++j) o[j] += wgt * di[j];
+        store.release(layer, e);
+        // Keep the queue full: experts that found no free slot before can start now.
+        if (!todo.empty()) store.prefetch(layer, todo.data(), (int)todo.size());
+    }
+    std::fill(out, out + (size_t)n * E, 0.f);
+    for (int e = 0; e < NE; ++e) {
+        const auto& toks = routed[(size_t)e];
+        for (size_t r = 0; r < toks.size(); ++r) {
+            float* o = out + (size_t)toks[r].first * E;
+            const float wgt = toks[r].second;
+            const float* dr = result[(size_t)e].data() + r * E;
+            for (int j = 0; j < E; ++j) o[j] += wgt * dr[j];
         }
     }
 }

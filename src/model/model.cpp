@@ -16,7 +16,7 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::open(const std::string& path) {
+std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& opts) {
     namespace fs = std::filesystem;
     std::unique_ptr<Model> m(new Model());
     m->path_ = path;
@@ -31,12 +31,14 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
         m->cfg_ = config_from_gguf(*m->gguf_);
         m->index_ = m->gguf_->index;
     }
-    m->files_ = std::make_unique<TensorFiles>(m->index_);
-    m->bind_weights(arch_info(m->cfg_.arch), hf);
+    const bool resident = opts.mem_budget > 0;
+    if (!resident) m->files_ = std::make_unique<TensorFiles>(m->index_);
+    m->bind_weights(arch_info(m->cfg_.arch), hf, resident);
+    m->make_expert_store(opts);
     return m;
 }
 
-void Model::bind_weights(const ArchInfo& arch, bool hf) {
+void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
     const auto& names = hf ? arch.hf_names : arch.gguf_names;
     const ModelConfig& c = cfg_;
     const std::string& where = path_;
@@ -48,25 +50,47 @@ void Model::bind_weights(const ArchInfo& arch, bool hf) {
         if (!t && required) fail(where + ": missing tensor '" + name + "'");
         return t;
     };
-    auto bind = [&](TensorRole role, int layer, std::vector<int64_t> want, bool required = true,
-                    int expert = -1) -> TensorView {
-        const TensorInfo* t = info(role, layer, expert, required);
-        if (!t) return {};
+    auto find_checked = [&](TensorRole role, int layer, int expert, std::vector<int64_t> want) -> const TensorInfo& {
+        const TensorInfo* t = info(role, layer, expert, true);
         if (t->ne != want)
             fail(where + ": tensor '" + t->name + "' has shape " + shape_str(t->ne) + ", expected " + shape_str(want));
         if (role == TensorRole::OutputNorm || role == TensorRole::AttnNorm || role == TensorRole::FfnNorm ||
             role == TensorRole::AttnQNorm || role == TensorRole::AttnKNorm)
             check(!dtype_traits(t->dtype).quantized, where + ": norm tensor '" + t->name + "' must be F32/F16/BF16");
         check(t->dtype != DType::I32, where + ": tensor '" + t->name + "' has integer dtype I32");
-        if (!(role >= TensorRole::ExpGate && role <= TensorRole::ExpDown)) dense_bytes_ += t->nbytes;
-        return files_->view(*t);
+        return *t;
+    };
+    // Dense tensors: mapped views, or (with a budget) resident copies read once.
+    std::vector<std::unique_ptr<File>> files;
+    auto dense = [&](const TensorInfo& t) -> TensorView {
+        dense_bytes_ += t.nbytes;
+        if (!resident) return files_->view(t);
+        if (files.empty())
+            for (const auto& f : index_.files) files.push_back(std::make_unique<File>(f, false));
+        const File& f = *files[(size_t)t.file];
+        check(t.offset + t.nbytes <= f.size(), f.path() + ": tensor '" + t.name + "' lies beyond the end of the file");
+        AlignedBuffer buf((size_t)t.nbytes);
+        f.pread_all(buf.data(), (size_t)t.nbytes, t.offset);
+        TensorView v;
+        v.dtype = t.dtype;
+        v.data = buf.data();
+        for (size_t i = 0; i < t.ne.size() && i < 4; ++i) v.ne[i] = t.ne[i];
+        resident_.push_back(std::move(buf));
+        return v;
+    };
+    auto bind = [&](TensorRole role, int layer, std::vector<int64_t> want, bool required = true) -> TensorView {
+        const TensorInfo* t = info(role, layer, -1, required);
+        if (!t) return {};
+        return dense(find_checked(role, layer, -1, std::move(want)));
     };
     const int64_t E = c.n_embd, hd = c.head_dim, V = c.n_vocab;
     w_.tok_embd = bind(TensorRole::TokEmbd, 0, {E, V});
     w_.output_norm = bind(TensorRole::OutputNorm, 0, {E});
     w_.output = bind(TensorRole::Output, 0, {E, V}, /*required=*/false);
     if (w_.output.empty()) w_.output = w_.tok_embd;  // tied embeddings
-    std::vector<ExpertLayer> experts((size_t)c.n_layer);
+    layout_.files = index_.files;
+    layout_.n_expert = c.n_expert;
+    layout_.layers.resize((size_t)c.n_layer);
     w_.layers.resize((size_t)c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) {
         LayerWeights& L = w_.layers[(size_t)l];
@@ -79,21 +103,49 @@ void Model::bind_weights(const ArchInfo& arch, bool hf) {
         L.k_norm = bind(TensorRole::AttnKNorm, l, {hd});
         L.ffn_norm = bind(TensorRole::FfnNorm, l, {E});
         L.router = bind(TensorRole::FfnRouter, l, {E, c.n_expert});
-        ExpertLayer& X = experts[(size_t)l];
+        // Experts: byte ranges only; the expert store decides how they reach memory.
+        ExpertLayerLayout& X = layout_.layers[(size_t)l];
         const int64_t F = c.n_ff_exp, NE = c.n_expert;
-        if (hf) {
-            for (int e = 0; e < c.n_expert; ++e) {
-                X.gate.per_expert.push_back(bind(TensorRole::ExpGate, l, {E, F}, true, e));
-                X.up.per_expert.push_back(bind(TensorRole::ExpUp, l, {E, F}, true, e));
-                X.down.per_expert.push_back(bind(TensorRole::ExpDown, l, {F, E}, true, e));
+        const TensorRole roles[3] = {TensorRole::ExpGate, TensorRole::ExpUp, TensorRole::ExpDown};
+        const std::vector<int64_t> shape2d[3] = {{E, F}, {E, F}, {F, E}};
+        X.experts.resize((size_t)NE);
+        for (int p = 0; p < 3; ++p) {
+            X.proj[(size_t)p] = {DType::F32, shape2d[p][0], shape2d[p][1]};
+            if (hf) {
+                for (int e = 0; e < NE; ++e) {
+                    const TensorInfo& t = find_checked(roles[p], l, e, shape2d[p]);
+                    if (e > 0) check(t.dtype == X.proj[(size_t)p].dtype, where + ": experts of layer " + std::to_string(l) + " mix dtypes");
+                    X.proj[(size_t)p].dtype = t.dtype;
+                    X.experts[(size_t)e][(size_t)p] = {t.file, t.offset, t.nbytes};
+                }
+            } else {
+                std::vector<int64_t> want = shape2d[p];
+                want.push_back(NE);
+                const TensorInfo& t = find_checked(roles[p], l, -1, want);
+                X.proj[(size_t)p].dtype = t.dtype;
+                const uint64_t stride = t.nbytes / (uint64_t)NE;  // GGUF stacks experts contiguously
+                for (int e = 0; e < NE; ++e) X.experts[(size_t)e][(size_t)p] = {t.file, t.offset + (uint64_t)e * stride, stride};
             }
-        } else {
-            X.gate.stacked = bind(TensorRole::ExpGate, l, {E, F, NE});
-            X.up.stacked = bind(TensorRole::ExpUp, l, {E, F, NE});
-            X.down.stacked = bind(TensorRole::ExpDown, l, {F, E, NE});
         }
     }
-    experts_ = std::make_unique<ResidentExpertStore>(std::move(experts), c.n_expert);
+}
+
+void Model::make_expert_store(const LoadOptions& o) {
+    // Scratch: activations of a prefill batch of up to 512 tokens plus logits for it.
+    const uint64_t scratch = 512ull * (uint64_t)(8 * cfg_.n_embd + 4 * cfg_.n_ff_exp) * 4 + 4ull * cfg_.n_vocab * 256;
+    plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, KvCache::bytes_for(cfg_, o.n_ctx), scratch, layout_,
+                        cfg_.n_expert_used);
+    if (o.mem_budget == 0) {
+        experts_ = make_mapped_expert_store(layout_, false);
+    } else if (o.io == IoMode::Mmap) {
+        experts_ = make_mapped_expert_store(layout_, true);
+    } else {
+        StreamingOptions so;
+        so.mode = o.io;
+        so.cache_bytes = o.io == IoMode::Direct ? plan_.expert_cache : plan_.io_buffers;
+        so.engine = o.io_engine;
+        experts_ = make_streaming_expert_store(layout_, so);
+    }
 }
 
 void Model::set_experts_per_token(int k) {

@@ -13,7 +13,9 @@
 #include "model/arch.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "io/file.h"
 #include "stream/expert_store.h"
+#include "stream/memory_plan.h"
 
 namespace sluice {
 
@@ -39,10 +41,19 @@ struct ForwardArgs {
     bool all_logits;
 };
 
+struct LoadOptions {
+    uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
+    IoMode io = IoMode::PageCache;
+    std::string io_engine = "auto";
+    int n_ctx = 4096;         // context the KV cache will be sized for (memory plan)
+};
+
 class Model {
 public:
     // path: a .gguf file or a Hugging Face model directory (config.json + safetensors).
-    static std::unique_ptr<Model> open(const std::string& path);
+    // With a memory budget, dense weights are read into resident memory and routed experts
+    // stream through an expert store sized by the memory plan.
+    static std::unique_ptr<Model> open(const std::string& path, const LoadOptions& opts = {});
 
     const ModelConfig& config() const { return cfg_; }
     const Weights& weights() const { return w_; }
@@ -50,25 +61,35 @@ public:
     const std::string& path() const { return path_; }
     const GGUFFile* gguf() const { return gguf_ ? &*gguf_ : nullptr; }  // null for HF directories
     uint64_t dense_bytes() const { return dense_bytes_; }
+    const MemoryPlan& memory_plan() const { return plan_; }
+    const ExpertLayout& expert_layout() const { return layout_; }
 
     // Experts per token, 1..n_expert.
     void set_experts_per_token(int k);
+    // Prefetch the next layer's likely experts during decode (streaming stores only).
+    void set_speculative_prefetch(bool on) { spec_prefetch_ = on; }
+    bool speculative_prefetch() const { return spec_prefetch_; }
 
     // Checks tokens and positions, then runs the architecture's forward pass.
     void forward(const ForwardArgs& a);
 
 private:
     Model() = default;
-    void bind_weights(const ArchInfo& arch, bool hf);
+    void bind_weights(const ArchInfo& arch, bool hf, bool resident);
+    void make_expert_store(const LoadOptions& o);
 
     std::string path_;
     ModelConfig cfg_;
     std::optional<GGUFFile> gguf_;
     TensorIndex index_;
-    std::unique_ptr<TensorFiles> files_;
+    std::unique_ptr<TensorFiles> files_;  // mapped files (no budget)
+    std::vector<AlignedBuffer> resident_;  // dense tensors read into memory (with a budget)
     Weights w_;
+    ExpertLayout layout_;
+    MemoryPlan plan_;
     std::unique_ptr<ExpertStore> experts_;
     uint64_t dense_bytes_ = 0;
+    bool spec_prefetch_ = false;
 };
 
 }  // namespace sluice

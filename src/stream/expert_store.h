@@ -1,13 +1,20 @@
 #pragma once
-// The one way model code reaches routed-expert weights: ExpertStore::get(layer, expert).
-// Today's store serves views of resident (memory-mapped) tensors; a streaming store with a
-// memory budget implements the same interface.
+// The one way model code reaches routed-expert weights. A layer's MoE block:
+//   store.prefetch(layer, experts)            // start reads of misses, returns at once
+//   while experts remain:
+//     i = store.wait_any(layer, experts)      // whichever expert's bytes landed first
+//     w = store.acquire(layer, experts[i])    // pinned until release
+//     ... compute ...; store.release(layer, experts[i])
+// The resident store serves views of mapped files; the streaming store reads the exact byte
+// ranges of each expert into its own cache slots through an IoEngine.
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "stream/stats.h"
 
 namespace sluice {
 
@@ -16,41 +23,73 @@ struct ExpertWeights {
     TensorView gate, up, down;
 };
 
-// Where one projection of a layer's experts lives: a stacked 3-D tensor (GGUF
-// ffn_*_exps: [n_in, n_out, n_expert]) or one 2-D tensor per expert (HF).
-struct ExpertTensor {
-    TensorView stacked;
-    std::vector<TensorView> per_expert;
-
-    TensorView at(int e) const { return per_expert.empty() ? stacked.slice2d(e) : per_expert[(size_t)e]; }
+// Where the bytes of one projection of one expert live.
+struct ExpertSlice {
+    int file = 0;
+    uint64_t offset = 0;
+    uint64_t nbytes = 0;
 };
 
-struct ExpertLayer {
-    ExpertTensor gate, up, down;
+// Shape of one projection's 2-D matrix: ne = {cols, rows}.
+struct ExpertProj {
+    DType dtype = DType::F32;
+    int64_t cols = 0, rows = 0;
+};
+
+// Experts of a layer: [gate, up, down] per expert. Empty for dense layers.
+struct ExpertLayerLayout {
+    std::array<ExpertProj, 3> proj;
+    std::vector<std::array<ExpertSlice, 3>> experts;
+    uint64_t expert_bytes() const;
+};
+
+struct ExpertLayout {
+    std::vector<std::string> files;
+    std::vector<ExpertLayerLayout> layers;
+    int n_expert = 0;
+    uint64_t total_bytes() const;
+    uint64_t max_expert_bytes() const;
 };
 
 class ExpertStore {
 public:
     virtual ~ExpertStore() = default;
-    virtual ExpertWeights get(int layer, int expert) = 0;
-    virtual int n_layers() const = 0;
-    virtual int n_experts() const = 0;
-    // Bytes of one expert (gate + up + down) of a layer.
-    virtual uint64_t expert_bytes(int layer) const = 0;
+    virtual void prefetch(int layer, const int* experts, int n, bool speculative = false) {
+        (void)layer, (void)experts, (void)n, (void)speculative;
+    }
+    // Index i in [0, n) of an expert that can be acquired without waiting for I/O, or the
+    // first one to become so.
+    virtual int wait_any(int layer, const int* experts, int n) {
+        (void)layer, (void)experts, (void)n;
+        return 0;
+    }
+    virtual ExpertWeights acquire(int layer, int expert) = 0;
+    virtual void release(int layer, int expert) { (void)layer, (void)expert; }
+    virtual const StreamStats& stats() const = 0;
+    virtual const char* mode() const = 0;
 };
 
-// All experts resident: views straight into the mapped model files.
-class ResidentExpertStore final : public ExpertStore {
-public:
-    ResidentExpertStore(std::vector<ExpertLayer> layers, int n_expert);
-    ExpertWeights get(int layer, int expert) override;
-    int n_layers() const override { return (int)layers_.size(); }
-    int n_experts() const override { return n_expert_; }
-    uint64_t expert_bytes(int layer) const override;
+// All experts resident: views into memory-mapped files (the OS pages them in on demand).
+// With `advise`, prefetch() asks the kernel to read ahead (madvise WILLNEED).
+std::unique_ptr<ExpertStore> make_mapped_expert_store(const ExpertLayout& layout, bool advise);
 
-private:
-    std::vector<ExpertLayer> layers_;  // empty ExpertLayer for dense layers
-    int n_expert_;
+enum class IoMode { PageCache, Direct, Mmap };
+const char* io_mode_name(IoMode m);
+IoMode parse_io_mode(const std::string& s);
+
+struct StreamingOptions {
+    IoMode mode = IoMode::PageCache;
+    uint64_t cache_bytes = 0;  // sluice's own expert cache (slots)
+    std::string engine = "auto";
+    unsigned queue_depth = 64;
 };
+
+// Reads experts on demand into a cache of fixed-size slots (LRU, pinned while in use).
+// Direct mode uses O_DIRECT and aligned reads; page-cache mode uses buffered reads and a
+// small slot pool, letting the OS page cache be the large cache.
+std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout, const StreamingOptions& o);
+
+// Bytes of one cache slot for this layout in this mode (alignment slack included).
+uint64_t expert_slot_bytes(const ExpertLayout& layout, IoMode mode);
 
 }  // namespace sluice

@@ -1,0 +1,75 @@
+#include "io/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
+
+namespace sluice {
+
+File::File(const std::string& path, bool direct) : direct_(direct), path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+    if (fd_ < 0 && direct && errno == EINVAL)
+        fail(path + ": the file system does not support O_DIRECT (use --io page-cache)");
+    if (fd_ < 0) fail(path + ": cannot open: " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) fail(path + ": fstat failed: " + std::strerror(errno));
+    size_ = (uint64_t)st.st_size;
+}
+
+File::~File() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+File& File::operator=(File&& o) noexcept {
+    if (this != &o) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = o.fd_;
+        direct_ = o.direct_;
+        size_ = o.size_;
+        path_ = std::move(o.path_);
+        o.fd_ = -1;
+    }
+    return *this;
+}
+
+void File::pread_all(void* dst, size_t n, uint64_t off) const {
+    uint8_t* p = (uint8_t*)dst;
+    while (n > 0) {
+        const ssize_t r = ::pread(fd_, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) fail(path_ + ": read at " + std::to_string(off) + " failed: " + std::strerror(errno));
+        if (r == 0) fail(path_ + ": unexpected end of file at " + std::to_string(off));
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+}
+
+AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
+    if (bytes == 0) return;
+    void* p = nullptr;
+    if (posix_memalign(&p, align, (bytes + align - 1) / align * align) != 0) throw std::bad_alloc();
+    p_ = (uint8_t*)p;
+}
+
+AlignedBuffer::~AlignedBuffer() { std::free(p_); }
+
+AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
+    if (this != &o) {
+        std::free(p_);
+        p_ = o.p_;
+        n_ = o.n_;
+        o.p_ = nullptr;
+        o.n_ = 0;
+    }
+    return *this;
+}
+
+}  // namespace sluice

@@ -1,0 +1,54 @@
+#pragma once
+// File handles and aligned buffers for explicit reads (experts arrive by reads into known
+// buffers, not by page faults).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sluice {
+
+constexpr size_t kDirectAlign = 4096;  // O_DIRECT offset/length/address alignment
+
+class File {
+public:
+    File() = default;
+    File(const std::string& path, bool direct);  // throws Error naming the path
+    ~File();
+    File(File&& o) noexcept : fd_(o.fd_), direct_(o.direct_), size_(o.size_), path_(std::move(o.path_)) { o.fd_ = -1; }
+    File& operator=(File&& o) noexcept;
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
+
+    int fd() const { return fd_; }
+    bool direct() const { return direct_; }
+    uint64_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+    // Reads exactly n bytes at off (retrying short reads); throws Error on failure or EOF.
+    void pread_all(void* dst, size_t n, uint64_t off) const;
+
+private:
+    int fd_ = -1;
+    bool direct_ = false;
+    uint64_t size_ = 0;
+    std::string path_;
+};
+
+class AlignedBuffer {
+public:
+    AlignedBuffer() = default;
+    AlignedBuffer(size_t bytes, size_t align = kDirectAlign);
+    ~AlignedBuffer();
+    AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
+    AlignedBuffer(const AlignedBuffer&) = delete;
+    AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+
+    uint8_t* data() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    uint8_t* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+}  // namespace sluice

@@ -1,0 +1,211 @@
+// Expert cache with explicit reads: fixed-size slots, LRU eviction of unpinned slots,
+// completion-order handoff to compute.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "io/io_engine.h"
+#include "stream/expert_store.h"
+
+namespace sluice {
+namespace {
+
+// Aligned byte range covering [off, off + n) for O_DIRECT.
+struct Span {
+    uint64_t start, len, skip;  // read [start, start+len); data begins `skip` bytes in
+};
+Span aligned_span(uint64_t off, uint64_t n, bool direct) {
+    if (!direct) return {off, n, 0};
+    const uint64_t a = kDirectAlign;
+    const uint64_t s = off / a * a, e = (off + n + a - 1) / a * a;
+    return {s, e - s, off - s};
+}
+
+class StreamingStore final : public ExpertStore {
+public:
+    StreamingStore(const ExpertLayout& layout, const StreamingOptions& o)
+        : L_(layout), direct_(o.mode == IoMode::Direct), mode_(o.mode) {
+        for (const auto& f : layout.files) files_.emplace_back(f, direct_);
+        slot_bytes_ = expert_slot_bytes(layout, o.mode);
+        const uint64_t n_slots = slot_bytes_ ? o.cache_bytes / slot_bytes_ : 0;
+        check(n_slots >= 2, "expert cache of " + std::to_string(o.cache_bytes) + " bytes holds fewer than 2 experts");
+        slots_.resize((size_t)n_slots);
+        for (auto& s : slots_) s.buf = AlignedBuffer((size_t)slot_bytes_);
+        io_ = make_io_engine(o.engine, o.queue_depth);
+    }
+
+    void prefetch(int layer, const int* experts, int n, bool speculative) override {
+        for (int i = 0; i < n; ++i) {
+            const uint32_t k = key(layer, experts[i]);
+            if (map_.count(k)) continue;
+            const int s = victim();
+            if (s < 0) break;  // everything pinned or loading: the rest loads on acquire
+            start_load(s, layer, experts[i], speculative);
+        }
+    }
+
+    int wait_any(int layer, const int* experts, int n) override {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (;;) {
+            bool loading = false;
+            for (int i = 0; i < n; ++i) {
+                auto it = map_.find(key(layer, experts[i]));
+                if (it == map_.end()) continue;
+                if (slots_[(size_t)it->second].pending == 0) {
+                    stats_.io_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    return i;
+                }
+                loading = true;
+            }
+            if (!loading) return 0;  // none cached or in flight: acquire() reads the first
+            reap(true);
+        }
+    }
+
+    ExpertWeights acquire(int layer, int expert) override {
+        check(layer >= 0 && layer < (int)L_.layers.size() && expert >= 0 &&
+                  expert < (int)L_.layers[(size_t)layer].experts.size(),
+              "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) + ") out of range");
+        const uint32_t k = key(layer, expert);
+        auto it = map_.find(k);
+        bool hit = it != map_.end() && !slots_[(size_t)it->second].fresh;
+        if (it == map_.end()) {
+            const int s = victim();
+            check(s >= 0, "expert cache: every slot is pinned (cache too small for one layer's working set)");
+            start_load(s, layer, expert, false);
+            it = map_.find(k);
+        }
+        Slot& s = slots_[(size_t)it->second];
+        if (s.pending > 0) {
+            const auto t0 = std::chrono::steady_clock::now();
+            while (s.pending > 0) reap(true);
+            stats_.io_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        if (s.speculative) {
+            ++stats_.spec_used;
+            s.speculative = false;
+        }
+        s.fresh = false;
+        ++s.pins;
+        s.last_use = ++tick_;
+        ++stats_.acquires;
+        hit ? ++stats_.hits : ++stats_.misses;
+        const ExpertLayerLayout& l = L_.layers[(size_t)layer];
+        stats_.bytes_served += l.expert_bytes();
+        TensorView v[3];
+        for (int p = 0; p < 3; ++p) {
+            TensorView t;
+            t.dtype = l.proj[(size_t)p].dtype;
+            t.data = s.buf.data() + s.region[p];
+            t.ne = {l.proj[(size_t)p].cols, l.proj[(size_t)p].rows, 1, 1};
+            v[p] = t;
+        }
+        return {v[0], v[1], v[2]};
+    }
+
+    void release(int layer, int expert) override {
+        auto it = map_.find(key(layer, expert));
+        if (it != map_.end() && slots_[(size_t)it->second].pins > 0) --slots_[(size_t)it->second].pins;
+    }
+
+    const StreamStats& stats() const override { return stats_; }
+    const char* mode() const override { return io_mode_name(mode_); }
+
+private:
+    struct Slot {
+        AlignedBuffer buf;
+        int64_t key = -1;
+        int pending = 0;  // reads in flight
+        int pins = 0;
+        bool fresh = false;        // loaded but not yet acquired (its first acquire is a miss)
+        bool speculative = false;  // loaded by a speculative prefetch
+        uint64_t last_use = 0;
+        uint64_t region[3] = {0, 0, 0};  // where each projection's data starts in buf
+    };
+
+    uint32_t key(int layer, int expert) const { return (uint32_t)layer * (uint32_t)L_.n_expert + (uint32_t)expert; }
+
+    // A free slot, else the least recently used unpinned, idle one; -1 if none.
+    int victim() {
+        int best = -1;
+        for (int i = 0; i < (int)slots_.size(); ++i) {
+            const Slot& s = slots_[(size_t)i];
+            if (s.key < 0) return i;
+            if (s.pins == 0 && s.pending == 0 && !s.fresh &&
+                (best < 0 || s.last_use < slots_[(size_t)best].last_use))
+                best = i;
+        }
+        return best;
+    }
+
+    void start_load(int si, int layer, int expert, bool speculative) {
+        Slot& s = slots_[(size_t)si];
+        if (s.key >= 0) map_.erase((uint32_t)s.key);
+        s.key = key(layer, expert);
+        map_[(uint32_t)s.key] = si;
+        s.fresh = true;
+        s.speculative = speculative;
+        s.last_use = ++tick_;
+        if (speculative) ++stats_.spec_reads;
+        const auto& sl = L_.layers[(size_t)layer].experts[(size_t)expert];
+        ReadRequest reqs[3];
+        uint64_t at = 0;
+        for (int p = 0; p < 3; ++p) {
+            const Span sp = aligned_span(sl[(size_t)p].offset, sl[(size_t)p].nbytes, direct_);
+            reqs[p] = {files_[(size_t)sl[(size_t)p].file].fd(), sp.start, sp.len, s.buf.data() + at,
+                       ((uint64_t)si << 2) | (uint64_t)p};
+            s.region[p] = at + sp.skip;
+            at += sp.len;
+            stats_.bytes_read += sp.len;
+        }
+        s.pending += 3;
+        io_->submit(reqs, 3);
+    }
+
+    void reap(bool block) {
+        done_.clear();
+        io_->reap(done_, block);
+        for (const ReadCompletion& c : done_) {
+            Slot& s = slots_[(size_t)(c.tag >> 2)];
+            if (c.result < 0) fail("expert read failed: " + std::string(std::strerror((int)-c.result)));
+            --s.pending;
+        }
+    }
+
+    const ExpertLayout& L_;
+    bool direct_;
+    IoMode mode_;
+    std::vector<File> files_;
+    uint64_t slot_bytes_ = 0;
+    std::vector<Slot> slots_;
+    std::unordered_map<uint32_t, int> map_;
+    std::unique_ptr<IoEngine> io_;
+    std::vector<ReadCompletion> done_;
+    uint64_t tick_ = 0;
+    StreamStats stats_;
+};
+
+}  // namespace
+
+uint64_t expert_slot_bytes(const ExpertLayout& layout, IoMode mode) {
+    uint64_t m = 0;
+    for (const auto& l : layout.layers) {
+        if (l.experts.empty()) continue;
+        uint64_t b = 0;
+        for (int p = 0; p < 3; ++p) {
+            const uint64_t n = l.experts[0][(size_t)p].nbytes;
+            b += mode == IoMode::Direct ? (n + 2 * kDirectAlign - 1) / kDirectAlign * kDirectAlign + kDirectAlign : n;
+        }
+        m = std::max(m, b);
+    }
+    return (m + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+}
+
+std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout, const StreamingOptions& o) {
+    return std::make_unique<StreamingStore>(layout, o);
+}
+
+}  // namespace sluice
