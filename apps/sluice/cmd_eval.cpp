@@ -20,7 +20,7 @@ void register_eval(CLI::App& app, EvalPplOptions& o) {
 
 int cmd_eval_ppl(const EvalPplOptions& o) {
     const std::string text = read_text_file(o.file);
-    LoadedModel lm = open_model(o.m);
+    LoadedModel lm = open_model(o.m, o.ctx);
     ThreadPool pool(resolve_threads(o.m.threads));
     const std::vector<int32_t> tokens = lm.tokenizer->encode(text, /*add_special=*/true, /*parse_special=*/false);
     PerplexityParams pp{o.ctx, o.chunks};

@@ -4,6 +4,8 @@
 #include "backend/cpu/kernels.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/strings.h"
+#include "stream/stats.h"
 #include "runtime/generate.h"
 
 namespace sluice::cli {
@@ -27,7 +29,7 @@ void register_run(CLI::App& app, RunOptions& o) {
 
 int cmd_run(const RunOptions& o) {
     check(!o.prompt.empty() || !o.prompt_ids.empty(), "run: give a prompt with -p TEXT or --prompt-ids 1,2,3");
-    LoadedModel lm = open_model(o.m);
+    LoadedModel lm = open_model(o.m, o.ctx > 0 ? o.ctx : 4096);
     const Tokenizer& tok = *lm.tokenizer;
     std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt, true, true) : parse_ids(o.prompt_ids);
     ThreadPool pool(resolve_threads(o.m.threads));
@@ -45,18 +47,37 @@ int cmd_run(const RunOptions& o) {
     auto on_text = [&](const std::string& s) {
         if (!o.m.json) std::cout << s << std::flush;
     };
+    const StreamStats s0 = lm.model->experts().stats();
+    const uint64_t disk0 = process_disk_read_bytes();
+    StreamStats prev = s0;
+    if (o.m.verbose && !o.m.json)
+        gp.on_token = [&](int i, double ms) {
+            const StreamStats now = lm.model->experts().stats(), d = now - prev;
+            prev = now;
+            std::fprintf(stderr, "\n[token %d] %.1f ms | experts %llu, hit %.0f%%, read %s, io wait %.1f ms", i, ms,
+                         (unsigned long long)d.acquires, 100 * d.hit_rate(), format_bytes(d.bytes_read).c_str(),
+                         1000 * d.io_wait_s);
+        };
     const GenerateResult r = generate(*lm.model, tok, pool, prompt, gp, on_text);
+    const StreamStats st = lm.model->experts().stats() - s0;
+    const uint64_t disk = process_disk_read_bytes() - disk0;
     if (o.m.json) {
         print_json({{"tokens", r.tokens},
                     {"text", r.text},
                     {"prompt_tokens", r.n_prompt},
                     {"prefill_tok_s", r.prefill_tok_s()},
                     {"decode_tok_s", r.decode_tok_s()},
-                    {"stop_reason", r.stop_reason}});
+                    {"stop_reason", r.stop_reason},
+                    {"streaming", stats_json(st)},
+                    {"disk_read_bytes", disk},
+                    {"memory_plan", plan_json(lm.model->memory_plan())}});
     } else {
         std::cout << std::endl;
         std::fprintf(stderr, "prefill: %d tokens, %.1f tok/s | decode: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
                      r.prefill_tok_s(), r.tokens.size(), r.decode_tok_s(), r.stop_reason.c_str());
+        std::fprintf(stderr, "experts: %llu used, hit rate %.1f%%, %s read, %s from disk, io wait %.2f s\n",
+                     (unsigned long long)st.acquires, 100 * st.hit_rate(), format_bytes(st.bytes_read).c_str(),
+                     format_bytes(disk).c_str(), st.io_wait_s);
     }
     return 0;
 }

@@ -32,4 +32,14 @@ struct EvalPplOptions {
 void register_eval(CLI::App& app, EvalPplOptions& o);
 int cmd_eval_ppl(const EvalPplOptions& o);
 
+struct BenchOptions {
+    ModelOptions m;
+    int prefill = 16;
+    int decode = 32;
+    std::string text;
+    int probe_experts = 200;
+};
+void register_bench(CLI::App& app, BenchOptions& o);
+int cmd_bench(const BenchOptions& o);
+
 }  // namespace sluice::cli

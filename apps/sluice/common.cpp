@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/strings.h"
+#include "stream/expert_store.h"
 
 namespace sluice::cli {
 
@@ -14,7 +15,14 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
     app->add_option("--experts-per-token", o.experts_per_token, "routed experts per token K (default: the model's)")
         ->check(CLI::Range(1, 1 << 20));
     app->add_flag("--json", o.json, "print one JSON object on stdout");
-    app->add_flag("-v,--verbose", o.verbose, "more output on stderr");
+    app->add_flag("-v,--verbose", o.verbose, "more output on stderr (per-token streaming telemetry)");
+    app->add_option("--mem-budget", o.mem_budget,
+                    "most RAM for weights, caches and buffers, e.g. 6GiB; routed experts stream from the file");
+    app->add_option("--io", o.io, "expert I/O: page-cache (OS caches), direct (O_DIRECT + own cache), mmap")
+        ->check(CLI::IsMember({"page-cache", "direct", "mmap"}));
+    app->add_option("--io-engine", o.io_engine, "auto (io_uring if available), uring, threads")
+        ->check(CLI::IsMember({"auto", "uring", "threads"}));
+    app->add_flag("--prefetch,!--no-prefetch", o.prefetch, "speculatively prefetch the next layer's experts");
 }
 
 int resolve_threads(int requested) {
@@ -23,10 +31,30 @@ int resolve_threads(int requested) {
     return hc ? (int)hc : 1;
 }
 
-LoadedModel open_model(const ModelOptions& o) {
-    LoadedModel lm = load_model(o.model);
+LoadedModel open_model(const ModelOptions& o, int n_ctx) {
+    LoadOptions lo;
+    lo.mem_budget = o.mem_budget.empty() ? 0 : parse_size(o.mem_budget);
+    lo.io = parse_io_mode(o.io);
+    lo.io_engine = o.io_engine;
+    lo.n_ctx = n_ctx;
+    LoadedModel lm = load_model(o.model, lo);
     if (o.experts_per_token > 0) lm.model->set_experts_per_token(o.experts_per_token);
+    lm.model->set_speculative_prefetch(o.prefetch);
+    if (!o.json && lo.mem_budget > 0) std::fprintf(stderr, "%s", lm.model->memory_plan().describe().c_str());
     return lm;
+}
+
+nlohmann::json plan_json(const MemoryPlan& p) {
+    return {{"budget", p.budget},         {"mode", io_mode_name(p.mode)}, {"dense", p.dense},
+            {"kv_cache", p.kv_cache},     {"scratch", p.scratch},         {"io_buffers", p.io_buffers},
+            {"expert_cache", p.expert_cache}, {"page_cache", p.page_cache}, {"experts_total", p.experts_total},
+            {"cached_fraction", p.cached_fraction()}};
+}
+
+nlohmann::json stats_json(const StreamStats& s) {
+    return {{"experts_acquired", s.acquires}, {"cache_hits", s.hits},       {"cache_misses", s.misses},
+            {"hit_rate", s.hit_rate()},       {"bytes_read", s.bytes_read}, {"bytes_served", s.bytes_served},
+            {"io_wait_s", s.io_wait_s},       {"spec_prefetch_reads", s.spec_reads}, {"spec_prefetch_used", s.spec_used}};
 }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }

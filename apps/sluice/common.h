@@ -15,12 +15,19 @@ struct ModelOptions {
     int experts_per_token = 0;  // 0: the model's own
     bool json = false;
     bool verbose = false;
+    std::string mem_budget;     // "" = no budget: everything memory-mapped
+    std::string io = "page-cache";
+    std::string io_engine = "auto";
+    bool prefetch = false;      // speculative next-layer prefetch
 };
 
 void add_model_options(CLI::App* app, ModelOptions& o);
 int resolve_threads(int requested);
-// Loads the model and applies --experts-per-token.
-LoadedModel open_model(const ModelOptions& o);
+// Loads the model and applies --experts-per-token; prints the memory plan unless --json.
+// n_ctx: the context the caller will use (sizes the KV cache in the plan).
+LoadedModel open_model(const ModelOptions& o, int n_ctx);
+nlohmann::json plan_json(const MemoryPlan& p);
+nlohmann::json stats_json(const StreamStats& s);
 // Prints one JSON object on stdout.
 void print_json(const nlohmann::json& j);
 std::vector<int32_t> parse_ids(const std::string& csv);

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
     sluice::cli::EvalPplOptions ppl;
     sluice::cli::register_run(app, run);
     sluice::cli::register_eval(app, ppl);
+    sluice::cli::BenchOptions bench;
+    sluice::cli::register_bench(app, bench);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
     try {
         if (app.got_subcommand("run")) return sluice::cli::cmd_run(run);
         if (app.got_subcommand("eval")) return sluice::cli::cmd_eval_ppl(ppl);
+        if (app.got_subcommand("bench")) return sluice::cli::cmd_bench(bench);
     } catch (const sluice::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

@@ -46,8 +46,10 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
             r.stop_reason = "context";
             break;
         }
+        const auto ts = clock::now();
         m.forward({&next, 1, pos, &kv, &pool, logits.data(), false});
         ++pos;
+        if (p.on_token) p.on_token(i, std::chrono::duration<double, std::milli>(clock::now() - ts).count());
     }
     const std::string tail = dec.flush();
     r.text += tail;

@@ -16,6 +16,7 @@ struct GenerateParams {
     int n_ctx = 0;  // 0: prompt + n_predict, capped by the model's trained context
     SamplerParams sampling;
     bool stop_at_eog = true;
+    std::function<void(int index, double ms)> on_token;  // after each decode step
 };
 
 struct GenerateResult {

@@ -4,9 +4,9 @@
 
 namespace sluice {
 
-LoadedModel load_model(const std::string& path) {
+LoadedModel load_model(const std::string& path, const LoadOptions& opts) {
     LoadedModel lm;
-    lm.model = Model::open(path);
+    lm.model = Model::open(path, opts);
     Vocab v = lm.model->gguf() ? load_vocab_gguf(*lm.model->gguf()) : load_vocab_hf(path);
     check(v.size() <= lm.model->config().n_vocab + 1024 && v.size() > 0,
           path + ": tokenizer has " + std::to_string(v.size()) + " tokens but the model's vocabulary is " +

@@ -13,6 +13,6 @@ struct LoadedModel {
     std::unique_ptr<Tokenizer> tokenizer;
 };
 
-LoadedModel load_model(const std::string& path);
+LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
 
 }  // namespace sluice

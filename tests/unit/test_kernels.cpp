@@ -6,6 +6,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
+#include "backend/cpu/qdot_ref.h"
 #include "backend/cpu/quant_ref.h"
 #include "common.h"
 
@@ -56,6 +57,30 @@ TEST(Kernels, MatmulRowsMatchesReference) {
                         ASSERT_NEAR(y[(size_t)(tk * n_out + r)], want, 1e-4 * (1 + std::abs(want)))
                             << k.name << " " << dtype_name(t) << " row " << r << " tok " << tk;
                     }
+            }
+        }
+    }
+}
+
+// Integer path: every ISA's qdot equals the scalar integer reference, and the reference
+// is close to the float dot of the dequantized row (activation quantization error only).
+TEST(Kernels, QuantizedDotMatchesReference) {
+    const int64_t n = 1024;
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+        const DType act = activation_type_for(t);
+        ASSERT_NE(act, DType::F32);
+        for (uint64_t seed = 0; seed < 8; ++seed) {
+            const auto w = test::random_floats((size_t)n, 100 + seed), x = test::random_floats((size_t)n, 200 + seed);
+            std::vector<uint8_t> qw(row_bytes(t, n)), qx(row_bytes(act, n));
+            quantize_row_ref(t, w.data(), qw.data(), n);
+            quantize_activations(act, x.data(), qx.data(), n);
+            const float ref = qdot_ref(t, qw.data(), qx.data(), n);
+            const double fdot = dot_ref(t, qw.data(), x.data(), n);
+            EXPECT_NEAR(ref, fdot, 0.02 * std::sqrt((double)n)) << dtype_name(t);
+            for (Isa isa : supported_isas()) {
+                const CpuKernels& k = *cpu_kernels_for(isa);
+                EXPECT_NEAR(k.qdot(t, qw.data(), qx.data(), n), ref, 1e-4 * (1 + std::abs(ref)))
+                    << k.name << " " << dtype_name(t) << " seed " << seed;
             }
         }
     }

@@ -23,6 +23,9 @@ struct CpuKernels {
                         float* y, int64_t ldy, float* scratch);
     // y[i] += a * x[i]
     void (*axpy)(float a, const float* x, float* y, int64_t n);
+    // Integer dot of a weight row with activations quantized to activation_type_for(t)
+    // (qdot_ref.h); only for dtypes that have such a type.
+    float (*qdot)(DType t, const void* wrow, const void* act, int64_t n);
 };
 
 constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows

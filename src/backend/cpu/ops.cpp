@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/qdot_ref.h"
 #include "core/error.h"
 
 namespace sluice {
@@ -12,6 +13,21 @@ namespace sluice {
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y) {
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
+    const DType act = activation_type_for(W.dtype);
+    if (act != DType::F32 && n_tok <= kIntPathMaxTokens) {
+        // Quantize the activations once, then integer dot products straight on the weight
+        // blocks: no dequantization of the (much larger) weights.
+        const size_t arow = row_bytes(act, n_in);
+        thread_local std::vector<uint8_t> xq;
+        xq.resize(arow * (size_t)n_tok);
+        for (int64_t t = 0; t < n_tok; ++t) quantize_activations(act, x + t * n_in, xq.data() + (size_t)t * arow, n_in);
+        const uint8_t* xqp = xq.data();
+        pool.parallel_for(n_out, std::max<int64_t>(16, 2048 / std::max<int64_t>(1, n_tok)), [&](int64_t r0, int64_t r1, int) {
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t t = 0; t < n_tok; ++t) y[t * n_out + r] = k.qdot(W.dtype, W.row(r), xqp + (size_t)t * arow, n_in);
+        });
+        return;
+    }
     // Tiles of whole row-tiles so each task dequantizes its rows once for all tokens.
     const int64_t grain = std::max<int64_t>(kRowTile, (4096 / std::max<int64_t>(1, n_tok)) / kRowTile * kRowTile);
     pool.parallel_for((n_out + kRowTile - 1) / kRowTile, std::max<int64_t>(1, grain / kRowTile),

@@ -1,0 +1,25 @@
+#pragma once
+// Integer dot products of quantized weight rows with quantized activations (the decode hot
+// path), scalar reference. Activations: Q8_K for k-quant weights, Q8_0 for Q8_0 weights.
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace sluice {
+
+// The activation format a weight dtype pairs with, or nullopt-like F32 if it has none.
+inline DType activation_type_for(DType w) {
+    switch (w) {
+        case DType::Q4_K:
+        case DType::Q6_K: return DType::Q8_K;
+        case DType::Q8_0: return DType::Q8_0;
+        default: return DType::F32;
+    }
+}
+
+// x[0..n) -> blocks of activation_type_for(w).
+void quantize_activations(DType act, const float* x, void* dst, int64_t n);
+// sum_i w[i] * a[i] with integer sums inside blocks, float scales outside.
+float qdot_ref(DType w, const void* wrow, const void* act, int64_t n);
+
+}  // namespace sluice

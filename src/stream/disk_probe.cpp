@@ -1,0 +1,58 @@
+#include "stream/disk_probe.h"
+
+#include <chrono>
+#include <random>
+
+#include "io/file.h"
+#include "io/io_engine.h"
+
+namespace sluice {
+
+DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engine, int n_experts, unsigned depth,
+                             uint64_t seed) {
+    std::vector<File> files;
+    for (const auto& f : layout.files) files.emplace_back(f, true);
+    std::vector<int> moe_layers;
+    for (int l = 0; l < (int)layout.layers.size(); ++l)
+        if (!layout.layers[(size_t)l].experts.empty()) moe_layers.push_back(l);
+    DiskProbe r;
+    if (moe_layers.empty() || n_experts <= 0) return r;
+    const uint64_t slot = expert_slot_bytes(layout, IoMode::Direct);
+    const unsigned n_bufs = std::max(1u, depth / 3);
+    std::vector<AlignedBuffer> bufs;
+    for (unsigned i = 0; i < n_bufs; ++i) bufs.emplace_back((size_t)slot);
+    auto io = make_io_engine(engine, depth);
+    std::mt19937_64 rng(seed);
+    std::vector<int> pending(n_bufs, 0);
+    std::vector<ReadCompletion> done;
+    int issued = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto issue = [&](unsigned b) {
+        const auto& L = layout.layers[(size_t)moe_layers[rng() % moe_layers.size()]];
+        const auto& ex = L.experts[rng() % L.experts.size()];
+        ReadRequest reqs[3];
+        uint64_t at = 0;
+        for (int p = 0; p < 3; ++p) {
+            const uint64_t s = ex[(size_t)p].offset / kDirectAlign * kDirectAlign;
+            const uint64_t e = (ex[(size_t)p].offset + ex[(size_t)p].nbytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+            reqs[p] = {files[(size_t)ex[(size_t)p].file].fd(), s, e - s, bufs[b].data() + at, b};
+            at += e - s;
+            r.bytes += e - s;
+        }
+        pending[b] = 3;
+        io->submit(reqs, 3);
+        ++issued;
+    };
+    for (unsigned b = 0; b < n_bufs && issued < n_experts; ++b) issue(b);
+    while (io->in_flight() > 0) {
+        done.clear();
+        io->reap(done, true);
+        for (const auto& c : done)
+            if (--pending[(size_t)c.tag] == 0 && issued < n_experts) issue((unsigned)c.tag);
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.bytes_per_s = r.seconds > 0 ? (double)r.bytes / r.seconds : 0;
+    return r;
+}
+
+}  // namespace sluice
