@@ -1,6 +1,13 @@
 // Writes a synthetic Qwen3-MoE GGUF with real layer shapes and random but sane weights
 // (rows drawn from a pool of quantized Gaussian rows, scaled 1/sqrt(n_in) so activations
 // stay O(1)), with the tokenizer of a small real GGUF. For benchmarks; never for quality.
+//
+// Routing must vary from token to token as in a trained model, or a benchmark measures a
+// cache that always hits. With random weights, attention is near-uniform, so each layer adds
+// roughly the running mean of its values: a component shared by all tokens that, summed over
+// dozens of layers, makes every router pick the same experts. So embeddings are unique per
+// token and the output projections (attn_output, expert down) are scaled down: the residual
+// stream stays dominated by the token-specific embedding.
 //   sluice-synth --shape qwen3-30b-a3b -o /data/q30b.gguf [--layers N]
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -34,9 +41,9 @@ const Shape kShapes[] = {
 // Quantized rows of N(0, 1/n_in) values; tensors are filled with rows picked at random.
 class RowPool {
 public:
-    RowPool(DType t, int64_t n_in, int rows, uint64_t seed) : t_(t), row_bytes_(row_bytes(t, n_in)) {
+    RowPool(DType t, int64_t n_in, int rows, uint64_t seed, float scale = 1.0f) : t_(t), row_bytes_(row_bytes(t, n_in)) {
         std::mt19937_64 rng(seed);
-        std::normal_distribution<float> nd(0.f, 1.0f / std::sqrt((float)n_in));
+        std::normal_distribution<float> nd(0.f, scale / std::sqrt((float)n_in));
         std::vector<float> x((size_t)n_in);
         data_.resize(row_bytes_ * (size_t)rows);
         for (int r = 0; r < rows; ++r) {
@@ -45,6 +52,8 @@ public:
         }
         n_rows_ = rows;
     }
+    // Rows in pool order (a pool with one row per tensor row gives unique rows).
+    void copy_in_order(uint8_t* dst, size_t nbytes) const { std::memcpy(dst, data_.data(), std::min(nbytes, data_.size())); }
     void fill(uint8_t* dst, size_t nbytes, uint64_t seed) const {
         std::mt19937_64 rng(seed);
         for (size_t off = 0; off < nbytes; off += row_bytes_)
@@ -100,15 +109,18 @@ int main(int argc, char** argv) {
 
         const int64_t H = s.hidden, QD = (int64_t)s.n_head * s.head_dim, KD = (int64_t)s.n_head_kv * s.head_dim;
         std::vector<std::unique_ptr<RowPool>> pools;
-        auto pool = [&](DType t, int64_t n_in) -> const RowPool& {
-            pools.push_back(std::make_unique<RowPool>(t, n_in, 256, 1000 + pools.size()));
+        auto pool = [&](DType t, int64_t n_in, float scale = 1.0f, int rows = 256) -> const RowPool& {
+            pools.push_back(std::make_unique<RowPool>(t, n_in, rows, 1000 + pools.size(), scale));
             return *pools.back();
         };
-        const RowPool& p_embd = pool(s.embd_type, H);
+        constexpr float kOutScale = 0.05f;  // see the note at the top
+        // O(1) entries: the embedding must outweigh 48 layers of small additions.
+        const RowPool& p_embd = pool(s.embd_type, H, std::sqrt((float)H), vocab);
+        const RowPool& p_out = pool(s.embd_type, H);
         const RowPool& p_attn_in = pool(s.attn_type, H);
-        const RowPool& p_attn_out = pool(s.attn_type, QD);
+        const RowPool& p_attn_out = pool(s.attn_type, QD, kOutScale);
         const RowPool& p_exp_in = pool(s.expert_type, H);
-        const RowPool& p_exp_down = pool(s.expert_type, s.ff);
+        const RowPool& p_exp_down = pool(s.expert_type, s.ff, kOutScale);
         uint64_t seed = 1;
         auto quant = [&](const std::string& name, DType t, std::vector<int64_t> ne, const RowPool& p) {
             const uint64_t sd = seed++;
@@ -127,9 +139,10 @@ int main(int argc, char** argv) {
                 for (size_t i = 0; i < nb / 4; ++i) ((float*)dst)[i] = nd(rng);
             });
         };
-        quant("token_embd.weight", s.embd_type, {H, vocab}, p_embd);
+        w.add_tensor("token_embd.weight", s.embd_type, {H, vocab},
+                     [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
         ones("output_norm.weight", H);
-        quant("output.weight", s.embd_type, {H, vocab}, p_embd);
+        quant("output.weight", s.embd_type, {H, vocab}, p_out);
         for (int l = 0; l < s.layers; ++l) {
             const std::string b = "blk." + std::to_string(l) + ".";
             ones(b + "attn_norm.weight", H);

@@ -25,6 +25,8 @@ public:
     const std::string& path() const { return path_; }
     // Reads exactly n bytes at off (retrying short reads); throws Error on failure or EOF.
     void pread_all(void* dst, size_t n, uint64_t off) const;
+    // Tells the kernel these cached pages will not be needed again (after a one-time copy).
+    void drop_cache() const;
 
 private:
     int fd_ = -1;

@@ -128,6 +128,8 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
             }
         }
     }
+    // Resident copies made: their page-cache pages would only crowd out experts.
+    for (const auto& f : files) f->drop_cache();
 }
 
 void Model::make_expert_store(const LoadOptions& o) {

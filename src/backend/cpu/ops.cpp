@@ -22,9 +22,13 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
         xq.resize(arow * (size_t)n_tok);
         for (int64_t t = 0; t < n_tok; ++t) quantize_activations(act, x + t * n_in, xq.data() + (size_t)t * arow, n_in);
         const uint8_t* xqp = xq.data();
-        pool.parallel_for(n_out, std::max<int64_t>(16, 2048 / std::max<int64_t>(1, n_tok)), [&](int64_t r0, int64_t r1, int) {
+        const uint8_t* w0 = (const uint8_t*)W.data;
+        const size_t wrow = W.row_size();
+                // Small grain so even a 512-row expert matrix spreads over every thread.
+        pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)), [&](int64_t r0, int64_t r1, int) {
             for (int64_t r = r0; r < r1; ++r)
-                for (int64_t t = 0; t < n_tok; ++t) y[t * n_out + r] = k.qdot(W.dtype, W.row(r), xqp + (size_t)t * arow, n_in);
+                for (int64_t t = 0; t < n_tok; ++t)
+                    y[t * n_out + r] = k.qdot(W.dtype, w0 + (size_t)r * wrow, xqp + (size_t)t * arow, n_in);
         });
         return;
     }

@@ -2,7 +2,17 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SLUICE_PAUSE() _mm_pause()
+#else
+#define SLUICE_PAUSE() std::this_thread::yield()
+#endif
+
 namespace sluice {
+namespace {
+constexpr int kSpinIters = 1 << 15;  // ~0.5 ms of pause instructions before sleeping
+}
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
     for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
@@ -13,7 +23,7 @@ ThreadPool::~ThreadPool() {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
     }
-    cv_start_.notify_all();
+    cv_.notify_all();
     for (auto& t : threads_) t.join();
 }
 
@@ -28,17 +38,21 @@ void ThreadPool::work(int id) {
 void ThreadPool::worker(int id) {
     uint64_t seen = 0;
     for (;;) {
-        {
+        int spins = 0;
+        while (generation_.load() == seen && !stop_.load()) {
+            if (++spins < kSpinIters) {
+                SLUICE_PAUSE();
+                continue;
+            }
             std::unique_lock<std::mutex> lk(mu_);
-            cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
+            ++sleeping_;
+            cv_.wait(lk, [&] { return generation_.load() != seen || stop_.load(); });
+            --sleeping_;
         }
+        if (stop_.load()) return;
+        seen = generation_.load();
         work(id);
-        {
-            std::lock_guard<std::mutex> lk(mu_);
-            if (--active_ == 0) cv_done_.notify_one();
-        }
+        busy_.fetch_sub(1);
     }
 }
 
@@ -48,18 +62,17 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
-    {
+    job_ = &fn;
+    n_tasks_ = n_tasks;
+    next_.store(0);
+    busy_.store(n_threads_ - 1);
+    generation_.fetch_add(1);  // publishes job_/n_tasks_ (seq_cst)
+    if (sleeping_.load() > 0) {
         std::lock_guard<std::mutex> lk(mu_);
-        job_ = &fn;
-        n_tasks_ = n_tasks;
-        next_.store(0, std::memory_order_relaxed);
-        active_ = n_threads_ - 1;
-        ++generation_;
+        cv_.notify_all();
     }
-    cv_start_.notify_all();
     work(0);
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_done_.wait(lk, [&] { return active_ == 0; });
+    while (busy_.load() > 0) SLUICE_PAUSE();
     job_ = nullptr;
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 // Persistent workers; the calling thread takes part. No threads are created per call.
+// Workers spin briefly on a generation counter before sleeping, because decode issues
+// hundreds of small parallel regions per token and a condvar round trip costs tens of µs.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,10 +33,11 @@ private:
     int n_threads_;
     std::vector<std::thread> threads_;
     std::mutex mu_;
-    std::condition_variable cv_start_, cv_done_;
-    uint64_t generation_ = 0;
-    int active_ = 0;
-    bool stop_ = false;
+    std::condition_variable cv_;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> busy_{0};      // workers still inside the current job
+    std::atomic<int> sleeping_{0};
+    std::atomic<bool> stop_{false};
     const std::function<void(int64_t, int)>* job_ = nullptr;
     int64_t n_tasks_ = 0;
     std::atomic<int64_t> next_{0};
