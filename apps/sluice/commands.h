@@ -37,7 +37,8 @@ struct BenchOptions {
     int prefill = 16;
     int decode = 32;
     std::string text;
-    int probe_experts = 200;
+    int probe_experts = 400;
+    int probe_depth = 0;  // 0: best of several depths
 };
 void register_bench(CLI::App& app, BenchOptions& o);
 int cmd_bench(const BenchOptions& o);

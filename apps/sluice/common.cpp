@@ -18,7 +18,7 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
     app->add_flag("-v,--verbose", o.verbose, "more output on stderr (per-token streaming telemetry)");
     app->add_option("--mem-budget", o.mem_budget,
                     "most RAM for weights, caches and buffers, e.g. 6GiB; routed experts stream from the file");
-    app->add_option("--io", o.io, "expert I/O: page-cache (OS caches), direct (O_DIRECT + own cache), mmap")
+    app->add_option("--io", o.io, "expert I/O with --mem-budget: direct (O_DIRECT + own cache, default), page-cache, mmap")
         ->check(CLI::IsMember({"page-cache", "direct", "mmap"}));
     app->add_option("--io-engine", o.io_engine, "auto (io_uring if available), uring, threads")
         ->check(CLI::IsMember({"auto", "uring", "threads"}));

@@ -16,9 +16,9 @@ struct ModelOptions {
     bool json = false;
     bool verbose = false;
     std::string mem_budget;     // "" = no budget: everything memory-mapped
-    std::string io = "page-cache";
+    std::string io = "direct";  // measured fastest under a cap: docs/benchmarks.md
     std::string io_engine = "auto";
-    bool prefetch = false;      // speculative next-layer prefetch
+    bool prefetch = true;       // speculative next-layer prefetch (measured +27%: docs/benchmarks.md)
 };
 
 void add_model_options(CLI::App* app, ModelOptions& o);

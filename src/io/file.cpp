@@ -59,13 +59,12 @@ void File::drop_cache() const { ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
     if (bytes == 0) return;
     void* p = nullptr;
-    // Large buffers on 2 MiB boundaries with transparent huge pages: weight streams cross
-    // fewer TLB entries (THP is often in "madvise" mode, so ask).
-    constexpr size_t kHuge = 2u << 20;
-    if (bytes >= kHuge) align = std::max(align, kHuge);
-    if (posix_memalign(&p, align, (bytes + align - 1) / align * align) != 0) throw std::bad_alloc();
+    const size_t rounded = (bytes + align - 1) / align * align;
+    if (posix_memalign(&p, align, rounded) != 0) throw std::bad_alloc();
     p_ = (uint8_t*)p;
-    if (bytes >= kHuge) ::madvise(p, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+    // Transparent huge pages for large buffers (THP is often in "madvise" mode): weight
+    // streams cross fewer TLB entries. No rounding to 2 MiB: the budget counts every byte.
+    if (rounded >= (2u << 20)) ::madvise(p, rounded, MADV_HUGEPAGE);
 }
 
 AlignedBuffer::~AlignedBuffer() { std::free(p_); }

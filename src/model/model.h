@@ -43,7 +43,7 @@ struct ForwardArgs {
 
 struct LoadOptions {
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
-    IoMode io = IoMode::PageCache;
+    IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
     int n_ctx = 4096;         // context the KV cache will be sized for (memory plan)
 };

@@ -33,7 +33,8 @@ public:
         const uint64_t n_slots = slot_bytes_ ? o.cache_bytes / slot_bytes_ : 0;
         check(n_slots >= 2, "expert cache of " + std::to_string(o.cache_bytes) + " bytes holds fewer than 2 experts");
         slots_.resize((size_t)n_slots);
-        for (auto& s : slots_) s.buf = AlignedBuffer((size_t)slot_bytes_);
+        arena_ = AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
+        for (size_t i = 0; i < slots_.size(); ++i) slots_[i].buf = arena_.data() + i * slot_bytes_;
         io_ = make_io_engine(o.engine, o.queue_depth);
     }
 
@@ -99,7 +100,7 @@ public:
         for (int p = 0; p < 3; ++p) {
             TensorView t;
             t.dtype = l.proj[(size_t)p].dtype;
-            t.data = s.buf.data() + s.region[p];
+            t.data = s.buf + s.region[p];
             t.ne = {l.proj[(size_t)p].cols, l.proj[(size_t)p].rows, 1, 1};
             v[p] = t;
         }
@@ -116,7 +117,7 @@ public:
 
 private:
     struct Slot {
-        AlignedBuffer buf;
+        uint8_t* buf = nullptr;  // slot_bytes_ inside arena_
         int64_t key = -1;
         int pending = 0;  // reads in flight
         int pins = 0;
@@ -155,7 +156,7 @@ private:
         uint64_t at = 0;
         for (int p = 0; p < 3; ++p) {
             const Span sp = aligned_span(sl[(size_t)p].offset, sl[(size_t)p].nbytes, direct_);
-            reqs[p] = {files_[(size_t)sl[(size_t)p].file].fd(), sp.start, sp.len, s.buf.data() + at,
+            reqs[p] = {files_[(size_t)sl[(size_t)p].file].fd(), sp.start, sp.len, s.buf + at,
                        ((uint64_t)si << 2) | (uint64_t)p};
             s.region[p] = at + sp.skip;
             at += sp.len;
@@ -180,6 +181,7 @@ private:
     IoMode mode_;
     std::vector<File> files_;
     uint64_t slot_bytes_ = 0;
+    AlignedBuffer arena_;
     std::vector<Slot> slots_;
     std::unordered_map<uint32_t, int> map_;
     std::unique_ptr<IoEngine> io_;
