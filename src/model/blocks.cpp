@@ -73,17 +73,25 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         for (int j = 0; j < K; ++j) routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
     }
     // Speculative: the next layer's router on this layer's input predicts its experts, so
-    // their reads overlap this layer's compute (decode only; prefill reads whole batches).
+    // their reads overlap this layer's compute. For a batch, the union over its tokens.
     std::vector<int> todo;
     for (int e = 0; e < NE; ++e)
         if (!routed[(size_t)e].empty()) todo.push_back(e);
     store.prefetch(layer, todo.data(), (int)todo.size());
-    if (next_router && n == 1) {
-        std::vector<float> nl((size_t)NE);
-        matmul(pool, *next_router, h, 1, nl.data());
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return nl[(size_t)a] > nl[(size_t)b]; });
-        store.prefetch(layer + 1, order.data(), K, /*speculative=*/true);
+    if (next_router) {
+        std::vector<float> nl((size_t)n * NE);
+        matmul(pool, *next_router, h, n, nl.data());
+        std::vector<char> want((size_t)NE, 0);
+        for (int t = 0; t < n; ++t) {
+            const float* p = nl.data() + (size_t)t * NE;
+            std::iota(order.begin(), order.end(), 0);
+            std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return p[a] > p[b]; });
+            for (int j = 0; j < K; ++j) want[(size_t)order[(size_t)j]] = 1;
+        }
+        std::vector<int> predicted;
+        for (int e = 0; e < NE; ++e)
+            if (want[(size_t)e]) predicted.push_back(e);
+        store.prefetch(layer + 1, predicted.data(), (int)predicted.size(), /*speculative=*/true);
     }
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
     std::vector<std::vector<float>> result((size_t)NE);

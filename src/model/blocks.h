@@ -21,7 +21,7 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
 // Softmax router -> top-K -> optional renormalization -> SwiGLU experts, tokens grouped
 // by expert so each expert's weights are read once per batch. h: [n, n_embd]; out: [n, n_embd].
 // Experts are computed in the order their bytes arrive. next_router (optional): the next
-// layer's router, used to prefetch its likely experts speculatively during decode.
+// layer's router, used to prefetch its likely experts speculatively.
 void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router, ExpertStore& store,
                       int layer, const float* h, int n, ThreadPool& pool, float* out);
 

@@ -26,6 +26,8 @@ struct CpuKernels {
     // Integer dot of a weight row with activations quantized to activation_type_for(t)
     // (qdot_ref.h); only for dtypes that have such a type.
     float (*qdot)(DType t, const void* wrow, const void* act, int64_t n);
+    // out[k] = qdot(t, wrow, act[k], n) for k < 4, sharing the weight unpacking.
+    void (*qdot4)(DType t, const void* wrow, const void* const* act, int64_t n, float* out);
 };
 
 constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows

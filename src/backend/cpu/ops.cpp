@@ -26,9 +26,18 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
         const size_t wrow = W.row_size();
                 // Small grain so even a 512-row expert matrix spreads over every thread.
         pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)), [&](int64_t r0, int64_t r1, int) {
-            for (int64_t r = r0; r < r1; ++r)
-                for (int64_t t = 0; t < n_tok; ++t)
-                    y[t * n_out + r] = k.qdot(W.dtype, w0 + (size_t)r * wrow, xqp + (size_t)t * arow, n_in);
+            for (int64_t r = r0; r < r1; ++r) {
+                const uint8_t* wr = w0 + (size_t)r * wrow;
+                int64_t t = 0;
+                for (; t + 4 <= n_tok; t += 4) {
+                    const void* acts[4];
+                    float out[4];
+                    for (int q = 0; q < 4; ++q) acts[q] = xqp + (size_t)(t + q) * arow;
+                    k.qdot4(W.dtype, wr, acts, n_in, out);
+                    for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
+                }
+                for (; t < n_tok; ++t) y[t * n_out + r] = k.qdot(W.dtype, wr, xqp + (size_t)t * arow, n_in);
+            }
         });
         return;
     }
