@@ -12,7 +12,8 @@ cmake --build build -j "$jobs"
 
 cmake --preset asan >/dev/null
 cmake --build build-asan -j "$jobs"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j1 -LE ppl)
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SLUICE_RSS_GROWTH_LIMIT=10 \
+  ctest --output-on-failure -j1 -LE ppl)
 
 cmake --preset fuzz >/dev/null
 cmake --build build-fuzz -j "$jobs" --target fuzz_gguf fuzz_safetensors

@@ -43,4 +43,26 @@ struct BenchOptions {
 void register_bench(CLI::App& app, BenchOptions& o);
 int cmd_bench(const BenchOptions& o);
 
+struct ServeOptions {
+    ModelOptions m;
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    int ctx = 4096;
+    int max_tokens = 4096;
+    int64_t max_body = 1 << 20;
+};
+void register_serve(CLI::App& app, ServeOptions& o);
+int cmd_serve(const ServeOptions& o);
+
+struct ChatOptions {
+    ModelOptions m;
+    int ctx = 4096;
+    int n_predict = 512;
+    float temp = 0.7f;
+    std::string system;
+    uint64_t seed = 42;
+};
+void register_chat(CLI::App& app, ChatOptions& o);
+int cmd_chat(const ChatOptions& o);
+
 }  // namespace sluice::cli

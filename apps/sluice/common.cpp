@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <unistd.h>
+
 #include <iostream>
 #include <thread>
 
@@ -37,6 +39,13 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
     lo.io = parse_io_mode(o.io);
     lo.io_engine = o.io_engine;
     lo.n_ctx = n_ctx;
+    if (!o.json && isatty(2))
+        lo.on_progress = [](uint64_t done, uint64_t total) {
+            const int w = 40, fill = total ? (int)(w * done / total) : w;
+            std::fprintf(stderr, "\rloading [%s%s] %3d%%%s", std::string((size_t)fill, '#').c_str(),
+                         std::string((size_t)(w - fill), '.').c_str(), total ? (int)(100 * done / total) : 100,
+                         done == total ? "\n" : "");
+        };
     LoadedModel lm = load_model(o.model, lo);
     if (o.experts_per_token > 0) lm.model->set_experts_per_token(o.experts_per_token);
     lm.model->set_speculative_prefetch(o.prefetch);

@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
     sluice::cli::register_eval(app, ppl);
     sluice::cli::BenchOptions bench;
     sluice::cli::register_bench(app, bench);
+    sluice::cli::ServeOptions serve;
+    sluice::cli::register_serve(app, serve);
+    sluice::cli::ChatOptions chat;
+    sluice::cli::register_chat(app, chat);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -24,6 +28,8 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("run")) return sluice::cli::cmd_run(run);
         if (app.got_subcommand("eval")) return sluice::cli::cmd_eval_ppl(ppl);
         if (app.got_subcommand("bench")) return sluice::cli::cmd_bench(bench);
+        if (app.got_subcommand("serve")) return sluice::cli::cmd_serve(serve);
+        if (app.got_subcommand("chat")) return sluice::cli::cmd_chat(chat);
     } catch (const sluice::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

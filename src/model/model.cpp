@@ -33,6 +33,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& o
     }
     const bool resident = opts.mem_budget > 0;
     if (!resident) m->files_ = std::make_unique<TensorFiles>(m->index_);
+    m->progress_ = opts.on_progress;
     m->bind_weights(arch_info(m->cfg_.arch), hf, resident);
     m->make_expert_store(opts);
     return m;
@@ -103,6 +104,7 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         L.k_norm = bind(TensorRole::AttnKNorm, l, {hd});
         L.ffn_norm = bind(TensorRole::FfnNorm, l, {E});
         L.router = bind(TensorRole::FfnRouter, l, {E, c.n_expert});
+        if (progress_) progress_((uint64_t)l, (uint64_t)c.n_layer);
         // Experts: byte ranges only; the expert store decides how they reach memory.
         ExpertLayerLayout& X = layout_.layers[(size_t)l];
         const int64_t F = c.n_ff_exp, NE = c.n_expert;
@@ -128,6 +130,7 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
             }
         }
     }
+    if (progress_) progress_((uint64_t)c.n_layer, (uint64_t)c.n_layer);
     // Resident copies made: their page-cache pages would only crowd out experts.
     for (const auto& f : files) f->drop_cache();
 }

@@ -1,6 +1,7 @@
 #pragma once
 // A loaded model: config, resident dense weights, the expert store, and forward().
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,7 @@ struct LoadOptions {
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
     int n_ctx = 4096;         // context the KV cache will be sized for (memory plan)
+    std::function<void(uint64_t done, uint64_t total)> on_progress;  // layers loaded so far
 };
 
 class Model {
@@ -90,6 +92,7 @@ private:
     std::unique_ptr<ExpertStore> experts_;
     uint64_t dense_bytes_ = 0;
     bool spec_prefetch_ = false;
+    std::function<void(uint64_t, uint64_t)> progress_;
 };
 
 }  // namespace sluice

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "core/error.h"
+#include "runtime/stop_strings.h"
 
 namespace sluice {
 
@@ -16,10 +18,13 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
     const int n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int>(c.n_ctx_train, (int)prompt.size() + std::max(p.n_predict, 1));
     check((int)prompt.size() <= n_ctx, "prompt too long: " + std::to_string(prompt.size()) +
                                            " tokens exceed the context size " + std::to_string(n_ctx));
-    KvCache kv(c, n_ctx);
+    std::optional<KvCache> own;
+    if (!p.kv || p.kv->n_ctx() < n_ctx) own.emplace(c, n_ctx);
+    KvCache& kv = own ? *own : *p.kv;
     Sampler sampler(p.sampling);
     for (int32_t t : prompt) sampler.accept(t);
     StreamDecoder dec(tok);
+    StopMatcher stops(p.stop);
     GenerateResult r;
     r.n_prompt = (int)prompt.size();
     r.stop_reason = "length";
@@ -30,7 +35,15 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
     const auto t1 = clock::now();
     r.prefill_s = std::chrono::duration<double>(t1 - t0).count();
     int pos = (int)prompt.size();
+    auto emit = [&](const std::string& s) {
+        r.text += s;
+        if (on_text && !s.empty()) on_text(s);
+    };
     for (int i = 0; i < p.n_predict; ++i) {
+        if (p.cancelled && p.cancelled()) {
+            r.stop_reason = "cancelled";
+            break;
+        }
         const int32_t next = sampler.sample(logits.data(), c.n_vocab);
         sampler.accept(next);
         if (p.stop_at_eog && tok.vocab().is_eog(next)) {
@@ -38,9 +51,11 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
             break;
         }
         r.tokens.push_back(next);
-        const std::string piece = dec.push(next);
-        r.text += piece;
-        if (on_text && !piece.empty()) on_text(piece);
+        emit(stops.push(dec.push(next)));
+        if (stops.stopped()) {
+            r.stop_reason = "stop";
+            break;
+        }
         if (i + 1 == p.n_predict) break;
         if (pos >= n_ctx) {
             r.stop_reason = "context";
@@ -51,9 +66,7 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
         ++pos;
         if (p.on_token) p.on_token(i, std::chrono::duration<double, std::milli>(clock::now() - ts).count());
     }
-    const std::string tail = dec.flush();
-    r.text += tail;
-    if (on_text && !tail.empty()) on_text(tail);
+    if (!stops.stopped()) emit(stops.push(dec.flush()) + stops.flush());
     r.decode_s = std::chrono::duration<double>(clock::now() - t1).count();
     return r;
 }

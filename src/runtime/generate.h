@@ -16,7 +16,10 @@ struct GenerateParams {
     int n_ctx = 0;  // 0: prompt + n_predict, capped by the model's trained context
     SamplerParams sampling;
     bool stop_at_eog = true;
+    std::vector<std::string> stop;                        // stop strings (may span tokens)
+    std::function<bool()> cancelled;                      // polled every token
     std::function<void(int index, double ms)> on_token;  // after each decode step
+    KvCache* kv = nullptr;  // reuse this cache (>= n_ctx positions) instead of allocating one
 };
 
 struct GenerateResult {
@@ -24,7 +27,7 @@ struct GenerateResult {
     std::string text;
     int n_prompt = 0;
     double prefill_s = 0, decode_s = 0;
-    std::string stop_reason;  // "eog" or "length"
+    std::string stop_reason;  // "eog", "stop" (a stop string), "length", "context", "cancelled"
 
     double prefill_tok_s() const { return prefill_s > 0 ? n_prompt / prefill_s : 0; }
     // The first token comes from prefill logits, so decode covers tokens.size() - 1 steps.

@@ -187,6 +187,13 @@ TEST(Cli, RunJsonHasTheDocumentedFields) {
         EXPECT_NE(r.out.find(k), std::string::npos) << k << " in " << r.out;
 }
 
+TEST(Cli, ChatAnswersAndHandlesCommands) {
+    const Result s = run("chat -m " + test::tiny_gguf("Q8_0") + " -n 8 --temp 0 2>&1 <<'EOF'\nHello\n/stats\n/reset\n/exit\nEOF\n");
+    ASSERT_EQ(s.status, 0) << s.out;
+    EXPECT_NE(s.out.find("decode"), std::string::npos) << s.out;
+    EXPECT_NE(s.out.find("history cleared"), std::string::npos) << s.out;
+}
+
 TEST(Cli, SeededSamplingIsReproducible) {
     const std::string a = "run -m " + test::tiny_gguf("Q8_0") + " -p 'Once upon' -n 16 --temp 1.0 --top-k 0 --top-p 1 --min-p 0 --json";
     const Result r1 = run(a + " --seed 7 2>/dev/null"), r2 = run(a + " --seed 7 2>/dev/null"),
