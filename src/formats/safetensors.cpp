@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "formats/json_file.h"
 
 namespace sluice {
 namespace {
@@ -87,12 +88,7 @@ TensorIndex read_safetensors_dir(const std::string& dir) {
         check(fs::exists(single), dir + ": no model.safetensors or model.safetensors.index.json");
         return read_safetensors(single.string());
     }
-    json j;
-    try {
-        j = json::parse(read_text_file(index_path.string()));
-    } catch (const json::exception& e) {
-        fail(index_path.string() + ": invalid JSON: " + e.what());
-    }
+    const json j = read_json_file(index_path.string());
     check(j.contains("weight_map") && j["weight_map"].is_object(), index_path.string() + ": no weight_map object");
     std::set<std::string> shards;
     std::map<std::string, std::string> expect;

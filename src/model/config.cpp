@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "io/mapped_file.h"
+#include "formats/json_file.h"
 #include "model/arch.h"
 
 namespace sluice {
@@ -50,12 +50,7 @@ ModelConfig config_from_gguf(const GGUFFile& g) {
 ModelConfig config_from_hf(const std::string& dir) {
     using json = nlohmann::json;
     const std::string path = (std::filesystem::path(dir) / "config.json").string();
-    json j;
-    try {
-        j = json::parse(read_text_file(path));
-    } catch (const json::exception& e) {
-        fail(path + ": invalid JSON: " + e.what());
-    }
+    const json j = read_json_file(path);
     ModelConfig c;
     std::string hf_arch = j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()
                               ? j["architectures"][0].get<std::string>()

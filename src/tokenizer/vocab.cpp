@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "io/mapped_file.h"
+#include "formats/json_file.h"
 
 namespace sluice {
 
@@ -160,12 +160,7 @@ Vocab load_vocab_hf(const std::string& dir_or_file) {
         tok_path /= "tokenizer.json";
     }
     const std::string where = tok_path.string();
-    json j;
-    try {
-        j = json::parse(read_text_file(where));
-    } catch (const json::exception& e) {
-        fail(where + ": invalid JSON: " + e.what());
-    }
+    const json j = read_json_file(where);
     Vocab v;
     v.kind = VocabKind::BPE;
     v.add_space_prefix = false;
@@ -210,12 +205,7 @@ Vocab load_vocab_hf(const std::string& dir_or_file) {
     };
     const fs::path cfg_path = dir / "tokenizer_config.json";
     if (fs::exists(cfg_path)) {
-        json c;
-        try {
-            c = json::parse(read_text_file(cfg_path.string()));
-        } catch (const json::exception& e) {
-            fail(cfg_path.string() + ": invalid JSON: " + e.what());
-        }
+        const json c = read_json_file(cfg_path.string());
         if (c.contains("bos_token")) v.bos = id_of(c["bos_token"]);
         if (c.contains("eos_token")) v.eos = id_of(c["eos_token"]);
         if (c.contains("pad_token")) v.pad = id_of(c["pad_token"]);

@@ -81,15 +81,21 @@ static inline void k4_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m
     }
 }
 
+// Scales and mins of the sub-block pair (j, j+1) of a Q4_K/Q5_K block.
+static inline void k4_pair(const uint8_t* scales, int j, float d, float dmin, float& d1, float& m1, float& d2, float& m2) {
+    uint8_t sc, mn;
+    k4_scale_min(j, scales, sc, mn);
+    d1 = d * sc, m1 = dmin * mn;
+    k4_scale_min(j + 1, scales, sc, mn);
+    d2 = d * sc, m2 = dmin * mn;
+}
+
 static inline void dq_block(const block_q4_K& b, float* y) {
     const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
     const uint8_t* q = b.qs;
     for (int j = 0; j < 8; j += 2) {
-        uint8_t sc, mn;
-        k4_scale_min(j, b.scales, sc, mn);
-        const float d1 = d * sc, m1 = dmin * mn;
-        k4_scale_min(j + 1, b.scales, sc, mn);
-        const float d2 = d * sc, m2 = dmin * mn;
+        float d1, m1, d2, m2;
+        k4_pair(b.scales, j, d, dmin, d1, m1, d2, m2);
         for (int l = 0; l < 32; ++l) y[l] = d1 * (q[l] & 0xf) - m1;
         for (int l = 0; l < 32; ++l) y[l + 32] = d2 * (q[l] >> 4) - m2;
         y += 64;
@@ -102,11 +108,8 @@ static inline void dq_block(const block_q5_K& b, float* y) {
     const uint8_t* ql = b.qs;
     uint8_t u1 = 1, u2 = 2;
     for (int j = 0; j < 8; j += 2) {
-        uint8_t sc, mn;
-        k4_scale_min(j, b.scales, sc, mn);
-        const float d1 = d * sc, m1 = dmin * mn;
-        k4_scale_min(j + 1, b.scales, sc, mn);
-        const float d2 = d * sc, m2 = dmin * mn;
+        float d1, m1, d2, m2;
+        k4_pair(b.scales, j, d, dmin, d1, m1, d2, m2);
         for (int l = 0; l < 32; ++l) y[l] = d1 * ((ql[l] & 0xf) + ((b.qh[l] & u1) ? 16 : 0)) - m1;
         for (int l = 0; l < 32; ++l) y[l + 32] = d2 * ((ql[l] >> 4) + ((b.qh[l] & u2) ? 16 : 0)) - m2;
         y += 64;

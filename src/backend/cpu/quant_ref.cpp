@@ -30,6 +30,17 @@ float fit_symmetric(const float* x, int n, int qneg) {
     return amax == 0 ? 0.f : vmax / -(float)qneg;
 }
 
+// Per-16 sub-block symmetric scales s[16] (q in [-qneg, qneg-1]) and the super-block scale
+// d that maps them to integers in [-smax-1, smax], rounded through f16 as stored.
+float symmetric_superblock(const float* x, int qneg, int smax, float* s) {
+    float amax = 0, vmax = 0;
+    for (int j = 0; j < 16; ++j) {
+        s[j] = fit_symmetric(x + 16 * j, 16, qneg);
+        if (std::fabs(s[j]) > amax) amax = std::fabs(s[j]), vmax = s[j];
+    }
+    return f16_to_f32(f32_to_f16(amax == 0 ? 0.f : vmax / -(float)(smax + 1)));
+}
+
 void quant_q4_0(const float* x, block_q4_0* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK4_0) {
         const float d = fit_symmetric(x, QK4_0, 8);
@@ -96,13 +107,8 @@ void quant_q2_K(const float* x, block_q2_K* y, int64_t nb) {
 
 void quant_q3_K(const float* x, block_q3_K* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
-        float s[16], amax = 0, vmax = 0;
-        for (int j = 0; j < 16; ++j) {
-            s[j] = fit_symmetric(x + 16 * j, 16, 4);
-            if (std::fabs(s[j]) > amax) amax = std::fabs(s[j]), vmax = s[j];
-        }
-        float d = amax == 0 ? 0.f : vmax / -32.f;
-        d = f16_to_f32(f32_to_f16(d));
+        float s[16];
+        const float d = symmetric_superblock(x, 4, 31, s);
         y[i].d = f32_to_f16(d);
         std::memset(y[i].scales, 0, 12);
         std::memset(y[i].hmask, 0, sizeof y[i].hmask);
@@ -171,13 +177,8 @@ void quant_q5_K(const float* x, block_q5_K* y, int64_t nb) {
 
 void quant_q6_K(const float* x, block_q6_K* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
-        float s[16], amax = 0, vmax = 0;
-        for (int j = 0; j < 16; ++j) {
-            s[j] = fit_symmetric(x + 16 * j, 16, 32);
-            if (std::fabs(s[j]) > amax) amax = std::fabs(s[j]), vmax = s[j];
-        }
-        float d = amax == 0 ? 0.f : vmax / -128.f;
-        d = f16_to_f32(f32_to_f16(d));
+        float s[16];
+        const float d = symmetric_superblock(x, 32, 127, s);
         y[i].d = f32_to_f16(d);
         uint8_t q[QK_K];
         for (int j = 0; j < 16; ++j) {
