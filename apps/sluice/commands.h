@@ -29,8 +29,29 @@ struct EvalPplOptions {
     int ctx = 256;
     int chunks = -1;
 };
-void register_eval(CLI::App& app, EvalPplOptions& o);
-int cmd_eval_ppl(const EvalPplOptions& o);
+struct EvalKldOptions {
+    EvalPplOptions e;           // model under test, text, windows
+    std::string base;           // model path or saved logits
+    std::string save_logits;
+    int top_k = 64;
+};
+struct EvalSweepOptions {
+    std::vector<std::string> models;  // the first, at its trained K, is the base
+    std::string ks;                   // e.g. "1,2,4,8" (default: 1..trained K and 2x)
+    std::string file;
+    int ctx = 256;
+    int chunks = -1;
+    int threads = 0;
+    bool json = false;
+};
+struct EvalOptions {
+    EvalPplOptions ppl;
+    EvalKldOptions kld;
+    EvalSweepOptions sweep;
+    CLI::App *ppl_cmd = nullptr, *kld_cmd = nullptr, *sweep_cmd = nullptr;
+};
+void register_eval(CLI::App& app, EvalOptions& o);
+int cmd_eval(const EvalOptions& o);
 
 struct BenchOptions {
     ModelOptions m;

@@ -10,9 +10,9 @@ int main(int argc, char** argv) {
     CLI::App app{"sluice: run Mixture-of-Experts LLMs larger than RAM by streaming experts from SSD"};
     app.require_subcommand(1);
     sluice::cli::RunOptions run;
-    sluice::cli::EvalPplOptions ppl;
+    sluice::cli::EvalOptions eval;
     sluice::cli::register_run(app, run);
-    sluice::cli::register_eval(app, ppl);
+    sluice::cli::register_eval(app, eval);
     sluice::cli::BenchOptions bench;
     sluice::cli::register_bench(app, bench);
     sluice::cli::ServeOptions serve;
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (app.got_subcommand("run")) return sluice::cli::cmd_run(run);
-        if (app.got_subcommand("eval")) return sluice::cli::cmd_eval_ppl(ppl);
+        if (app.got_subcommand("eval")) return sluice::cli::cmd_eval(eval);
         if (app.got_subcommand("bench")) return sluice::cli::cmd_bench(bench);
         if (app.got_subcommand("serve")) return sluice::cli::cmd_serve(serve);
         if (app.got_subcommand("chat")) return sluice::cli::cmd_chat(chat);

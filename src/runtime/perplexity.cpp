@@ -10,7 +10,7 @@ namespace sluice {
 
 PerplexityResult perplexity(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& tokens,
                             const PerplexityParams& p,
-                            const std::function<void(int, int, double)>& progress) {
+                            const std::function<void(int, int, double)>& progress, const PositionFn& on_position) {
     const auto t0 = std::chrono::steady_clock::now();
     const int n_ctx = p.n_ctx;
     check(n_ctx >= 4 && n_ctx % 2 == 0, "--ctx must be an even number >= 4");
@@ -41,6 +41,7 @@ PerplexityResult perplexity(Model& m, const Tokenizer& tok, ThreadPool& pool, co
             for (int k = 0; k < V; ++k) sum += std::exp((double)(l[k] - mx));
             const int32_t target = tokens[start + (size_t)j + 1];
             nll += -((double)(l[target] - mx) - std::log(sum));
+            if (on_position) on_position(l, target);
             ++r.n_scored;
         }
         if (progress) progress(ch + 1, n_chunks, std::exp(nll / (double)r.n_scored));

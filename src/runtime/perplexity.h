@@ -27,8 +27,12 @@ struct PerplexityResult {
     double seconds = 0;
 };
 
+// on_position(logits [n_vocab], target) is called for every scored position, in order.
+using PositionFn = std::function<void(const float* logits, int32_t target)>;
+
 PerplexityResult perplexity(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& tokens,
                             const PerplexityParams& p,
-                            const std::function<void(int chunk, int n_chunks, double ppl_so_far)>& progress = {});
+                            const std::function<void(int chunk, int n_chunks, double ppl_so_far)>& progress = {},
+                            const PositionFn& on_position = {});
 
 }  // namespace sluice
