@@ -14,7 +14,7 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
     const DType act = activation_type_for(W.dtype);
-    if (act != DType::F32 && n_tok <= kIntPathMaxTokens) {
+    if (act != DType::F32) {
         // Quantize the activations once, then integer dot products straight on the weight
         // blocks: no dequantization of the (much larger) weights.
         const size_t arow = row_bytes(act, n_in);

@@ -7,11 +7,9 @@
 
 namespace sluice {
 
-// Up to this many tokens, quantized weights use integer dot products on quantized
-// activations; larger batches dequantize tiles once and reuse them across tokens.
-constexpr int64_t kIntPathMaxTokens = 1 << 30;
-
 // y: [n_tok, W.rows()] = x: [n_tok, W.cols()] . W^T, rows split across the pool.
+// Weight types with an activation format (qdot_ref.h) use integer dot products, four tokens
+// per weight-row pass; the others dequantize row tiles once for all tokens.
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y);
 // Row r of W (any dtype) as f32, e.g. an embedding lookup. y: [W.cols()]
 void get_row(const TensorView& W, int64_t r, float* y);

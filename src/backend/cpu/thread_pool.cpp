@@ -42,6 +42,7 @@ void ThreadPool::worker(int id) {
         while (generation_.load() == seen && !stop_.load()) {
             if (++spins < kSpinIters) {
                 SLUICE_PAUSE();
+                if ((spins & 1023) == 0) std::this_thread::yield();  // let a waiting thread in on a busy machine
                 continue;
             }
             std::unique_lock<std::mutex> lk(mu_);
@@ -72,7 +73,12 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
         cv_.notify_all();
     }
     work(0);
-    while (busy_.load() > 0) SLUICE_PAUSE();
+    // Spin while the workers are likely running; yield once they are not (an oversubscribed
+    // machine would otherwise burn our timeslice waiting for a descheduled worker).
+    for (int spins = 0; busy_.load() > 0; ++spins) {
+        if (spins < kSpinIters) SLUICE_PAUSE();
+        else std::this_thread::yield();
+    }
     job_ = nullptr;
 }
 
