@@ -10,6 +10,21 @@
 namespace sluice {
 namespace {
 
+// Greedy continuation of n tokens after the prompt (one batched prefill, then one token a step).
+std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt, size_t n) {
+    const int V = m.config().n_vocab;
+    KvCache kv(m.config(), (int)(prompt.size() + n));
+    std::vector<float> logits((size_t)V);
+    m.forward({prompt.data(), (int)prompt.size(), 0, &kv, &pool, logits.data(), false});
+    std::vector<int32_t> out;
+    int pos = (int)prompt.size();
+    while (out.size() < n) {
+        out.push_back(argmax(logits.data(), V));
+        if (out.size() < n) m.forward({&out.back(), 1, pos++, &kv, &pool, logits.data(), false});
+    }
+    return out;
+}
+
 class Logits : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
@@ -47,24 +62,11 @@ TEST_F(Logits, EveryPositionMatchesTransformers) {
 }
 
 TEST_F(Logits, GreedyContinuationsMatchTransformers) {
-    Model& m = *lm_->model;
-    const int V = m.config().n_vocab;
     ThreadPool pool(2);
     for (int p = 0; p < 3; ++p) {
         const std::string k = "prompt" + std::to_string(p);
-        const auto ids = ref_->get<int32_t>(k + ".ids");
         const auto want = ref_->get<int32_t>(k + ".greedy");
-        KvCache kv(m.config(), (int)(ids.size() + want.size()));
-        std::vector<float> logits((size_t)V);
-        m.forward({ids.data(), (int)ids.size(), 0, &kv, &pool, logits.data(), false});
-        std::vector<int32_t> got;
-        int pos = (int)ids.size();
-        while (got.size() < want.size()) {
-            const int32_t next = argmax(logits.data(), V);
-            got.push_back(next);
-            m.forward({&next, 1, pos++, &kv, &pool, logits.data(), false});
-        }
-        EXPECT_EQ(got, want) << k;
+        EXPECT_EQ(greedy(*lm_->model, pool, ref_->get<int32_t>(k + ".ids"), want.size()), want) << k;
     }
 }
 
@@ -88,18 +90,10 @@ TEST_F(Logits, IncrementalDecodeEqualsBatchedPrefill) {
 TEST_F(Logits, GgufQ8_0GreedyAgreesWithBf16) {
     // Different weights (Q8_0), so only the first greedy tokens are expected to agree.
     LoadedModel q = load_model(test::tiny_gguf("Q8_0"));
-    const auto ids = ref_->get<int32_t>("prompt0.ids");
-    const auto want = ref_->get<int32_t>("prompt0.greedy");
     ThreadPool pool(2);
-    KvCache kv(q.model->config(), (int)ids.size() + 8);
-    std::vector<float> logits((size_t)q.model->config().n_vocab);
-    q.model->forward({ids.data(), (int)ids.size(), 0, &kv, &pool, logits.data(), false});
-    int pos = (int)ids.size();
-    for (int i = 0; i < 4; ++i) {
-        const int32_t next = argmax(logits.data(), q.model->config().n_vocab);
-        EXPECT_EQ(next, want[(size_t)i]) << "token " << i;
-        q.model->forward({&next, 1, pos++, &kv, &pool, logits.data(), false});
-    }
+    const auto want = ref_->get<int32_t>("prompt0.greedy");
+    const auto got = greedy(*q.model, pool, ref_->get<int32_t>("prompt0.ids"), 4);
+    EXPECT_EQ(got, std::vector<int32_t>(want.begin(), want.begin() + 4));
 }
 
 }  // namespace
