@@ -17,8 +17,12 @@ inline std::string shared(const std::string& rel) {
     return std::string(env ? env : SLUICE_SHARED_DIR) + "/" + rel;
 }
 
-inline std::string tiny_hf() { return shared("models/tiny-qwen3moe"); }
-inline std::string tiny_gguf(const std::string& q) { return shared("models/tiny-qwen3moe-" + q + ".gguf"); }
+inline std::string tiny_hf() {
+    return shared("models/tiny-qwen3moe");
+}
+inline std::string tiny_gguf(const std::string& q) {
+    return shared("models/tiny-qwen3moe-" + q + ".gguf");
+}
 
 // Tensors of a safetensors file as f32/i32 vectors.
 struct RefFile {
@@ -45,7 +49,8 @@ inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1
 
 // A fresh temporary directory for one test.
 inline std::filesystem::path temp_dir(const std::string& name) {
-    auto p = std::filesystem::temp_directory_path() / ("sluice-test-" + name + "-" + std::to_string(::getpid()));
+    auto p = std::filesystem::temp_directory_path() /
+             ("sluice-test-" + name + "-" + std::to_string(::getpid()));
     std::filesystem::create_directories(p);
     return p;
 }

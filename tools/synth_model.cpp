@@ -40,8 +40,9 @@ const Shape kShapes[] = {
 
 // Quantized rows of N(0, 1/n_in) values; tensors are filled with rows picked at random.
 class RowPool {
-public:
-    RowPool(DType t, int64_t n_in, int rows, uint64_t seed, float scale = 1.0f) : t_(t), row_bytes_(row_bytes(t, n_in)) {
+  public:
+    RowPool(DType t, int64_t n_in, int rows, uint64_t seed, float scale = 1.0f)
+        : t_(t), row_bytes_(row_bytes(t, n_in)) {
         std::mt19937_64 rng(seed);
         std::normal_distribution<float> nd(0.f, scale / std::sqrt((float)n_in));
         std::vector<float> x((size_t)n_in);
@@ -53,14 +54,17 @@ public:
         n_rows_ = rows;
     }
     // Rows in pool order (a pool with one row per tensor row gives unique rows).
-    void copy_in_order(uint8_t* dst, size_t nbytes) const { std::memcpy(dst, data_.data(), std::min(nbytes, data_.size())); }
+    void copy_in_order(uint8_t* dst, size_t nbytes) const {
+        std::memcpy(dst, data_.data(), std::min(nbytes, data_.size()));
+    }
     void fill(uint8_t* dst, size_t nbytes, uint64_t seed) const {
         std::mt19937_64 rng(seed);
         for (size_t off = 0; off < nbytes; off += row_bytes_)
-            std::memcpy(dst + off, data_.data() + (rng() % (uint64_t)n_rows_) * row_bytes_, row_bytes_);
+            std::memcpy(dst + off, data_.data() + (rng() % (uint64_t)n_rows_) * row_bytes_,
+                        row_bytes_);
     }
 
-private:
+  private:
     DType t_;
     size_t row_bytes_;
     int n_rows_ = 0;
@@ -71,7 +75,8 @@ private:
 
 int main(int argc, char** argv) {
     CLI::App app{"write a synthetic MoE model (GGUF) with real shapes for benchmarks"};
-    std::string shape_name = "qwen3-30b-a3b", out, tok_from = "../shared/models/tiny-qwen3moe-Q8_0.gguf";
+    std::string shape_name = "qwen3-30b-a3b", out,
+                tok_from = "../shared/models/tiny-qwen3moe-Q8_0.gguf";
     int layers = 0;
     app.add_option("--shape", shape_name, "qwen3-30b-a3b | tiny-bench");
     app.add_option("-o,--out", out, "output .gguf")->required();
@@ -107,9 +112,11 @@ int main(int argc, char** argv) {
         w.set_u32(a + ".expert_used_count", (uint32_t)s.used);
         w.set_u32(a + ".expert_feed_forward_length", (uint32_t)s.ff);
 
-        const int64_t H = s.hidden, QD = (int64_t)s.n_head * s.head_dim, KD = (int64_t)s.n_head_kv * s.head_dim;
+        const int64_t H = s.hidden, QD = (int64_t)s.n_head * s.head_dim,
+                      KD = (int64_t)s.n_head_kv * s.head_dim;
         std::vector<std::unique_ptr<RowPool>> pools;
-        auto pool = [&](DType t, int64_t n_in, float scale = 1.0f, int rows = 256) -> const RowPool& {
+        auto pool = [&](DType t, int64_t n_in, float scale = 1.0f,
+                        int rows = 256) -> const RowPool& {
             pools.push_back(std::make_unique<RowPool>(t, n_in, rows, 1000 + pools.size(), scale));
             return *pools.back();
         };
@@ -122,9 +129,11 @@ int main(int argc, char** argv) {
         const RowPool& p_exp_in = pool(s.expert_type, H);
         const RowPool& p_exp_down = pool(s.expert_type, s.ff, kOutScale);
         uint64_t seed = 1;
-        auto quant = [&](const std::string& name, DType t, std::vector<int64_t> ne, const RowPool& p) {
+        auto quant = [&](const std::string& name, DType t, std::vector<int64_t> ne,
+                         const RowPool& p) {
             const uint64_t sd = seed++;
-            w.add_tensor(name, t, std::move(ne), [&p, sd](uint8_t* dst, size_t n) { p.fill(dst, n, sd); });
+            w.add_tensor(name, t, std::move(ne),
+                         [&p, sd](uint8_t* dst, size_t n) { p.fill(dst, n, sd); });
         };
         auto ones = [&](const std::string& name, int64_t n) {
             w.add_tensor(name, DType::F32, {n}, [](uint8_t* dst, size_t nb) {
@@ -158,8 +167,8 @@ int main(int argc, char** argv) {
             quant(b + "ffn_up_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
             quant(b + "ffn_down_exps.weight", s.expert_type, {s.ff, H, s.experts}, p_exp_down);
         }
-        std::fprintf(stderr, "writing %s: %s shape, %d layers, %s of tensors\n", out.c_str(), s.name, s.layers,
-                     format_bytes(w.total_tensor_bytes()).c_str());
+        std::fprintf(stderr, "writing %s: %s shape, %d layers, %s of tensors\n", out.c_str(),
+                     s.name, s.layers, format_bytes(w.total_tensor_bytes()).c_str());
         w.write(out);
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());

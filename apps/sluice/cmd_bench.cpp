@@ -19,13 +19,15 @@ const char* kDefaultText =
     "The river had risen in the night, and by morning the lower fields were under water. Farmers "
     "stood at the edge of the flood and talked about the dam upstream, which had been built before "
     "any of them were born. Some said the engineers had planned for a storm like this one; others "
-    "said the gates had not been opened in years and nobody knew whether they still worked. At noon "
+    "said the gates had not been opened in years and nobody knew whether they still worked. At "
+    "noon "
     "a truck came down the valley road with men from the water board, who walked out along the "
     "embankment, measured the level against painted marks on a post, and made telephone calls. "
     "By evening the water had begun to fall. Children threw sticks into the current and watched "
     "them spin away toward the sea, and the old miller said that his grandfather had seen the same "
     "thing in the winter of the great frost, when the ice broke all at once and carried away the "
-    "bridge. Nobody believed him, but everybody listened, because the story was better than the news.";
+    "bridge. Nobody believed him, but everybody listened, because the story was better than the "
+    "news.";
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -34,14 +36,20 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 void register_bench(CLI::App& app, BenchOptions& o) {
-    CLI::App* c = app.add_subcommand("bench", "measure prefill/decode speed, disk traffic and efficiency vs the bound");
+    CLI::App* c = app.add_subcommand(
+        "bench", "measure prefill/decode speed, disk traffic and efficiency vs the bound");
     add_model_options(c, o.m);
-    c->add_option("--prefill", o.prefill, "prompt tokens processed as one batch (cold)")->check(CLI::Range(1, 1 << 16));
-    c->add_option("--decode", o.decode, "decode steps, teacher-forced from the text")->check(CLI::Range(1, 1 << 16));
-    c->add_option("--text", o.text, "text file the token sequence comes from (default: built-in prose)");
-    c->add_option("--probe-experts", o.probe_experts, "random experts read per probe depth to measure disk bandwidth (0: skip)")
+    c->add_option("--prefill", o.prefill, "prompt tokens processed as one batch (cold)")
+        ->check(CLI::Range(1, 1 << 16));
+    c->add_option("--decode", o.decode, "decode steps, teacher-forced from the text")
+        ->check(CLI::Range(1, 1 << 16));
+    c->add_option("--text", o.text,
+                  "text file the token sequence comes from (default: built-in prose)");
+    c->add_option("--probe-experts", o.probe_experts,
+                  "random experts read per probe depth to measure disk bandwidth (0: skip)")
         ->check(CLI::Range(0, 100000));
-    c->add_option("--probe-depth", o.probe_depth, "reads in flight while probing the disk (0: best of 6, 24, 96)")
+    c->add_option("--probe-depth", o.probe_depth,
+                  "reads in flight while probing the disk (0: best of 6, 24, 96)")
         ->check(CLI::Range(0, 4096));
 }
 
@@ -57,7 +65,8 @@ int cmd_bench(const BenchOptions& o) {
     std::string text = o.text.empty() ? std::string(kDefaultText) : read_text_file(o.text);
     std::vector<int32_t> seq = lm.tokenizer->encode(text, true, false);
     check(!seq.empty(), "bench: the text gives no tokens");
-    while ((int)seq.size() < n_ctx) seq.insert(seq.end(), seq.begin(), seq.begin() + std::min(seq.size(), (size_t)n_ctx));
+    while ((int)seq.size() < n_ctx)
+        seq.insert(seq.end(), seq.begin(), seq.begin() + std::min(seq.size(), (size_t)n_ctx));
     seq.resize((size_t)n_ctx);
     for (auto& t : seq) t = t % c.n_vocab;
 
@@ -78,7 +87,8 @@ int cmd_bench(const BenchOptions& o) {
     const auto t1 = clock::now();
     for (int i = 0; i < o.decode; ++i) {
         const auto ts = clock::now();
-        m.forward({&seq[(size_t)(o.prefill + i)], 1, o.prefill + i, &kv, &pool, logits.data(), false});
+        m.forward(
+            {&seq[(size_t)(o.prefill + i)], 1, o.prefill + i, &kv, &pool, logits.data(), false});
         step_ms.push_back(1000 * seconds_since(ts));
     }
     const double decode_s = seconds_since(t1);
@@ -90,9 +100,11 @@ int cmd_bench(const BenchOptions& o) {
     DiskProbe probe;
     int probe_depth = o.probe_depth;
     if (o.probe_experts > 0) {
-        const std::vector<int> depths = o.probe_depth > 0 ? std::vector<int>{o.probe_depth} : std::vector<int>{6, 24, 96};
+        const std::vector<int> depths =
+            o.probe_depth > 0 ? std::vector<int>{o.probe_depth} : std::vector<int>{6, 24, 96};
         for (int d : depths) {
-            const DiskProbe p = probe_expert_reads(m.expert_layout(), o.m.io_engine, o.probe_experts, (unsigned)d, 42 + (uint64_t)d);
+            const DiskProbe p = probe_expert_reads(m.expert_layout(), o.m.io_engine,
+                                                   o.probe_experts, (unsigned)d, 42 + (uint64_t)d);
             if (p.bytes_per_s > probe.bytes_per_s) probe = p, probe_depth = d;
         }
     }
@@ -106,11 +118,13 @@ int cmd_bench(const BenchOptions& o) {
     // pages inside compute, so there it is an upper bound on the time, a lower bound on speed).
     const double compute_s = std::max(1e-9, decode_s - sd.io_wait_s);
     const double compute_tok_s = o.decode / compute_s;
-    const double disk_bound = disk_per_tok > 0 && probe.bytes_per_s > 0 ? probe.bytes_per_s / disk_per_tok : 0;
+    const double disk_bound =
+        disk_per_tok > 0 && probe.bytes_per_s > 0 ? probe.bytes_per_s / disk_per_tok : 0;
     const double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
     const double requested_per_tok = (double)sd.bytes_read / o.decode;
     const double page_hit =
-        sd.bytes_read > 0 ? std::clamp(1.0 - (double)disk_decode / (double)sd.bytes_read, 0.0, 1.0) : 1.0;
+        sd.bytes_read > 0 ? std::clamp(1.0 - (double)disk_decode / (double)sd.bytes_read, 0.0, 1.0)
+                          : 1.0;
 
     nlohmann::json j = {
         {"model", o.m.model},
@@ -132,7 +146,11 @@ int cmd_bench(const BenchOptions& o) {
         {"requested_bytes_per_token", requested_per_tok},
         {"page_cache_hit_rate", page_hit},
         {"disk_bw_bytes_per_s", probe.bytes_per_s},
-        {"disk_probe", {{"experts", o.probe_experts}, {"depth", probe_depth}, {"bytes", probe.bytes}, {"seconds", probe.seconds}}},
+        {"disk_probe",
+         {{"experts", o.probe_experts},
+          {"depth", probe_depth},
+          {"bytes", probe.bytes},
+          {"seconds", probe.seconds}}},
         {"disk_bound_tok_s", disk_bound},
         {"compute_only_tok_s", compute_tok_s},
         {"bound_tok_s", bound},
@@ -143,22 +161,29 @@ int cmd_bench(const BenchOptions& o) {
         print_json(j);
         return 0;
     }
-    std::printf("model %s | io %s | %d threads | K=%d\n", o.m.model.c_str(), store.mode(), pool.size(), c.n_expert_used);
+    std::printf("model %s | io %s | %d threads | K=%d\n", o.m.model.c_str(), store.mode(),
+                pool.size(), c.n_expert_used);
     std::printf("load            %.2f s\n", load_s);
-    std::printf("prefill         %d tok in %.2f s = %.2f tok/s (cold first token %.2f s), %s from disk\n", o.prefill,
-                prefill_s, o.prefill / prefill_s, prefill_s, format_bytes(disk_prefill).c_str());
-    std::printf("decode          %d tok, %.3f tok/s (median %.1f ms/tok)\n", o.decode, decode_tok_s, median_ms);
-    std::printf("  experts       hit rate %.1f%% (sluice cache), page-cache hit %.1f%%, io wait %.2f s\n",
-                100 * sd.hit_rate(), 100 * page_hit, sd.io_wait_s);
-    std::printf("  disk          %s/token (requested %s/token)\n", format_bytes((uint64_t)disk_per_tok).c_str(),
+    std::printf(
+        "prefill         %d tok in %.2f s = %.2f tok/s (cold first token %.2f s), %s from disk\n",
+        o.prefill, prefill_s, o.prefill / prefill_s, prefill_s, format_bytes(disk_prefill).c_str());
+    std::printf("decode          %d tok, %.3f tok/s (median %.1f ms/tok)\n", o.decode, decode_tok_s,
+                median_ms);
+    std::printf(
+        "  experts       hit rate %.1f%% (sluice cache), page-cache hit %.1f%%, io wait %.2f s\n",
+        100 * sd.hit_rate(), 100 * page_hit, sd.io_wait_s);
+    std::printf("  disk          %s/token (requested %s/token)\n",
+                format_bytes((uint64_t)disk_per_tok).c_str(),
                 format_bytes((uint64_t)requested_per_tok).c_str());
     if (sd.spec_reads)
-        std::printf("  prefetch      %llu speculative reads, %.1f%% used\n", (unsigned long long)sd.spec_reads,
+        std::printf("  prefetch      %llu speculative reads, %.1f%% used\n",
+                    (unsigned long long)sd.spec_reads,
                     100.0 * (double)sd.spec_used / (double)sd.spec_reads);
     if (probe.bytes_per_s > 0)
-        std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n", probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
-    std::printf("bound           %.3f tok/s (disk %.3f, compute-only %.3f) -> efficiency %.1f%%\n", bound, disk_bound,
-                compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
+        std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n",
+                    probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
+    std::printf("bound           %.3f tok/s (disk %.3f, compute-only %.3f) -> efficiency %.1f%%\n",
+                bound, disk_bound, compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
     std::printf("peak RSS        %s\n", format_bytes(peak_rss).c_str());
     return 0;
 }

@@ -15,14 +15,17 @@
 namespace sluice::cli {
 namespace {
 std::atomic<bool> g_interrupt{false};
-void on_sigint(int) { g_interrupt = true; }
+void on_sigint(int) {
+    g_interrupt = true;
+}
 }  // namespace
 
 void register_chat(CLI::App& app, ChatOptions& o) {
     CLI::App* c = app.add_subcommand("chat", "interactive chat in the terminal");
     add_model_options(c, o.m);
     c->add_option("--ctx", o.ctx, "context size")->check(CLI::Range(16, 1 << 20));
-    c->add_option("-n,--n-predict", o.n_predict, "most tokens per answer")->check(CLI::Range(1, 1 << 20));
+    c->add_option("-n,--n-predict", o.n_predict, "most tokens per answer")
+        ->check(CLI::Range(1, 1 << 20));
     c->add_option("--temp", o.temp, "temperature; 0 = greedy")->check(CLI::Range(0.0f, 100.0f));
     c->add_option("--system", o.system, "system message");
     c->add_option("--seed", o.seed, "random seed");
@@ -37,8 +40,9 @@ int cmd_chat(const ChatOptions& o) {
     sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: a blocked read returns on Ctrl-C
     std::vector<ChatMessage> history;
     if (!o.system.empty()) history.push_back({"system", o.system});
-    std::fprintf(stderr, "chat template: %s%s. Commands: /reset, /stats, /exit. Ctrl-C stops an answer.\n",
-                 chat_style_name(engine.chat_style()), engine.chat_template_known() ? "" : " (fallback)");
+    std::fprintf(
+        stderr, "chat template: %s%s. Commands: /reset, /stats, /exit. Ctrl-C stops an answer.\n",
+        chat_style_name(engine.chat_style()), engine.chat_template_known() ? "" : " (fallback)");
     uint64_t seed = o.seed;
     GenerateResult last;
     for (;;) {
@@ -56,25 +60,29 @@ int cmd_chat(const ChatOptions& o) {
         if (line.empty()) continue;
         if (line == "/exit" || line == "/quit") break;
         if (line == "/reset") {
-            history.erase(std::remove_if(history.begin(), history.end(), [](const ChatMessage& m) { return m.role != "system"; }),
+            history.erase(std::remove_if(history.begin(), history.end(),
+                                         [](const ChatMessage& m) { return m.role != "system"; }),
                           history.end());
             std::printf("(history cleared)\n");
             continue;
         }
         if (line == "/stats") {
             const EngineMetrics m = engine.metrics();
-            std::printf("last answer: prefill %.1f tok/s, decode %.2f tok/s | session: %llu answers, %llu tokens, "
-                        "expert hit rate %.1f%%, %s read from disk\n",
-                        last.prefill_tok_s(), last.decode_tok_s(), (unsigned long long)m.requests,
-                        (unsigned long long)m.generated_tokens, 100 * m.experts.hit_rate(),
-                        format_bytes(m.disk_read_bytes).c_str());
+            std::printf(
+                "last answer: prefill %.1f tok/s, decode %.2f tok/s | session: %llu answers, %llu "
+                "tokens, "
+                "expert hit rate %.1f%%, %s read from disk\n",
+                last.prefill_tok_s(), last.decode_tok_s(), (unsigned long long)m.requests,
+                (unsigned long long)m.generated_tokens, 100 * m.experts.hit_rate(),
+                format_bytes(m.disk_read_bytes).c_str());
             continue;
         }
         history.push_back({"user", line});
         std::vector<int32_t> prompt;
         try {
             prompt = engine.tokenizer().encode(engine.render(history), false, true);
-            check((int)prompt.size() < engine.n_ctx(), "the conversation no longer fits the context; /reset");
+            check((int)prompt.size() < engine.n_ctx(),
+                  "the conversation no longer fits the context; /reset");
         } catch (const Error& e) {
             std::printf("error: %s\n", e.what());
             history.pop_back();

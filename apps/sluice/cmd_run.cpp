@@ -5,33 +5,39 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/strings.h"
-#include "stream/stats.h"
 #include "runtime/generate.h"
+#include "stream/stats.h"
 
 namespace sluice::cli {
 
 void register_run(CLI::App& app, RunOptions& o) {
     CLI::App* c = app.add_subcommand("run", "generate text from a prompt");
     add_model_options(c, o.m);
-    auto* p = c->add_option("-p,--prompt", o.prompt, "prompt text (UTF-8; special tokens such as <|im_start|> are parsed)");
+    auto* p = c->add_option("-p,--prompt", o.prompt,
+                            "prompt text (UTF-8; special tokens such as <|im_start|> are parsed)");
     auto* ids = c->add_option("--prompt-ids", o.prompt_ids, "prompt as comma-separated token ids");
     p->excludes(ids);
-    c->add_option("-n,--n-predict", o.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 24));
-    c->add_option("--ctx", o.ctx, "context size (default: prompt + n, up to the model's)")->check(CLI::Range(0, 1 << 24));
+    c->add_option("-n,--n-predict", o.n_predict, "tokens to generate")
+        ->check(CLI::Range(0, 1 << 24));
+    c->add_option("--ctx", o.ctx, "context size (default: prompt + n, up to the model's)")
+        ->check(CLI::Range(0, 1 << 24));
     c->add_option("--temp", o.temp, "temperature; 0 = greedy")->check(CLI::Range(0.0f, 100.0f));
     c->add_option("--top-k", o.top_k, "top-k (0 = off)")->check(CLI::Range(0, 1 << 24));
     c->add_option("--top-p", o.top_p, "top-p (1 = off)")->check(CLI::Range(0.0f, 1.0f));
     c->add_option("--min-p", o.min_p, "min-p (0 = off)")->check(CLI::Range(0.0f, 1.0f));
-    c->add_option("--repeat-penalty", o.repeat_penalty, "repetition penalty (1 = off)")->check(CLI::Range(0.0f, 10.0f));
+    c->add_option("--repeat-penalty", o.repeat_penalty, "repetition penalty (1 = off)")
+        ->check(CLI::Range(0.0f, 10.0f));
     c->add_option("--seed", o.seed, "random seed (same seed, same output)");
     c->add_flag("--ignore-eos", o.ignore_eos, "keep generating after end-of-generation tokens");
 }
 
 int cmd_run(const RunOptions& o) {
-    check(!o.prompt.empty() || !o.prompt_ids.empty(), "run: give a prompt with -p TEXT or --prompt-ids 1,2,3");
+    check(!o.prompt.empty() || !o.prompt_ids.empty(),
+          "run: give a prompt with -p TEXT or --prompt-ids 1,2,3");
     LoadedModel lm = open_model(o.m, o.ctx > 0 ? o.ctx : 4096);
     const Tokenizer& tok = *lm.tokenizer;
-    std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt, true, true) : parse_ids(o.prompt_ids);
+    std::vector<int32_t> prompt =
+        o.prompt_ids.empty() ? tok.encode(o.prompt, true, true) : parse_ids(o.prompt_ids);
     ThreadPool pool(resolve_threads(o.m.threads));
     GenerateParams gp;
     gp.n_predict = o.n_predict;
@@ -39,9 +45,11 @@ int cmd_run(const RunOptions& o) {
     gp.stop_at_eog = !o.ignore_eos;
     gp.sampling = {o.temp, o.top_k, o.top_p, o.min_p, o.repeat_penalty, 64, o.seed};
     if (!o.m.json) {
-        std::fprintf(stderr, "model: %s (%s, %d layers, %d experts, K=%d), %d threads, kernels %s\n",
-                     o.m.model.c_str(), lm.model->config().arch_name.c_str(), lm.model->config().n_layer,
-                     lm.model->config().n_expert, lm.model->config().n_expert_used, pool.size(), cpu_kernels().name);
+        std::fprintf(stderr,
+                     "model: %s (%s, %d layers, %d experts, K=%d), %d threads, kernels %s\n",
+                     o.m.model.c_str(), lm.model->config().arch_name.c_str(),
+                     lm.model->config().n_layer, lm.model->config().n_expert,
+                     lm.model->config().n_expert_used, pool.size(), cpu_kernels().name);
         if (!o.prompt.empty()) std::cout << o.prompt << std::flush;
     }
     auto on_text = [&](const std::string& s) {
@@ -54,9 +62,10 @@ int cmd_run(const RunOptions& o) {
         gp.on_token = [&](int i, double ms) {
             const StreamStats now = lm.model->experts().stats(), d = now - prev;
             prev = now;
-            std::fprintf(stderr, "\n[token %d] %.1f ms | experts %llu, hit %.0f%%, read %s, io wait %.1f ms", i, ms,
-                         (unsigned long long)d.acquires, 100 * d.hit_rate(), format_bytes(d.bytes_read).c_str(),
-                         1000 * d.io_wait_s);
+            std::fprintf(
+                stderr, "\n[token %d] %.1f ms | experts %llu, hit %.0f%%, read %s, io wait %.1f ms",
+                i, ms, (unsigned long long)d.acquires, 100 * d.hit_rate(),
+                format_bytes(d.bytes_read).c_str(), 1000 * d.io_wait_s);
         };
     const GenerateResult r = generate(*lm.model, tok, pool, prompt, gp, on_text);
     const StreamStats st = lm.model->experts().stats() - s0;
@@ -73,11 +82,14 @@ int cmd_run(const RunOptions& o) {
                     {"memory_plan", plan_json(lm.model->memory_plan())}});
     } else {
         std::cout << std::endl;
-        std::fprintf(stderr, "prefill: %d tokens, %.1f tok/s | decode: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
-                     r.prefill_tok_s(), r.tokens.size(), r.decode_tok_s(), r.stop_reason.c_str());
-        std::fprintf(stderr, "experts: %llu used, hit rate %.1f%%, %s read, %s from disk, io wait %.2f s\n",
-                     (unsigned long long)st.acquires, 100 * st.hit_rate(), format_bytes(st.bytes_read).c_str(),
-                     format_bytes(disk).c_str(), st.io_wait_s);
+        std::fprintf(stderr,
+                     "prefill: %d tokens, %.1f tok/s | decode: %zu tokens, %.1f tok/s | stop: %s\n",
+                     r.n_prompt, r.prefill_tok_s(), r.tokens.size(), r.decode_tok_s(),
+                     r.stop_reason.c_str());
+        std::fprintf(stderr,
+                     "experts: %llu used, hit rate %.1f%%, %s read, %s from disk, io wait %.2f s\n",
+                     (unsigned long long)st.acquires, 100 * st.hit_rate(),
+                     format_bytes(st.bytes_read).c_str(), format_bytes(disk).c_str(), st.io_wait_s);
     }
     return 0;
 }

@@ -11,13 +11,17 @@
 namespace sluice::cli {
 
 void register_serve(CLI::App& app, ServeOptions& o) {
-    CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server (loopback unless --host says otherwise)");
+    CLI::App* c = app.add_subcommand(
+        "serve", "OpenAI-compatible HTTP server (loopback unless --host says otherwise)");
     add_model_options(c, o.m);
     c->add_option("--host", o.host, "address to listen on");
     c->add_option("--port", o.port, "port (0: any free port)")->check(CLI::Range(0, 65535));
-    c->add_option("--ctx", o.ctx, "context size per request (prompt + completion)")->check(CLI::Range(16, 1 << 20));
-    c->add_option("--max-tokens-limit", o.max_tokens, "largest max_tokens a request may ask for")->check(CLI::Range(1, 1 << 20));
-    c->add_option("--max-body", o.max_body, "largest request body in bytes")->check(CLI::Range(1024, 1 << 30));
+    c->add_option("--ctx", o.ctx, "context size per request (prompt + completion)")
+        ->check(CLI::Range(16, 1 << 20));
+    c->add_option("--max-tokens-limit", o.max_tokens, "largest max_tokens a request may ask for")
+        ->check(CLI::Range(1, 1 << 20));
+    c->add_option("--max-body", o.max_body, "largest request body in bytes")
+        ->check(CLI::Range(1024, 1 << 30));
 }
 
 int cmd_serve(const ServeOptions& o) {
@@ -35,7 +39,9 @@ int cmd_serve(const ServeOptions& o) {
     so.limits.max_tokens = o.max_tokens;
     so.model_name = std::filesystem::path(o.m.model).filename().string();
     if (!engine.chat_template_known())
-        std::fprintf(stderr, "warning: the model's chat template is not one sluice recognises; chat uses ChatML\n");
+        std::fprintf(
+            stderr,
+            "warning: the model's chat template is not one sluice recognises; chat uses ChatML\n");
     return run_server(engine, so);
 }
 

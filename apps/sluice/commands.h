@@ -30,8 +30,8 @@ struct EvalPplOptions {
     int chunks = -1;
 };
 struct EvalKldOptions {
-    EvalPplOptions e;           // model under test, text, windows
-    std::string base;           // model path or saved logits
+    EvalPplOptions e;  // model under test, text, windows
+    std::string base;  // model path or saved logits
     std::string save_logits;
     int top_k = 64;
 };

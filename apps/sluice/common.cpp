@@ -13,18 +13,25 @@ namespace sluice::cli {
 
 void add_model_options(CLI::App* app, ModelOptions& o) {
     app->add_option("-m,--model", o.model, "GGUF file or Hugging Face model directory")->required();
-    app->add_option("-t,--threads", o.threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
-    app->add_option("--experts-per-token", o.experts_per_token, "routed experts per token K (default: the model's)")
+    app->add_option("-t,--threads", o.threads, "CPU threads (default: all)")
+        ->check(CLI::Range(0, 1024));
+    app->add_option("--experts-per-token", o.experts_per_token,
+                    "routed experts per token K (default: the model's)")
         ->check(CLI::Range(1, 1 << 20));
     app->add_flag("--json", o.json, "print one JSON object on stdout");
-    app->add_flag("-v,--verbose", o.verbose, "more output on stderr (per-token streaming telemetry)");
-    app->add_option("--mem-budget", o.mem_budget,
-                    "most RAM for weights, caches and buffers, e.g. 6GiB; routed experts stream from the file");
-    app->add_option("--io", o.io, "expert I/O with --mem-budget: direct (O_DIRECT + own cache, default), page-cache, mmap")
+    app->add_flag("-v,--verbose", o.verbose,
+                  "more output on stderr (per-token streaming telemetry)");
+    app->add_option(
+        "--mem-budget", o.mem_budget,
+        "most RAM for weights, caches and buffers, e.g. 6GiB; routed experts stream from the file");
+    app->add_option(
+           "--io", o.io,
+           "expert I/O with --mem-budget: direct (O_DIRECT + own cache, default), page-cache, mmap")
         ->check(CLI::IsMember({"page-cache", "direct", "mmap"}));
     app->add_option("--io-engine", o.io_engine, "auto (io_uring if available), uring, threads")
         ->check(CLI::IsMember({"auto", "uring", "threads"}));
-    app->add_flag("--prefetch,!--no-prefetch", o.prefetch, "speculatively prefetch the next layer's experts");
+    app->add_flag("--prefetch,!--no-prefetch", o.prefetch,
+                  "speculatively prefetch the next layer's experts");
 }
 
 int resolve_threads(int requested) {
@@ -43,30 +50,41 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
         lo.on_progress = [](uint64_t done, uint64_t total) {
             const int w = 40, fill = total ? (int)(w * done / total) : w;
             std::fprintf(stderr, "\rloading [%s%s] %3d%%%s", std::string((size_t)fill, '#').c_str(),
-                         std::string((size_t)(w - fill), '.').c_str(), total ? (int)(100 * done / total) : 100,
-                         done == total ? "\n" : "");
+                         std::string((size_t)(w - fill), '.').c_str(),
+                         total ? (int)(100 * done / total) : 100, done == total ? "\n" : "");
         };
     LoadedModel lm = load_model(o.model, lo);
     if (o.experts_per_token > 0) lm.model->set_experts_per_token(o.experts_per_token);
     lm.model->set_speculative_prefetch(o.prefetch);
-    if (!o.json && lo.mem_budget > 0) std::fprintf(stderr, "%s", lm.model->memory_plan().describe().c_str());
+    if (!o.json && lo.mem_budget > 0)
+        std::fprintf(stderr, "%s", lm.model->memory_plan().describe().c_str());
     return lm;
 }
 
 nlohmann::json plan_json(const MemoryPlan& p) {
-    return {{"budget", p.budget},         {"mode", io_mode_name(p.mode)}, {"dense", p.dense},
-            {"kv_cache", p.kv_cache},     {"scratch", p.scratch},         {"io_buffers", p.io_buffers},
-            {"expert_cache", p.expert_cache}, {"page_cache", p.page_cache}, {"experts_total", p.experts_total},
+    return {{"budget", p.budget},
+            {"mode", io_mode_name(p.mode)},
+            {"dense", p.dense},
+            {"kv_cache", p.kv_cache},
+            {"scratch", p.scratch},
+            {"io_buffers", p.io_buffers},
+            {"expert_cache", p.expert_cache},
+            {"page_cache", p.page_cache},
+            {"experts_total", p.experts_total},
             {"cached_fraction", p.cached_fraction()}};
 }
 
 nlohmann::json stats_json(const StreamStats& s) {
-    return {{"experts_acquired", s.acquires}, {"cache_hits", s.hits},       {"cache_misses", s.misses},
-            {"hit_rate", s.hit_rate()},       {"bytes_read", s.bytes_read}, {"bytes_served", s.bytes_served},
-            {"io_wait_s", s.io_wait_s},       {"spec_prefetch_reads", s.spec_reads}, {"spec_prefetch_used", s.spec_used}};
+    return {{"experts_acquired", s.acquires},   {"cache_hits", s.hits},
+            {"cache_misses", s.misses},         {"hit_rate", s.hit_rate()},
+            {"bytes_read", s.bytes_read},       {"bytes_served", s.bytes_served},
+            {"io_wait_s", s.io_wait_s},         {"spec_prefetch_reads", s.spec_reads},
+            {"spec_prefetch_used", s.spec_used}};
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
+void print_json(const nlohmann::json& j) {
+    std::cout << j.dump() << std::endl;
+}
 
 std::vector<int32_t> parse_ids(const std::string& csv) {
     std::vector<int32_t> ids;
@@ -79,7 +97,8 @@ std::vector<int32_t> parse_ids(const std::string& csv) {
         } catch (...) {
             pos = 0;
         }
-        check(pos == s.size() && v >= 0 && v <= INT32_MAX, "--prompt-ids: '" + s + "' is not a token id");
+        check(pos == s.size() && v >= 0 && v <= INT32_MAX,
+              "--prompt-ids: '" + s + "' is not a token id");
         ids.push_back((int32_t)v);
     }
     check(!ids.empty(), "--prompt-ids: no ids given");

@@ -18,7 +18,7 @@ struct ModelOptions {
     std::string mem_budget;     // "" = no budget: everything memory-mapped
     std::string io = "direct";  // measured fastest under a cap: docs/benchmarks.md
     std::string io_engine = "auto";
-    bool prefetch = true;       // speculative next-layer prefetch (measured +27%: docs/benchmarks.md)
+    bool prefetch = true;  // speculative next-layer prefetch (measured +27%: docs/benchmarks.md)
 };
 
 void add_model_options(CLI::App* app, ModelOptions& o);

@@ -7,7 +7,8 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-    CLI::App app{"sluice: run Mixture-of-Experts LLMs larger than RAM by streaming experts from SSD"};
+    CLI::App app{
+        "sluice: run Mixture-of-Experts LLMs larger than RAM by streaming experts from SSD"};
     app.require_subcommand(1);
     sluice::cli::RunOptions run;
     sluice::cli::EvalOptions eval;

@@ -42,7 +42,8 @@ const DTypeTraits& dtype_traits(DType t) {
 
 std::optional<DType> dtype_from_name(std::string_view name) {
     std::string up(name);
-    std::transform(up.begin(), up.end(), up.begin(), [](unsigned char c) { return std::toupper(c); });
+    std::transform(up.begin(), up.end(), up.begin(),
+                   [](unsigned char c) { return std::toupper(c); });
     for (const auto& t : kTraits)
         if (up == t.name) return t.type;
     return std::nullopt;

@@ -25,17 +25,20 @@ enum class DType : uint32_t {
 struct DTypeTraits {
     DType type;
     const char* name;
-    int block_elems;   // elements per block (1 for plain types)
-    int block_bytes;   // bytes per block
+    int block_elems;  // elements per block (1 for plain types)
+    int block_bytes;  // bytes per block
     bool quantized;
 };
 
 // nullptr if the id is not a type sluice knows.
 const DTypeTraits* dtype_traits_or_null(uint32_t id);
 const DTypeTraits& dtype_traits(DType t);
-std::optional<DType> dtype_from_name(std::string_view name);  // "Q4_K", "bf16", ... (case-insensitive)
+std::optional<DType> dtype_from_name(
+    std::string_view name);  // "Q4_K", "bf16", ... (case-insensitive)
 
-inline const char* dtype_name(DType t) { return dtype_traits(t).name; }
+inline const char* dtype_name(DType t) {
+    return dtype_traits(t).name;
+}
 
 // Bytes of a row of n elements; n must be a multiple of the block size (checked by callers).
 inline size_t row_bytes(DType t, int64_t n) {

@@ -6,11 +6,13 @@
 namespace sluice {
 
 class Error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
+[[noreturn]] inline void fail(const std::string& msg) {
+    throw Error(msg);
+}
 
 inline void check(bool ok, const std::string& msg) {
     if (!ok) fail(msg);

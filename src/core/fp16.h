@@ -38,7 +38,7 @@ inline f16_t f32_to_f16(float f) {
     const uint32_t absx = x & 0x7fffffff;
     if (absx >= 0x7f800000u) return (f16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
     if (absx >= 0x477ff000u) return (f16_t)(sign | 0x7c00);  // rounds to inf
-    if (absx < 0x38800000u) {                                 // subnormal or zero in f16
+    if (absx < 0x38800000u) {                                // subnormal or zero in f16
         if (absx < 0x33000000u) return (f16_t)sign;
         const uint32_t e = absx >> 23;
         const uint32_t m = (absx & 0x7fffff) | 0x800000;
@@ -55,7 +55,9 @@ inline f16_t f32_to_f16(float f) {
     return (f16_t)(sign | r);
 }
 
-inline float bf16_to_f32(bf16_t h) { return std::bit_cast<float>((uint32_t)h << 16); }
+inline float bf16_to_f32(bf16_t h) {
+    return std::bit_cast<float>((uint32_t)h << 16);
+}
 
 inline bf16_t f32_to_bf16(float f) {
     uint32_t x = std::bit_cast<uint32_t>(f);

@@ -8,8 +8,8 @@ namespace sluice {
 
 constexpr int QK4_0 = 32;
 constexpr int QK8_0 = 32;
-constexpr int QK_K = 256;          // super-block size of the k-quants
-constexpr int K_SCALE_SIZE = 12;   // packed 6-bit scales/mins of Q4_K/Q5_K
+constexpr int QK_K = 256;         // super-block size of the k-quants
+constexpr int K_SCALE_SIZE = 12;  // packed 6-bit scales/mins of Q4_K/Q5_K
 
 // x = d * (q - 8), q in [0, 15]
 struct block_q4_0 {

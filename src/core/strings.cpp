@@ -21,12 +21,18 @@ uint64_t parse_size(std::string_view s) {
     std::string unit = str.substr(pos);
     for (auto& c : unit) c = (char)std::tolower((unsigned char)c);
     double mul = 1;
-    if (unit.empty() || unit == "b") mul = 1;
-    else if (unit == "k" || unit == "kib" || unit == "kb") mul = 1024.0;
-    else if (unit == "m" || unit == "mib" || unit == "mb") mul = 1024.0 * 1024;
-    else if (unit == "g" || unit == "gib" || unit == "gb") mul = 1024.0 * 1024 * 1024;
-    else if (unit == "t" || unit == "tib" || unit == "tb") mul = 1024.0 * 1024 * 1024 * 1024;
-    else fail("invalid size unit in '" + str + "' (use B, KiB, MiB, GiB, TiB)");
+    if (unit.empty() || unit == "b")
+        mul = 1;
+    else if (unit == "k" || unit == "kib" || unit == "kb")
+        mul = 1024.0;
+    else if (unit == "m" || unit == "mib" || unit == "mb")
+        mul = 1024.0 * 1024;
+    else if (unit == "g" || unit == "gib" || unit == "gb")
+        mul = 1024.0 * 1024 * 1024;
+    else if (unit == "t" || unit == "tib" || unit == "tb")
+        mul = 1024.0 * 1024 * 1024 * 1024;
+    else
+        fail("invalid size unit in '" + str + "' (use B, KiB, MiB, GiB, TiB)");
     check(v >= 0 && std::isfinite(v), "invalid size '" + str + "'");
     return (uint64_t)(v * mul);
 }
@@ -34,10 +40,14 @@ uint64_t parse_size(std::string_view s) {
 std::string format_bytes(uint64_t b) {
     char buf[64];
     const double d = (double)b;
-    if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", d / (1ull << 30));
-    else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", d / (1ull << 20));
-    else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", d / 1024);
-    else std::snprintf(buf, sizeof buf, "%llu B", (unsigned long long)b);
+    if (b >= (1ull << 30))
+        std::snprintf(buf, sizeof buf, "%.2f GiB", d / (1ull << 30));
+    else if (b >= (1ull << 20))
+        std::snprintf(buf, sizeof buf, "%.2f MiB", d / (1ull << 20));
+    else if (b >= 1024)
+        std::snprintf(buf, sizeof buf, "%.1f KiB", d / 1024);
+    else
+        std::snprintf(buf, sizeof buf, "%llu B", (unsigned long long)b);
     return buf;
 }
 
@@ -64,10 +74,14 @@ bool is_valid_utf8(std::string_view s) {
         }
         int len;
         uint32_t cp;
-        if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07;
-        else return false;
+        if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
         if (i + (size_t)len > n) return false;
         for (int k = 1; k < len; ++k) {
             const unsigned char cc = (unsigned char)s[i + k];

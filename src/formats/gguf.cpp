@@ -12,7 +12,7 @@ constexpr uint32_t kMaxDims = 4;
 constexpr int kMaxNesting = 8;
 
 class Reader {
-public:
+  public:
     Reader(const uint8_t* d, size_t n, const std::string& path) : d_(d), n_(n), path_(path) {}
 
     template <typename T>
@@ -32,14 +32,14 @@ public:
     }
     void need(uint64_t bytes, const char* what) const {
         if (bytes > n_ - pos_)
-            fail(path_ + ": truncated GGUF file (reading " + what + " at byte " + std::to_string(pos_) +
-                 ", file has " + std::to_string(n_) + " bytes)");
+            fail(path_ + ": truncated GGUF file (reading " + what + " at byte " +
+                 std::to_string(pos_) + ", file has " + std::to_string(n_) + " bytes)");
     }
     size_t pos() const { return pos_; }
     size_t remaining() const { return n_ - pos_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     const uint8_t* d_;
     size_t n_;
     size_t pos_ = 0;
@@ -49,11 +49,24 @@ private:
 // Smallest encoded size of one element, to reject absurd array lengths before allocating.
 uint64_t min_elem_size(GGUFType t) {
     switch (t) {
-        case GGUFType::U8: case GGUFType::I8: case GGUFType::BOOL: return 1;
-        case GGUFType::U16: case GGUFType::I16: return 2;
-        case GGUFType::U32: case GGUFType::I32: case GGUFType::F32: return 4;
-        case GGUFType::U64: case GGUFType::I64: case GGUFType::F64: case GGUFType::STRING: return 8;
-        case GGUFType::ARRAY: return 12;
+        case GGUFType::U8:
+        case GGUFType::I8:
+        case GGUFType::BOOL:
+            return 1;
+        case GGUFType::U16:
+        case GGUFType::I16:
+            return 2;
+        case GGUFType::U32:
+        case GGUFType::I32:
+        case GGUFType::F32:
+            return 4;
+        case GGUFType::U64:
+        case GGUFType::I64:
+        case GGUFType::F64:
+        case GGUFType::STRING:
+            return 8;
+        case GGUFType::ARRAY:
+            return 12;
     }
     return 1;
 }
@@ -62,28 +75,53 @@ GGUFValue read_value(Reader& r, GGUFType t, const std::string& key, int depth) {
     GGUFValue val;
     val.type = t;
     switch (t) {
-        case GGUFType::U8: val.v = (uint64_t)r.pod<uint8_t>("u8"); break;
-        case GGUFType::I8: val.v = (int64_t)r.pod<int8_t>("i8"); break;
-        case GGUFType::U16: val.v = (uint64_t)r.pod<uint16_t>("u16"); break;
-        case GGUFType::I16: val.v = (int64_t)r.pod<int16_t>("i16"); break;
-        case GGUFType::U32: val.v = (uint64_t)r.pod<uint32_t>("u32"); break;
-        case GGUFType::I32: val.v = (int64_t)r.pod<int32_t>("i32"); break;
-        case GGUFType::U64: val.v = r.pod<uint64_t>("u64"); break;
-        case GGUFType::I64: val.v = r.pod<int64_t>("i64"); break;
-        case GGUFType::F32: val.v = (double)r.pod<float>("f32"); break;
-        case GGUFType::F64: val.v = r.pod<double>("f64"); break;
+        case GGUFType::U8:
+            val.v = (uint64_t)r.pod<uint8_t>("u8");
+            break;
+        case GGUFType::I8:
+            val.v = (int64_t)r.pod<int8_t>("i8");
+            break;
+        case GGUFType::U16:
+            val.v = (uint64_t)r.pod<uint16_t>("u16");
+            break;
+        case GGUFType::I16:
+            val.v = (int64_t)r.pod<int16_t>("i16");
+            break;
+        case GGUFType::U32:
+            val.v = (uint64_t)r.pod<uint32_t>("u32");
+            break;
+        case GGUFType::I32:
+            val.v = (int64_t)r.pod<int32_t>("i32");
+            break;
+        case GGUFType::U64:
+            val.v = r.pod<uint64_t>("u64");
+            break;
+        case GGUFType::I64:
+            val.v = r.pod<int64_t>("i64");
+            break;
+        case GGUFType::F32:
+            val.v = (double)r.pod<float>("f32");
+            break;
+        case GGUFType::F64:
+            val.v = r.pod<double>("f64");
+            break;
         case GGUFType::BOOL: {
             const uint8_t b = r.pod<uint8_t>("bool");
-            check(b <= 1, r.path() + ": metadata '" + key + "': invalid bool value " + std::to_string(b));
+            check(b <= 1,
+                  r.path() + ": metadata '" + key + "': invalid bool value " + std::to_string(b));
             val.v = b != 0;
             break;
         }
-        case GGUFType::STRING: val.v = r.str("string"); break;
+        case GGUFType::STRING:
+            val.v = r.str("string");
+            break;
         case GGUFType::ARRAY: {
-            check(depth < kMaxNesting, r.path() + ": metadata '" + key + "': arrays nested too deeply");
+            check(depth < kMaxNesting,
+                  r.path() + ": metadata '" + key + "': arrays nested too deeply");
             const uint32_t et = r.pod<uint32_t>("array type");
-            check(et <= (uint32_t)GGUFType::F64,
-                  r.path() + ": metadata '" + key + "': unknown array element type " + std::to_string(et));
+            check(et <= (uint32_t)GGUFType::F64, r.path() + ": metadata '" + key +
+                                                     "': unknown array element type " +
+                                                     std::to_string(et));
             val.elem_type = (GGUFType)et;
             const uint64_t n = r.pod<uint64_t>("array length");
             check(n <= r.remaining() / min_elem_size(val.elem_type),
@@ -91,12 +129,14 @@ GGUFValue read_value(Reader& r, GGUFType t, const std::string& key, int depth) {
                       " exceeds the file size (truncated or corrupt GGUF)");
             std::vector<GGUFValue> arr;
             arr.reserve((size_t)n);
-            for (uint64_t i = 0; i < n; ++i) arr.push_back(read_value(r, val.elem_type, key, depth + 1));
+            for (uint64_t i = 0; i < n; ++i)
+                arr.push_back(read_value(r, val.elem_type, key, depth + 1));
             val.v = std::move(arr);
             break;
         }
         default:
-            fail(r.path() + ": metadata '" + key + "': unknown value type " + std::to_string((uint32_t)t));
+            fail(r.path() + ": metadata '" + key + "': unknown value type " +
+                 std::to_string((uint32_t)t));
     }
     return val;
 }
@@ -116,7 +156,8 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
     const uint64_t n_tensors = r.pod<uint64_t>("tensor count");
     const uint64_t n_kv = r.pod<uint64_t>("metadata count");
     // Each KV needs >= 12 bytes and each tensor info >= 28: reject counts the file cannot hold.
-    check(n_kv <= r.remaining() / 12, path + ": metadata count " + std::to_string(n_kv) + " exceeds the file size");
+    check(n_kv <= r.remaining() / 12,
+          path + ": metadata count " + std::to_string(n_kv) + " exceeds the file size");
     check(n_tensors <= r.remaining() / 28,
           path + ": tensor count " + std::to_string(n_tensors) + " exceeds the file size");
 
@@ -126,12 +167,14 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
         check(t <= (uint32_t)GGUFType::F64,
               path + ": metadata '" + key + "': unknown value type " + std::to_string(t));
         GGUFValue v = read_value(r, (GGUFType)t, key, 0);
-        check(g.meta.emplace(key, std::move(v)).second, path + ": duplicate metadata key '" + key + "'");
+        check(g.meta.emplace(key, std::move(v)).second,
+              path + ": duplicate metadata key '" + key + "'");
     }
     if (const GGUFValue* a = g.find("general.alignment")) {
         check(a->type == GGUFType::U32 || a->type == GGUFType::U64 || a->type == GGUFType::I32,
               path + ": general.alignment has the wrong type");
-        const uint64_t al = a->type == GGUFType::I32 ? (uint64_t)std::get<int64_t>(a->v) : std::get<uint64_t>(a->v);
+        const uint64_t al =
+            a->type == GGUFType::I32 ? (uint64_t)std::get<int64_t>(a->v) : std::get<uint64_t>(a->v);
         check(al > 0 && al <= (1u << 20) && (al & (al - 1)) == 0,
               path + ": general.alignment " + std::to_string(al) + " is not a power of two");
         g.alignment = al;
@@ -148,20 +191,24 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
         p.info.name = r.str("tensor name");
         const std::string& nm = p.info.name;
         const uint32_t nd = r.pod<uint32_t>("tensor n_dims");
-        check(nd >= 1 && nd <= kMaxDims, path + ": tensor '" + nm + "' has " + std::to_string(nd) + " dimensions");
+        check(nd >= 1 && nd <= kMaxDims,
+              path + ": tensor '" + nm + "' has " + std::to_string(nd) + " dimensions");
         for (uint32_t d = 0; d < nd; ++d) {
             const uint64_t dim = r.pod<uint64_t>("tensor dims");
-            check(dim > 0 && dim < (1ull << 40), path + ": tensor '" + nm + "' has invalid dimension " + std::to_string(dim));
+            check(dim > 0 && dim < (1ull << 40),
+                  path + ": tensor '" + nm + "' has invalid dimension " + std::to_string(dim));
             p.info.ne.push_back((int64_t)dim);
         }
         const uint32_t type = r.pod<uint32_t>("tensor type");
         const DTypeTraits* tr = dtype_traits_or_null(type);
         if (!tr || type == (uint32_t)DType::Q8_K)
-            fail(path + ": tensor '" + nm + "' has unknown or unsupported dtype id " + std::to_string(type));
+            fail(path + ": tensor '" + nm + "' has unknown or unsupported dtype id " +
+                 std::to_string(type));
         p.info.dtype = tr->type;
         p.rel_offset = r.pod<uint64_t>("tensor offset");
-        check(p.rel_offset % g.alignment == 0,
-              path + ": tensor '" + nm + "' offset is not aligned to " + std::to_string(g.alignment));
+        check(
+            p.rel_offset % g.alignment == 0,
+            path + ": tensor '" + nm + "' offset is not aligned to " + std::to_string(g.alignment));
         p.info.nbytes = tensor_nbytes(p.info.dtype, p.info.ne, path + ": tensor '" + nm + "'");
         pending.push_back(std::move(p));
     }
@@ -170,8 +217,9 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
     for (auto& p : pending) {
         const uint64_t avail = size > g.data_offset ? size - g.data_offset : 0;
         if (p.rel_offset > avail || p.info.nbytes > avail - p.rel_offset)
-            fail(path + ": tensor '" + p.info.name + "' data [" + std::to_string(p.rel_offset) + ", +" +
-                 std::to_string(p.info.nbytes) + ") lies beyond the end of the file (truncated GGUF?)");
+            fail(path + ": tensor '" + p.info.name + "' data [" + std::to_string(p.rel_offset) +
+                 ", +" + std::to_string(p.info.nbytes) +
+                 ") lies beyond the end of the file (truncated GGUF?)");
         p.info.offset = g.data_offset + p.rel_offset;
         p.info.file = 0;
         g.index.add(std::move(p.info));
@@ -244,7 +292,8 @@ std::vector<std::string> GGUFFile::get_string_array(const std::string& key) cons
     std::vector<std::string> out;
     const GGUFValue* v = find(key);
     if (!v) return out;
-    if (!v->is_array() || v->elem_type != GGUFType::STRING) type_error(path, key, "an array of strings");
+    if (!v->is_array() || v->elem_type != GGUFType::STRING)
+        type_error(path, key, "an array of strings");
     out.reserve(v->array().size());
     for (const auto& e : v->array()) out.push_back(std::get<std::string>(e.v));
     return out;
@@ -256,10 +305,14 @@ std::vector<double> GGUFFile::get_float_array(const std::string& key) const {
     if (!v) return out;
     if (!v->is_array()) type_error(path, key, "an array of numbers");
     for (const auto& e : v->array()) {
-        if (auto* d = std::get_if<double>(&e.v)) out.push_back(*d);
-        else if (auto* i = std::get_if<int64_t>(&e.v)) out.push_back((double)*i);
-        else if (auto* u = std::get_if<uint64_t>(&e.v)) out.push_back((double)*u);
-        else type_error(path, key, "an array of numbers");
+        if (auto* d = std::get_if<double>(&e.v))
+            out.push_back(*d);
+        else if (auto* i = std::get_if<int64_t>(&e.v))
+            out.push_back((double)*i);
+        else if (auto* u = std::get_if<uint64_t>(&e.v))
+            out.push_back((double)*u);
+        else
+            type_error(path, key, "an array of numbers");
     }
     return out;
 }
@@ -270,10 +323,14 @@ std::vector<int64_t> GGUFFile::get_int_array(const std::string& key) const {
     if (!v) return out;
     if (!v->is_array()) type_error(path, key, "an array of integers");
     for (const auto& e : v->array()) {
-        if (auto* i = std::get_if<int64_t>(&e.v)) out.push_back(*i);
-        else if (auto* u = std::get_if<uint64_t>(&e.v)) out.push_back((int64_t)*u);
-        else if (auto* b = std::get_if<bool>(&e.v)) out.push_back(*b);
-        else type_error(path, key, "an array of integers");
+        if (auto* i = std::get_if<int64_t>(&e.v))
+            out.push_back(*i);
+        else if (auto* u = std::get_if<uint64_t>(&e.v))
+            out.push_back((int64_t)*u);
+        else if (auto* b = std::get_if<bool>(&e.v))
+            out.push_back(*b);
+        else
+            type_error(path, key, "an array of integers");
     }
     return out;
 }

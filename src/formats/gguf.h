@@ -13,8 +13,19 @@
 namespace sluice {
 
 enum class GGUFType : uint32_t {
-    U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
 };
 
 struct GGUFValue {
@@ -27,7 +38,7 @@ struct GGUFValue {
 };
 
 class GGUFFile {
-public:
+  public:
     uint32_t version = 0;
     uint64_t alignment = 32;
     uint64_t data_offset = 0;

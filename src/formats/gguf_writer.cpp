@@ -11,7 +11,7 @@ namespace sluice {
 namespace {
 
 class Out {
-public:
+  public:
     explicit Out(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "wb")) {
         if (!f_) fail(path + ": cannot create: " + std::strerror(errno));
     }
@@ -19,7 +19,8 @@ public:
         if (f_) std::fclose(f_);
     }
     void bytes(const void* p, size_t n) {
-        if (n && std::fwrite(p, 1, n, f_) != n) fail(path_ + ": write failed: " + std::strerror(errno));
+        if (n && std::fwrite(p, 1, n, f_) != n)
+            fail(path_ + ": write failed: " + std::strerror(errno));
         pos_ += n;
     }
     template <typename T>
@@ -42,7 +43,7 @@ public:
         f_ = nullptr;
     }
 
-private:
+  private:
     std::string path_;
     std::FILE* f_;
     uint64_t pos_ = 0;
@@ -51,18 +52,42 @@ private:
 void write_value(Out& o, const GGUFValue& v, bool with_type) {
     if (with_type) o.pod<uint32_t>((uint32_t)v.type);
     switch (v.type) {
-        case GGUFType::U8: o.pod<uint8_t>((uint8_t)std::get<uint64_t>(v.v)); break;
-        case GGUFType::I8: o.pod<int8_t>((int8_t)std::get<int64_t>(v.v)); break;
-        case GGUFType::U16: o.pod<uint16_t>((uint16_t)std::get<uint64_t>(v.v)); break;
-        case GGUFType::I16: o.pod<int16_t>((int16_t)std::get<int64_t>(v.v)); break;
-        case GGUFType::U32: o.pod<uint32_t>((uint32_t)std::get<uint64_t>(v.v)); break;
-        case GGUFType::I32: o.pod<int32_t>((int32_t)std::get<int64_t>(v.v)); break;
-        case GGUFType::U64: o.pod<uint64_t>(std::get<uint64_t>(v.v)); break;
-        case GGUFType::I64: o.pod<int64_t>(std::get<int64_t>(v.v)); break;
-        case GGUFType::F32: o.pod<float>((float)std::get<double>(v.v)); break;
-        case GGUFType::F64: o.pod<double>(std::get<double>(v.v)); break;
-        case GGUFType::BOOL: o.pod<uint8_t>(std::get<bool>(v.v) ? 1 : 0); break;
-        case GGUFType::STRING: o.str(std::get<std::string>(v.v)); break;
+        case GGUFType::U8:
+            o.pod<uint8_t>((uint8_t)std::get<uint64_t>(v.v));
+            break;
+        case GGUFType::I8:
+            o.pod<int8_t>((int8_t)std::get<int64_t>(v.v));
+            break;
+        case GGUFType::U16:
+            o.pod<uint16_t>((uint16_t)std::get<uint64_t>(v.v));
+            break;
+        case GGUFType::I16:
+            o.pod<int16_t>((int16_t)std::get<int64_t>(v.v));
+            break;
+        case GGUFType::U32:
+            o.pod<uint32_t>((uint32_t)std::get<uint64_t>(v.v));
+            break;
+        case GGUFType::I32:
+            o.pod<int32_t>((int32_t)std::get<int64_t>(v.v));
+            break;
+        case GGUFType::U64:
+            o.pod<uint64_t>(std::get<uint64_t>(v.v));
+            break;
+        case GGUFType::I64:
+            o.pod<int64_t>(std::get<int64_t>(v.v));
+            break;
+        case GGUFType::F32:
+            o.pod<float>((float)std::get<double>(v.v));
+            break;
+        case GGUFType::F64:
+            o.pod<double>(std::get<double>(v.v));
+            break;
+        case GGUFType::BOOL:
+            o.pod<uint8_t>(std::get<bool>(v.v) ? 1 : 0);
+            break;
+        case GGUFType::STRING:
+            o.str(std::get<std::string>(v.v));
+            break;
         case GGUFType::ARRAY: {
             o.pod<uint32_t>((uint32_t)v.elem_type);
             o.pod<uint64_t>(v.array().size());
@@ -102,13 +127,24 @@ void GGUFWriter::set(const std::string& key, GGUFValue v) {
     meta_.emplace_back(key, std::move(v));
 }
 
-void GGUFWriter::set_u32(const std::string& k, uint32_t v) { set(k, scalar(GGUFType::U32, (uint64_t)v)); }
-void GGUFWriter::set_i32(const std::string& k, int32_t v) { set(k, scalar(GGUFType::I32, (int64_t)v)); }
-void GGUFWriter::set_f32(const std::string& k, float v) { set(k, scalar(GGUFType::F32, (double)v)); }
-void GGUFWriter::set_bool(const std::string& k, bool v) { set(k, scalar(GGUFType::BOOL, v)); }
-void GGUFWriter::set_str(const std::string& k, const std::string& v) { set(k, scalar(GGUFType::STRING, v)); }
+void GGUFWriter::set_u32(const std::string& k, uint32_t v) {
+    set(k, scalar(GGUFType::U32, (uint64_t)v));
+}
+void GGUFWriter::set_i32(const std::string& k, int32_t v) {
+    set(k, scalar(GGUFType::I32, (int64_t)v));
+}
+void GGUFWriter::set_f32(const std::string& k, float v) {
+    set(k, scalar(GGUFType::F32, (double)v));
+}
+void GGUFWriter::set_bool(const std::string& k, bool v) {
+    set(k, scalar(GGUFType::BOOL, v));
+}
+void GGUFWriter::set_str(const std::string& k, const std::string& v) {
+    set(k, scalar(GGUFType::STRING, v));
+}
 void GGUFWriter::set_str_array(const std::string& k, const std::vector<std::string>& v) {
-    set(k, array_of(GGUFType::STRING, v, [](const std::string& s) { return scalar(GGUFType::STRING, s); }));
+    set(k, array_of(GGUFType::STRING, v,
+                    [](const std::string& s) { return scalar(GGUFType::STRING, s); }));
 }
 void GGUFWriter::set_i32_array(const std::string& k, const std::vector<int32_t>& v) {
     set(k, array_of(GGUFType::I32, v, [](int32_t x) { return scalar(GGUFType::I32, (int64_t)x); }));
@@ -127,8 +163,10 @@ void GGUFWriter::add_tensor(const std::string& name, DType t, std::vector<int64_
     tensors_.push_back({name, t, std::move(ne), nb, std::move(fill)});
 }
 
-void GGUFWriter::add_tensor(const std::string& name, DType t, std::vector<int64_t> ne, const void* data) {
-    add_tensor(name, t, std::move(ne), [data](uint8_t* dst, size_t n) { std::memcpy(dst, data, n); });
+void GGUFWriter::add_tensor(const std::string& name, DType t, std::vector<int64_t> ne,
+                            const void* data) {
+    add_tensor(name, t, std::move(ne),
+               [data](uint8_t* dst, size_t n) { std::memcpy(dst, data, n); });
 }
 
 uint64_t GGUFWriter::total_tensor_bytes() const {

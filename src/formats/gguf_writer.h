@@ -12,7 +12,7 @@
 namespace sluice {
 
 class GGUFWriter {
-public:
+  public:
     using Fill = std::function<void(uint8_t* dst, size_t nbytes)>;
 
     explicit GGUFWriter(uint64_t alignment = 32) : alignment_(alignment) {}
@@ -37,7 +37,7 @@ public:
     void write(const std::string& path) const;
     uint64_t total_tensor_bytes() const;
 
-private:
+  private:
     struct Tensor {
         std::string name;
         DType type;

@@ -43,7 +43,8 @@ TensorIndex parse_safetensors(const uint8_t* data, size_t size, const std::strin
     for (auto& [name, t] : h.items()) {
         if (name == "__metadata__") continue;
         const std::string where = path + ": tensor '" + name + "'";
-        check(t.is_object() && t.contains("dtype") && t.contains("shape") && t.contains("data_offsets"),
+        check(t.is_object() && t.contains("dtype") && t.contains("shape") &&
+                  t.contains("data_offsets"),
               where + ": needs dtype, shape and data_offsets");
         check(t["dtype"].is_string() && t["shape"].is_array() && t["data_offsets"].is_array() &&
                   t["data_offsets"].size() == 2,
@@ -55,18 +56,21 @@ TensorIndex parse_safetensors(const uint8_t* data, size_t size, const std::strin
         check(shape.size() <= 4, where + ": more than 4 dimensions");
         // safetensors shapes are row-major (outermost first); the index stores ne[0] innermost.
         for (auto it = shape.rbegin(); it != shape.rend(); ++it) {
-            check(it->is_number_unsigned(), where + ": shape entries must be non-negative integers");
+            check(it->is_number_unsigned(),
+                  where + ": shape entries must be non-negative integers");
             ti.ne.push_back(it->get<int64_t>());
         }
         if (ti.ne.empty()) ti.ne.push_back(1);  // scalar
         const auto& off = t["data_offsets"];
-        check(off[0].is_number_unsigned() && off[1].is_number_unsigned(), where + ": bad data_offsets");
+        check(off[0].is_number_unsigned() && off[1].is_number_unsigned(),
+              where + ": bad data_offsets");
         const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         check(b <= e && e <= size - data_start,
               where + ": data_offsets lie beyond the end of the file (truncated?)");
         ti.nbytes = tensor_nbytes(ti.dtype, ti.ne, where);
         check(ti.nbytes == e - b, where + ": byte size " + std::to_string(e - b) +
-                                      " does not match its shape and dtype (" + std::to_string(ti.nbytes) + ")");
+                                      " does not match its shape and dtype (" +
+                                      std::to_string(ti.nbytes) + ")");
         ti.offset = data_start + b;
         ti.file = 0;
         idx.add(std::move(ti));
@@ -89,11 +93,13 @@ TensorIndex read_safetensors_dir(const std::string& dir) {
         return read_safetensors(single.string());
     }
     const json j = read_json_file(index_path.string());
-    check(j.contains("weight_map") && j["weight_map"].is_object(), index_path.string() + ": no weight_map object");
+    check(j.contains("weight_map") && j["weight_map"].is_object(),
+          index_path.string() + ": no weight_map object");
     std::set<std::string> shards;
     std::map<std::string, std::string> expect;
     for (auto& [name, file] : j["weight_map"].items()) {
-        check(file.is_string(), index_path.string() + ": weight_map['" + name + "'] is not a string");
+        check(file.is_string(),
+              index_path.string() + ": weight_map['" + name + "'] is not a string");
         const std::string f = file.get<std::string>();
         check(f.find('/') == std::string::npos && f.find("..") == std::string::npos,
               index_path.string() + ": shard name '" + f + "' must be a plain file name");
@@ -104,7 +110,8 @@ TensorIndex read_safetensors_dir(const std::string& dir) {
     for (const auto& s : shards) all.merge(read_safetensors((d / s).string()));
     for (const auto& [name, file] : expect) {
         const TensorInfo* t = all.find(name);
-        check(t != nullptr, index_path.string() + ": tensor '" + name + "' is not in shard " + file);
+        check(t != nullptr,
+              index_path.string() + ": tensor '" + name + "' is not in shard " + file);
     }
     return all;
 }

@@ -20,13 +20,14 @@ uint64_t tensor_nbytes(DType t, const std::vector<int64_t>& ne, const std::strin
         check(n < ((unsigned __int128)1 << 62), what + ": tensor too large");
     }
     check(ne[0] % tr.block_elems == 0, what + ": row length " + std::to_string(ne[0]) +
-                                           " is not a multiple of the " + tr.name +
-                                           " block size " + std::to_string(tr.block_elems));
+                                           " is not a multiple of the " + tr.name + " block size " +
+                                           std::to_string(tr.block_elems));
     return (uint64_t)(n / (unsigned)tr.block_elems * (unsigned)tr.block_bytes);
 }
 
 void TensorIndex::add(TensorInfo t) {
-    check(by_name_.emplace(t.name, tensors.size()).second, "duplicate tensor name '" + t.name + "'");
+    check(by_name_.emplace(t.name, tensors.size()).second,
+          "duplicate tensor name '" + t.name + "'");
     tensors.push_back(std::move(t));
 }
 
@@ -56,7 +57,8 @@ TensorFiles::TensorFiles(const TensorIndex& index) {
 
 TensorView TensorFiles::view(const TensorInfo& t) const {
     const MappedFile& f = *maps_.at((size_t)t.file);
-    check(t.offset + t.nbytes <= f.size(), f.path() + ": tensor '" + t.name + "' lies beyond the end of the file");
+    check(t.offset + t.nbytes <= f.size(),
+          f.path() + ": tensor '" + t.name + "' lies beyond the end of the file");
     TensorView v;
     v.dtype = t.dtype;
     v.data = f.data() + t.offset;

@@ -25,7 +25,7 @@ struct TensorInfo {
 };
 
 class TensorIndex {
-public:
+  public:
     std::vector<std::string> files;
     std::vector<TensorInfo> tensors;
 
@@ -35,7 +35,7 @@ public:
     // Appends all of `other` (files re-numbered).
     void merge(TensorIndex&& other);
 
-private:
+  private:
     std::unordered_map<std::string, size_t> by_name_;
 };
 
@@ -45,12 +45,12 @@ uint64_t tensor_nbytes(DType t, const std::vector<int64_t>& ne, const std::strin
 
 // Memory-mapped files of an index, and views into them.
 class TensorFiles {
-public:
+  public:
     explicit TensorFiles(const TensorIndex& index);
     TensorView view(const TensorInfo& t) const;
     const MappedFile& file(int i) const { return *maps_[(size_t)i]; }
 
-private:
+  private:
     std::vector<std::unique_ptr<MappedFile>> maps_;
 };
 

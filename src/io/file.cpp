@@ -46,7 +46,8 @@ void File::pread_all(void* dst, size_t n, uint64_t off) const {
     while (n > 0) {
         const ssize_t r = ::pread(fd_, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) fail(path_ + ": read at " + std::to_string(off) + " failed: " + std::strerror(errno));
+        if (r < 0)
+            fail(path_ + ": read at " + std::to_string(off) + " failed: " + std::strerror(errno));
         if (r == 0) fail(path_ + ": unexpected end of file at " + std::to_string(off));
         p += r;
         n -= (size_t)r;
@@ -54,7 +55,9 @@ void File::pread_all(void* dst, size_t n, uint64_t off) const {
     }
 }
 
-void File::drop_cache() const { ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED); }
+void File::drop_cache() const {
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+}
 
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
     if (bytes == 0) return;
@@ -67,7 +70,9 @@ AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
     if (rounded >= (2u << 20)) ::madvise(p, rounded, MADV_HUGEPAGE);
 }
 
-AlignedBuffer::~AlignedBuffer() { std::free(p_); }
+AlignedBuffer::~AlignedBuffer() {
+    std::free(p_);
+}
 
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {

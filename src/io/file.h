@@ -10,11 +10,14 @@ namespace sluice {
 constexpr size_t kDirectAlign = 4096;  // O_DIRECT offset/length/address alignment
 
 class File {
-public:
+  public:
     File() = default;
     File(const std::string& path, bool direct);  // throws Error naming the path
     ~File();
-    File(File&& o) noexcept : fd_(o.fd_), direct_(o.direct_), size_(o.size_), path_(std::move(o.path_)) { o.fd_ = -1; }
+    File(File&& o) noexcept
+        : fd_(o.fd_), direct_(o.direct_), size_(o.size_), path_(std::move(o.path_)) {
+        o.fd_ = -1;
+    }
     File& operator=(File&& o) noexcept;
     File(const File&) = delete;
     File& operator=(const File&) = delete;
@@ -28,7 +31,7 @@ public:
     // Tells the kernel these cached pages will not be needed again (after a one-time copy).
     void drop_cache() const;
 
-private:
+  private:
     int fd_ = -1;
     bool direct_ = false;
     uint64_t size_ = 0;
@@ -36,7 +39,7 @@ private:
 };
 
 class AlignedBuffer {
-public:
+  public:
     AlignedBuffer() = default;
     AlignedBuffer(size_t bytes, size_t align = kDirectAlign);
     ~AlignedBuffer();
@@ -48,7 +51,7 @@ public:
     uint8_t* data() const { return p_; }
     size_t size() const { return n_; }
 
-private:
+  private:
     uint8_t* p_ = nullptr;
     size_t n_ = 0;
 };

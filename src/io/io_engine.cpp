@@ -20,7 +20,8 @@ namespace {
 int64_t pread_full(const ReadRequest& r) {
     uint64_t done = 0;
     while (done < r.length) {
-        const ssize_t n = ::pread(r.fd, (uint8_t*)r.dst + done, r.length - done, (off_t)(r.offset + done));
+        const ssize_t n =
+            ::pread(r.fd, (uint8_t*)r.dst + done, r.length - done, (off_t)(r.offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return -errno;
         if (n == 0) return (int64_t)done;
@@ -30,7 +31,7 @@ int64_t pread_full(const ReadRequest& r) {
 }
 
 class ThreadEngine final : public IoEngine {
-public:
+  public:
     explicit ThreadEngine(unsigned n_threads) {
         for (unsigned i = 0; i < n_threads; ++i) threads_.emplace_back([this] { loop(); });
     }
@@ -65,7 +66,7 @@ public:
     }
     const char* name() const override { return "threads"; }
 
-private:
+  private:
     void loop() {
         for (;;) {
             ReadRequest r;
@@ -94,7 +95,7 @@ private:
 };
 
 class UringEngine final : public IoEngine {
-public:
+  public:
     explicit UringEngine(unsigned depth) : depth_(depth) {
         const int rc = io_uring_queue_init(depth, &ring_, 0);
         if (rc < 0) throw Error(std::string("io_uring_queue_init: ") + std::strerror(-rc));
@@ -113,7 +114,8 @@ public:
         size_t got = 0;
         for (;;) {
             io_uring_cqe* cqe = nullptr;
-            int rc = block && got == 0 && in_ring_ > 0 ? io_uring_wait_cqe(&ring_, &cqe) : io_uring_peek_cqe(&ring_, &cqe);
+            int rc = block && got == 0 && in_ring_ > 0 ? io_uring_wait_cqe(&ring_, &cqe)
+                                                       : io_uring_peek_cqe(&ring_, &cqe);
             if (rc == -EINTR) continue;
             if (rc < 0 || !cqe) break;
             Inflight* f = (Inflight*)io_uring_cqe_get_data(cqe);
@@ -137,15 +139,15 @@ public:
     size_t in_flight() const override { return in_flight_; }
     const char* name() const override { return "io_uring"; }
 
-private:
+  private:
     struct Inflight {
         ReadRequest req;
         uint64_t done = 0;
     };
     void resubmit(Inflight* f) {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        io_uring_prep_read(sqe, f->req.fd, (uint8_t*)f->req.dst + f->done, (unsigned)(f->req.length - f->done),
-                           f->req.offset + f->done);
+        io_uring_prep_read(sqe, f->req.fd, (uint8_t*)f->req.dst + f->done,
+                           (unsigned)(f->req.length - f->done), f->req.offset + f->done);
         io_uring_sqe_set_data(sqe, f);
         ++in_ring_;
         io_uring_submit(&ring_);

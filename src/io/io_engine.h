@@ -22,7 +22,7 @@ struct ReadCompletion {
 };
 
 class IoEngine {
-public:
+  public:
     virtual ~IoEngine() = default;
     virtual void submit(const ReadRequest* reqs, size_t n) = 0;
     // Appends finished reads to `out`. block: wait until at least one finishes (if any are

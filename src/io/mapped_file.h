@@ -8,7 +8,7 @@
 namespace sluice {
 
 class MappedFile {
-public:
+  public:
     explicit MappedFile(const std::string& path);  // throws Error naming the path
     ~MappedFile();
     MappedFile(const MappedFile&) = delete;
@@ -18,7 +18,7 @@ public:
     size_t size() const { return size_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;

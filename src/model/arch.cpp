@@ -23,9 +23,11 @@ const std::vector<ArchInfo>& table() {
           "model.layers.{l}.input_layernorm.weight", "model.layers.{l}.self_attn.q_proj.weight",
           "model.layers.{l}.self_attn.k_proj.weight", "model.layers.{l}.self_attn.v_proj.weight",
           "model.layers.{l}.self_attn.o_proj.weight", "model.layers.{l}.self_attn.q_norm.weight",
-          "model.layers.{l}.self_attn.k_norm.weight", "model.layers.{l}.post_attention_layernorm.weight",
-          "model.layers.{l}.mlp.gate.weight", "model.layers.{l}.mlp.experts.{e}.gate_proj.weight",
-          "model.layers.{l}.mlp.experts.{e}.up_proj.weight", "model.layers.{l}.mlp.experts.{e}.down_proj.weight"},
+          "model.layers.{l}.self_attn.k_norm.weight",
+          "model.layers.{l}.post_attention_layernorm.weight", "model.layers.{l}.mlp.gate.weight",
+          "model.layers.{l}.mlp.experts.{e}.gate_proj.weight",
+          "model.layers.{l}.mlp.experts.{e}.up_proj.weight",
+          "model.layers.{l}.mlp.experts.{e}.down_proj.weight"},
          forward_qwen3moe},
     };
     return t;
@@ -64,7 +66,8 @@ std::string supported_arch_names() {
 std::string tensor_name(const char* pattern, int layer, int expert) {
     std::string s(pattern);
     auto rep = [&](const std::string& key, int v) {
-        for (size_t p; (p = s.find(key)) != std::string::npos;) s.replace(p, key.size(), std::to_string(v));
+        for (size_t p; (p = s.find(key)) != std::string::npos;)
+            s.replace(p, key.size(), std::to_string(v));
     };
     rep("{l}", layer);
     if (expert >= 0) rep("{e}", expert);

@@ -10,9 +10,21 @@
 namespace sluice {
 
 enum class TensorRole {
-    TokEmbd, OutputNorm, Output,
-    AttnNorm, AttnQ, AttnK, AttnV, AttnOut, AttnQNorm, AttnKNorm,
-    FfnNorm, FfnRouter, ExpGate, ExpUp, ExpDown,
+    TokEmbd,
+    OutputNorm,
+    Output,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOut,
+    AttnQNorm,
+    AttnKNorm,
+    FfnNorm,
+    FfnRouter,
+    ExpGate,
+    ExpUp,
+    ExpDown,
     kCount
 };
 constexpr size_t kRoleCount = (size_t)TensorRole::kCount;

@@ -15,8 +15,8 @@ void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, floa
     for (int t = 0; t < n; ++t) get_row(tok_embd, tokens[t], x + t * E);
 }
 
-void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const float* h, int n, int pos0,
-                   KvCache& kv, ThreadPool& pool, float* out) {
+void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const float* h, int n,
+                   int pos0, KvCache& kv, ThreadPool& pool, float* out) {
     const int hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
     const int q_dim = nh * hd, kv_dim = nkv * hd;
     std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * kv_dim);
@@ -31,7 +31,8 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
         rope_neox(qt, nh, hd, c.n_rot, pos0 + t, c.rope_theta);
         rope_neox(kt, nkv, hd, c.n_rot, pos0 + t, c.rope_theta);
         std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + t));
-        std::copy(v.data() + (size_t)t * kv_dim, v.data() + (size_t)(t + 1) * kv_dim, kv.v(layer, pos0 + t));
+        std::copy(v.data() + (size_t)t * kv_dim, v.data() + (size_t)(t + 1) * kv_dim,
+                  kv.v(layer, pos0 + t));
     }
     std::vector<float> attn((size_t)n * q_dim);
     const float scale = 1.0f / std::sqrt((float)hd);
@@ -44,17 +45,20 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
         thread_local std::vector<float> scores;
         scores.resize((size_t)n_pos);
         const float* qh = q.data() + (size_t)t * q_dim + (size_t)hh * hd;
-        for (int p = 0; p < n_pos; ++p) scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
+        for (int p = 0; p < n_pos; ++p)
+            scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
         softmax(scores.data(), n_pos);
         float* o = attn.data() + (size_t)t * q_dim + (size_t)hh * hd;
         std::fill(o, o + hd, 0.f);
-        for (int p = 0; p < n_pos; ++p) kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * hd, o, hd);
+        for (int p = 0; p < n_pos; ++p)
+            kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * hd, o, hd);
     });
     matmul(pool, w.wo, attn.data(), n, out);
 }
 
-void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router, ExpertStore& store,
-                      int layer, const float* h, int n, ThreadPool& pool, float* out) {
+void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router,
+                      ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool,
+                      float* out) {
     const int E = c.n_embd, NE = c.n_expert, K = c.n_expert_used, F = c.n_ff_exp;
     std::vector<float> probs((size_t)n * NE);
     matmul(pool, router, h, n, probs.data());
@@ -70,7 +74,8 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         float sum = 0;
         for (int j = 0; j < K; ++j) sum += p[order[(size_t)j]];
         const float norm = c.norm_topk_prob ? 1.0f / sum : 1.0f;
-        for (int j = 0; j < K; ++j) routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
+        for (int j = 0; j < K; ++j)
+            routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
     }
     // Speculative: the next layer's router on this layer's input predicts its experts, so
     // their reads overlap this layer's compute. For a batch, the union over its tokens.
@@ -85,7 +90,8 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         for (int t = 0; t < n; ++t) {
             const float* p = nl.data() + (size_t)t * NE;
             std::iota(order.begin(), order.end(), 0);
-            std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return p[a] > p[b]; });
+            std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                              [&](int a, int b) { return p[a] > p[b]; });
             for (int j = 0; j < K; ++j) want[(size_t)order[(size_t)j]] = 1;
         }
         std::vector<int> predicted;
@@ -106,8 +112,8 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         const ExpertWeights ew = store.acquire(layer, e);
         xs.resize((size_t)m * E);
         for (int r = 0; r < m; ++r)
-            std::copy(h + (size_t)toks[(size_t)r].first * E, h + (size_t)(toks[(size_t)r].first + 1) * E,
-                      xs.begin() + (ptrdiff_t)r * E);
+            std::copy(h + (size_t)toks[(size_t)r].first * E,
+                      h + (size_t)(toks[(size_t)r].first + 1) * E, xs.begin() + (ptrdiff_t)r * E);
         g.resize((size_t)m * F);
         u.resize((size_t)m * F);
         std::vector<float>& d = result[(size_t)e];
@@ -132,8 +138,8 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
     }
 }
 
-void output_logits(const ModelConfig& c, const Weights& w, const float* x, int n, bool all, ThreadPool& pool,
-                   float* logits) {
+void output_logits(const ModelConfig& c, const Weights& w, const float* x, int n, bool all,
+                   ThreadPool& pool, float* logits) {
     const int E = c.n_embd;
     const int first = all ? 0 : n - 1;
     const int rows = n - first;

@@ -51,13 +51,17 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         if (!t && required) fail(where + ": missing tensor '" + name + "'");
         return t;
     };
-    auto find_checked = [&](TensorRole role, int layer, int expert, std::vector<int64_t> want) -> const TensorInfo& {
+    auto find_checked = [&](TensorRole role, int layer, int expert,
+                            std::vector<int64_t> want) -> const TensorInfo& {
         const TensorInfo* t = info(role, layer, expert, true);
         if (t->ne != want)
-            fail(where + ": tensor '" + t->name + "' has shape " + shape_str(t->ne) + ", expected " + shape_str(want));
-        if (role == TensorRole::OutputNorm || role == TensorRole::AttnNorm || role == TensorRole::FfnNorm ||
-            role == TensorRole::AttnQNorm || role == TensorRole::AttnKNorm)
-            check(!dtype_traits(t->dtype).quantized, where + ": norm tensor '" + t->name + "' must be F32/F16/BF16");
+            fail(where + ": tensor '" + t->name + "' has shape " + shape_str(t->ne) +
+                 ", expected " + shape_str(want));
+        if (role == TensorRole::OutputNorm || role == TensorRole::AttnNorm ||
+            role == TensorRole::FfnNorm || role == TensorRole::AttnQNorm ||
+            role == TensorRole::AttnKNorm)
+            check(!dtype_traits(t->dtype).quantized,
+                  where + ": norm tensor '" + t->name + "' must be F32/F16/BF16");
         check(t->dtype != DType::I32, where + ": tensor '" + t->name + "' has integer dtype I32");
         return *t;
     };
@@ -69,7 +73,8 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         if (files.empty())
             for (const auto& f : index_.files) files.push_back(std::make_unique<File>(f, false));
         const File& f = *files[(size_t)t.file];
-        check(t.offset + t.nbytes <= f.size(), f.path() + ": tensor '" + t.name + "' lies beyond the end of the file");
+        check(t.offset + t.nbytes <= f.size(),
+              f.path() + ": tensor '" + t.name + "' lies beyond the end of the file");
         AlignedBuffer buf((size_t)t.nbytes);
         f.pread_all(buf.data(), (size_t)t.nbytes, t.offset);
         TensorView v;
@@ -79,7 +84,8 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         resident_.push_back(std::move(buf));
         return v;
     };
-    auto bind = [&](TensorRole role, int layer, std::vector<int64_t> want, bool required = true) -> TensorView {
+    auto bind = [&](TensorRole role, int layer, std::vector<int64_t> want,
+                    bool required = true) -> TensorView {
         const TensorInfo* t = info(role, layer, -1, required);
         if (!t) return {};
         return dense(find_checked(role, layer, -1, std::move(want)));
@@ -116,7 +122,9 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
             if (hf) {
                 for (int e = 0; e < NE; ++e) {
                     const TensorInfo& t = find_checked(roles[p], l, e, shape2d[p]);
-                    if (e > 0) check(t.dtype == X.proj[(size_t)p].dtype, where + ": experts of layer " + std::to_string(l) + " mix dtypes");
+                    if (e > 0)
+                        check(t.dtype == X.proj[(size_t)p].dtype,
+                              where + ": experts of layer " + std::to_string(l) + " mix dtypes");
                     X.proj[(size_t)p].dtype = t.dtype;
                     X.experts[(size_t)e][(size_t)p] = {t.file, t.offset, t.nbytes};
                 }
@@ -125,8 +133,11 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
                 want.push_back(NE);
                 const TensorInfo& t = find_checked(roles[p], l, -1, want);
                 X.proj[(size_t)p].dtype = t.dtype;
-                const uint64_t stride = t.nbytes / (uint64_t)NE;  // GGUF stacks experts contiguously
-                for (int e = 0; e < NE; ++e) X.experts[(size_t)e][(size_t)p] = {t.file, t.offset + (uint64_t)e * stride, stride};
+                const uint64_t stride =
+                    t.nbytes / (uint64_t)NE;  // GGUF stacks experts contiguously
+                for (int e = 0; e < NE; ++e)
+                    X.experts[(size_t)e][(size_t)p] = {t.file, t.offset + (uint64_t)e * stride,
+                                                       stride};
             }
         }
     }
@@ -137,9 +148,10 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
 
 void Model::make_expert_store(const LoadOptions& o) {
     // Scratch: activations of a prefill batch of up to 512 tokens plus logits for it.
-    const uint64_t scratch = 512ull * (uint64_t)(8 * cfg_.n_embd + 4 * cfg_.n_ff_exp) * 4 + 4ull * cfg_.n_vocab * 256;
-    plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, KvCache::bytes_for(cfg_, o.n_ctx), scratch, layout_,
-                        cfg_.n_expert_used);
+    const uint64_t scratch =
+        512ull * (uint64_t)(8 * cfg_.n_embd + 4 * cfg_.n_ff_exp) * 4 + 4ull * cfg_.n_vocab * 256;
+    plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, KvCache::bytes_for(cfg_, o.n_ctx),
+                        scratch, layout_, cfg_.n_expert_used);
     if (o.mem_budget == 0) {
         experts_ = make_mapped_expert_store(layout_, false);
     } else if (o.io == IoMode::Mmap) {
@@ -154,8 +166,8 @@ void Model::make_expert_store(const LoadOptions& o) {
 }
 
 void Model::set_experts_per_token(int k) {
-    check(k >= 1 && k <= cfg_.n_expert, "--experts-per-token " + std::to_string(k) + " is outside 1.." +
-                                            std::to_string(cfg_.n_expert));
+    check(k >= 1 && k <= cfg_.n_expert, "--experts-per-token " + std::to_string(k) +
+                                            " is outside 1.." + std::to_string(cfg_.n_expert));
     cfg_.n_expert_used = k;
 }
 

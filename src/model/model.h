@@ -11,10 +11,10 @@
 #include "core/tensor.h"
 #include "formats/gguf.h"
 #include "formats/tensor_index.h"
+#include "io/file.h"
 #include "model/arch.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
-#include "io/file.h"
 #include "stream/expert_store.h"
 #include "stream/memory_plan.h"
 
@@ -35,10 +35,10 @@ struct Weights {
 struct ForwardArgs {
     const int32_t* tokens;  // [n]
     int n;
-    int pos0;               // position of tokens[0]; KV rows [pos0, pos0 + n) are written
+    int pos0;  // position of tokens[0]; KV rows [pos0, pos0 + n) are written
     KvCache* kv;
     ThreadPool* pool;
-    float* logits;          // [n, n_vocab] if all_logits, else [n_vocab] for the last token
+    float* logits;  // [n, n_vocab] if all_logits, else [n_vocab] for the last token
     bool all_logits;
 };
 
@@ -46,12 +46,12 @@ struct LoadOptions {
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
-    int n_ctx = 4096;         // context the KV cache will be sized for (memory plan)
+    int n_ctx = 4096;  // context the KV cache will be sized for (memory plan)
     std::function<void(uint64_t done, uint64_t total)> on_progress;  // layers loaded so far
 };
 
 class Model {
-public:
+  public:
     // path: a .gguf file or a Hugging Face model directory (config.json + safetensors).
     // With a memory budget, dense weights are read into resident memory and routed experts
     // stream through an expert store sized by the memory plan.
@@ -75,7 +75,7 @@ public:
     // Checks tokens and positions, then runs the architecture's forward pass.
     void forward(const ForwardArgs& a);
 
-private:
+  private:
     Model() = default;
     void bind_weights(const ArchInfo& arch, bool hf, bool resident);
     void make_expert_store(const LoadOptions& o);
@@ -84,7 +84,7 @@ private:
     ModelConfig cfg_;
     std::optional<GGUFFile> gguf_;
     TensorIndex index_;
-    std::unique_ptr<TensorFiles> files_;  // mapped files (no budget)
+    std::unique_ptr<TensorFiles> files_;   // mapped files (no budget)
     std::vector<AlignedBuffer> resident_;  // dense tensors read into memory (with a budget)
     Weights w_;
     ExpertLayout layout_;

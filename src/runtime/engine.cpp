@@ -7,7 +7,9 @@
 namespace sluice {
 
 Engine::Engine(LoadedModel& lm, ThreadPool& pool, int n_ctx)
-    : lm_(lm), pool_(pool), n_ctx_(n_ctx), kv_(lm.model->config(), n_ctx), thread_([this] { loop(); }) {
+    : lm_(lm), pool_(pool), n_ctx_(n_ctx), kv_(lm.model->config(), n_ctx), thread_([this] {
+          loop();
+      }) {
     std::string tmpl;
     if (const GGUFFile* g = lm.model->gguf()) {
         tmpl = g->get_string("tokenizer.chat_template").value_or("");

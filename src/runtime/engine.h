@@ -5,9 +5,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <deque>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -25,12 +25,12 @@ struct EngineMetrics {
     double decode_seconds = 0;
     double prefill_seconds = 0;
     double last_decode_tok_s = 0;
-    StreamStats experts;       // cumulative expert-store telemetry
+    StreamStats experts;  // cumulative expert-store telemetry
     uint64_t disk_read_bytes = 0;
 };
 
 class Engine {
-public:
+  public:
     Engine(LoadedModel& lm, ThreadPool& pool, int n_ctx);
     ~Engine();
 
@@ -47,7 +47,7 @@ public:
                             const std::function<void(const std::string&)>& on_text);
     EngineMetrics metrics() const;
 
-private:
+  private:
     LoadedModel& lm_;
     ThreadPool& pool_;
     int n_ctx_;

@@ -9,15 +9,19 @@
 
 namespace sluice {
 
-GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& prompt,
-                        const GenerateParams& p, const std::function<void(const std::string&)>& on_text) {
+GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool,
+                        const std::vector<int32_t>& prompt, const GenerateParams& p,
+                        const std::function<void(const std::string&)>& on_text) {
     using clock = std::chrono::steady_clock;
     const ModelConfig& c = m.config();
     check(!prompt.empty(), "empty prompt: give some text or token ids");
     check(p.n_predict >= 0, "number of tokens to predict must be >= 0");
-    const int n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int>(c.n_ctx_train, (int)prompt.size() + std::max(p.n_predict, 1));
+    const int n_ctx =
+        p.n_ctx > 0 ? p.n_ctx
+                    : std::min<int>(c.n_ctx_train, (int)prompt.size() + std::max(p.n_predict, 1));
     check((int)prompt.size() <= n_ctx, "prompt too long: " + std::to_string(prompt.size()) +
-                                           " tokens exceed the context size " + std::to_string(n_ctx));
+                                           " tokens exceed the context size " +
+                                           std::to_string(n_ctx));
     std::optional<KvCache> own;
     if (!p.kv || p.kv->n_ctx() < n_ctx) own.emplace(c, n_ctx);
     KvCache& kv = own ? *own : *p.kv;
@@ -64,7 +68,8 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
         const auto ts = clock::now();
         m.forward({&next, 1, pos, &kv, &pool, logits.data(), false});
         ++pos;
-        if (p.on_token) p.on_token(i, std::chrono::duration<double, std::milli>(clock::now() - ts).count());
+        if (p.on_token)
+            p.on_token(i, std::chrono::duration<double, std::milli>(clock::now() - ts).count());
     }
     if (!stops.stopped()) emit(stops.push(dec.flush()) + stops.flush());
     r.decode_s = std::chrono::duration<double>(clock::now() - t1).count();

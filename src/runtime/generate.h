@@ -16,8 +16,8 @@ struct GenerateParams {
     int n_ctx = 0;  // 0: prompt + n_predict, capped by the model's trained context
     SamplerParams sampling;
     bool stop_at_eog = true;
-    std::vector<std::string> stop;                        // stop strings (may span tokens)
-    std::function<bool()> cancelled;                      // polled every token
+    std::vector<std::string> stop;                       // stop strings (may span tokens)
+    std::function<bool()> cancelled;                     // polled every token
     std::function<void(int index, double ms)> on_token;  // after each decode step
     KvCache* kv = nullptr;  // reuse this cache (>= n_ctx positions) instead of allocating one
 };
@@ -31,10 +31,13 @@ struct GenerateResult {
 
     double prefill_tok_s() const { return prefill_s > 0 ? n_prompt / prefill_s : 0; }
     // The first token comes from prefill logits, so decode covers tokens.size() - 1 steps.
-    double decode_tok_s() const { return decode_s > 0 && tokens.size() > 1 ? (double)(tokens.size() - 1) / decode_s : 0; }
+    double decode_tok_s() const {
+        return decode_s > 0 && tokens.size() > 1 ? (double)(tokens.size() - 1) / decode_s : 0;
+    }
 };
 
-GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& prompt,
-                        const GenerateParams& p, const std::function<void(const std::string&)>& on_text = {});
+GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool,
+                        const std::vector<int32_t>& prompt, const GenerateParams& p,
+                        const std::function<void(const std::string&)>& on_text = {});
 
 }  // namespace sluice

@@ -41,25 +41,27 @@ uint64_t hash_tokens(const std::vector<int32_t>& t) {
     return h;
 }
 
-BaseLogits collect_base(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& tokens,
-                        const PerplexityParams& p, int k) {
+BaseLogits collect_base(Model& m, const Tokenizer& tok, ThreadPool& pool,
+                        const std::vector<int32_t>& tokens, const PerplexityParams& p, int k) {
     BaseLogits b;
     b.n_vocab = m.config().n_vocab;
     b.k = std::min(k, b.n_vocab);
     b.tokens_hash = hash_tokens(tokens);
     std::vector<float> lp;
     std::vector<int32_t> idx((size_t)b.n_vocab);
-    const PerplexityResult r = perplexity(m, tok, pool, tokens, p, {}, [&](const float* l, int32_t target) {
-        log_softmax(l, b.n_vocab, lp);
-        std::iota(idx.begin(), idx.end(), 0);
-        std::partial_sort(idx.begin(), idx.begin() + b.k, idx.end(),
-                          [&](int32_t a, int32_t c) { return lp[(size_t)a] > lp[(size_t)c] || (lp[(size_t)a] == lp[(size_t)c] && a < c); });
-        for (int j = 0; j < b.k; ++j) {
-            b.ids.push_back(idx[(size_t)j]);
-            b.logp.push_back(lp[(size_t)idx[(size_t)j]]);
-        }
-        b.target_logp.push_back(lp[(size_t)target]);
-    });
+    const PerplexityResult r =
+        perplexity(m, tok, pool, tokens, p, {}, [&](const float* l, int32_t target) {
+            log_softmax(l, b.n_vocab, lp);
+            std::iota(idx.begin(), idx.end(), 0);
+            std::partial_sort(idx.begin(), idx.begin() + b.k, idx.end(), [&](int32_t a, int32_t c) {
+                return lp[(size_t)a] > lp[(size_t)c] || (lp[(size_t)a] == lp[(size_t)c] && a < c);
+            });
+            for (int j = 0; j < b.k; ++j) {
+                b.ids.push_back(idx[(size_t)j]);
+                b.logp.push_back(lp[(size_t)idx[(size_t)j]]);
+            }
+            b.target_logp.push_back(lp[(size_t)target]);
+        });
     b.n_ctx = p.n_ctx;
     b.n_chunks = r.n_chunks;
     b.ppl = r.ppl;
@@ -69,7 +71,8 @@ BaseLogits collect_base(Model& m, const Tokenizer& tok, ThreadPool& pool, const 
 KldResult compare_to_base(const BaseLogits& base, Model& m, const Tokenizer& tok, ThreadPool& pool,
                           const std::vector<int32_t>& tokens, const PerplexityParams& p) {
     check(m.config().n_vocab == base.n_vocab, "eval kld: the models' vocabularies differ (" +
-                                                  std::to_string(m.config().n_vocab) + " vs " + std::to_string(base.n_vocab) + ")");
+                                                  std::to_string(m.config().n_vocab) + " vs " +
+                                                  std::to_string(base.n_vocab) + ")");
     check(hash_tokens(tokens) == base.tokens_hash && p.n_ctx == base.n_ctx,
           "eval kld: the base logits were made from a different text, tokenizer or --ctx");
     const int k = base.k;
@@ -77,22 +80,26 @@ KldResult compare_to_base(const BaseLogits& base, Model& m, const Tokenizer& tok
     std::vector<double> klds;
     double agree = 0, dp2 = 0;
     size_t i = 0;
-    const PerplexityResult r = perplexity(m, tok, pool, tokens, p, {}, [&](const float* l, int32_t target) {
-        check(i < base.n_pos(), "eval kld: more positions than the base has (different --chunks?)");
-        log_softmax(l, base.n_vocab, lp);
-        const int32_t* ids = base.ids.data() + i * (size_t)k;
-        const float* pl = base.logp.data() + i * (size_t)k;
-        for (int j = 0; j < k; ++j) q[(size_t)j] = lp[(size_t)ids[j]];
-        double kl = 0;
-        for (int j = 0; j < k; ++j) kl += std::exp((double)pl[j]) * ((double)pl[j] - (double)q[(size_t)j]);
-        const double pr = rest_mass(pl, k), qr = rest_mass(q.data(), k);
-        if (pr > 0) kl += pr * (std::log(pr) - std::log(std::max(qr, 1e-30)));
-        klds.push_back(std::max(0.0, kl));
-        agree += (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin()) == ids[0];
-        const double d = std::exp((double)lp[(size_t)target]) - std::exp((double)base.target_logp[i]);
-        dp2 += d * d;
-        ++i;
-    });
+    const PerplexityResult r =
+        perplexity(m, tok, pool, tokens, p, {}, [&](const float* l, int32_t target) {
+            check(i < base.n_pos(),
+                  "eval kld: more positions than the base has (different --chunks?)");
+            log_softmax(l, base.n_vocab, lp);
+            const int32_t* ids = base.ids.data() + i * (size_t)k;
+            const float* pl = base.logp.data() + i * (size_t)k;
+            for (int j = 0; j < k; ++j) q[(size_t)j] = lp[(size_t)ids[j]];
+            double kl = 0;
+            for (int j = 0; j < k; ++j)
+                kl += std::exp((double)pl[j]) * ((double)pl[j] - (double)q[(size_t)j]);
+            const double pr = rest_mass(pl, k), qr = rest_mass(q.data(), k);
+            if (pr > 0) kl += pr * (std::log(pr) - std::log(std::max(qr, 1e-30)));
+            klds.push_back(std::max(0.0, kl));
+            agree += (int32_t)(std::max_element(lp.begin(), lp.end()) - lp.begin()) == ids[0];
+            const double d =
+                std::exp((double)lp[(size_t)target]) - std::exp((double)base.target_logp[i]);
+            dp2 += d * d;
+            ++i;
+        });
     check(i == base.n_pos(), "eval kld: fewer positions than the base has (different --chunks?)");
     KldResult res;
     res.n = (int64_t)klds.size();
@@ -132,7 +139,8 @@ BaseLogits BaseLogits::load(const std::string& path) {
     f.read((char*)hdr, sizeof hdr);
     f.read((char*)&b.tokens_hash, 8);
     f.read((char*)&b.ppl, 8);
-    check((bool)f && hdr[0] > 0 && hdr[0] <= hdr[1] && hdr[4] >= 0 && hdr[4] < (1 << 28), path + ": corrupt header");
+    check((bool)f && hdr[0] > 0 && hdr[0] <= hdr[1] && hdr[4] >= 0 && hdr[4] < (1 << 28),
+          path + ": corrupt header");
     b.k = hdr[0], b.n_vocab = hdr[1], b.n_ctx = hdr[2], b.n_chunks = hdr[3];
     const size_t n = (size_t)hdr[4];
     b.ids.resize(n * (size_t)b.k);

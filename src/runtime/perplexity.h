@@ -20,8 +20,8 @@ struct PerplexityParams {
 
 struct PerplexityResult {
     double ppl = 0;
-    double nll = 0;          // mean negative log-likelihood
-    int64_t n_scored = 0;    // tokens scored
+    double nll = 0;        // mean negative log-likelihood
+    int64_t n_scored = 0;  // tokens scored
     int n_chunks = 0;
     int64_t n_text_tokens = 0;
     double seconds = 0;
@@ -30,9 +30,10 @@ struct PerplexityResult {
 // on_position(logits [n_vocab], target) is called for every scored position, in order.
 using PositionFn = std::function<void(const float* logits, int32_t target)>;
 
-PerplexityResult perplexity(Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& tokens,
-                            const PerplexityParams& p,
-                            const std::function<void(int chunk, int n_chunks, double ppl_so_far)>& progress = {},
-                            const PositionFn& on_position = {});
+PerplexityResult perplexity(
+    Model& m, const Tokenizer& tok, ThreadPool& pool, const std::vector<int32_t>& tokens,
+    const PerplexityParams& p,
+    const std::function<void(int chunk, int n_chunks, double ppl_so_far)>& progress = {},
+    const PositionFn& on_position = {});
 
 }  // namespace sluice

@@ -32,7 +32,9 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
             l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
         }
     }
-    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    auto by_logit = [](const auto& a, const auto& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     if (p_.temp <= 0) return std::min_element(cand_.begin(), cand_.end(), by_logit)->second;
 
     size_t n = cand_.size();
@@ -46,7 +48,8 @@ int32_t Sampler::sample(const float* logits, int n_vocab) {
     const float mx = cand_[0].first;
     std::vector<double> prob(n);
     double sum = 0;
-    for (size_t i = 0; i < n; ++i) sum += prob[i] = std::exp((double)(cand_[i].first - mx) / p_.temp);
+    for (size_t i = 0; i < n; ++i)
+        sum += prob[i] = std::exp((double)(cand_[i].first - mx) / p_.temp);
     for (auto& q : prob) q /= sum;
     size_t keep = n;
     if (p_.top_p < 1.0f) {

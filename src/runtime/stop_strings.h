@@ -7,7 +7,7 @@
 namespace sluice {
 
 class StopMatcher {
-public:
+  public:
     explicit StopMatcher(std::vector<std::string> stops);
     // Feeds generated text; returns what can be emitted now. After a stop string is seen,
     // stopped() is true and the text before it has been emitted.
@@ -15,7 +15,7 @@ public:
     std::string flush();  // end of generation: release what was held back
     bool stopped() const { return stopped_; }
 
-private:
+  private:
     std::vector<std::string> stops_;
     std::string held_;
     bool stopped_ = false;

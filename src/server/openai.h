@@ -12,12 +12,13 @@ namespace sluice {
 
 // A request the client got wrong: HTTP 400 with an OpenAI-style error object.
 struct RequestError : std::runtime_error {
-    RequestError(const std::string& msg, std::string p = "") : std::runtime_error(msg), param(std::move(p)) {}
+    RequestError(const std::string& msg, std::string p = "")
+        : std::runtime_error(msg), param(std::move(p)) {}
     std::string param;
 };
 
 struct ApiLimits {
-    int max_tokens = 4096;       // upper bound on max_tokens
+    int max_tokens = 4096;  // upper bound on max_tokens
     int default_max_tokens = 256;
 };
 
@@ -34,7 +35,8 @@ struct ApiRequest {
 // Throws RequestError for malformed JSON, wrong types, or values out of range.
 ApiRequest parse_api_request(const std::string& body, bool chat, const ApiLimits& lim);
 
-nlohmann::json error_body(const std::string& message, const std::string& type, const std::string& param);
+nlohmann::json error_body(const std::string& message, const std::string& type,
+                          const std::string& param);
 std::string finish_reason(const GenerateResult& r);  // "stop" or "length"
 
 }  // namespace sluice

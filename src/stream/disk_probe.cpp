@@ -8,8 +8,8 @@
 
 namespace sluice {
 
-DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engine, int n_experts, unsigned depth,
-                             uint64_t seed) {
+DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engine, int n_experts,
+                             unsigned depth, uint64_t seed) {
     std::vector<File> files;
     for (const auto& f : layout.files) files.emplace_back(f, true);
     std::vector<int> moe_layers;
@@ -34,7 +34,8 @@ DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engi
         uint64_t at = 0;
         for (int p = 0; p < 3; ++p) {
             const uint64_t s = ex[(size_t)p].offset / kDirectAlign * kDirectAlign;
-            const uint64_t e = (ex[(size_t)p].offset + ex[(size_t)p].nbytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+            const uint64_t e = (ex[(size_t)p].offset + ex[(size_t)p].nbytes + kDirectAlign - 1) /
+                               kDirectAlign * kDirectAlign;
             reqs[p] = {files[(size_t)ex[(size_t)p].file].fd(), s, e - s, bufs[b].data() + at, b};
             at += e - s;
             r.bytes += e - s;

@@ -14,7 +14,7 @@ struct DiskProbe {
     double seconds = 0;
 };
 
-DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engine, int n_experts, unsigned depth,
-                             uint64_t seed);
+DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engine, int n_experts,
+                             unsigned depth, uint64_t seed);
 
 }  // namespace sluice

@@ -28,9 +28,12 @@ uint64_t ExpertLayout::max_expert_bytes() const {
 
 const char* io_mode_name(IoMode m) {
     switch (m) {
-        case IoMode::PageCache: return "page-cache";
-        case IoMode::Direct: return "direct";
-        case IoMode::Mmap: return "mmap";
+        case IoMode::PageCache:
+            return "page-cache";
+        case IoMode::Direct:
+            return "direct";
+        case IoMode::Mmap:
+            return "mmap";
     }
     return "?";
 }
@@ -55,11 +58,12 @@ TensorView make_view(const ExpertProj& p, const uint8_t* data) {
 void check_expert(const ExpertLayout& L, int layer, int expert) {
     check(layer >= 0 && layer < (int)L.layers.size() && expert >= 0 &&
               expert < (int)L.layers[(size_t)layer].experts.size(),
-          "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) + ") out of range");
+          "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) +
+              ") out of range");
 }
 
 class MappedStore final : public ExpertStore {
-public:
+  public:
     MappedStore(const ExpertLayout& layout, bool advise) : L_(layout), advise_(advise) {
         for (const auto& f : layout.files) maps_.push_back(std::make_unique<MappedFile>(f));
     }
@@ -83,7 +87,8 @@ public:
         TensorView v[3];
         for (int k = 0; k < 3; ++k) {
             const MappedFile& f = *maps_[(size_t)sl[(size_t)k].file];
-            check(sl[(size_t)k].offset + sl[(size_t)k].nbytes <= f.size(), f.path() + ": expert data beyond end of file");
+            check(sl[(size_t)k].offset + sl[(size_t)k].nbytes <= f.size(),
+                  f.path() + ": expert data beyond end of file");
             v[k] = make_view(l.proj[(size_t)k], f.data() + sl[(size_t)k].offset);
         }
         return {v[0], v[1], v[2]};
@@ -91,7 +96,7 @@ public:
     const StreamStats& stats() const override { return stats_; }
     const char* mode() const override { return "mmap"; }
 
-private:
+  private:
     const ExpertLayout& L_;
     bool advise_;
     std::vector<std::unique_ptr<MappedFile>> maps_;

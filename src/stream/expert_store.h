@@ -52,7 +52,7 @@ struct ExpertLayout {
 };
 
 class ExpertStore {
-public:
+  public:
     virtual ~ExpertStore() = default;
     virtual void prefetch(int layer, const int* experts, int n, bool speculative = false) {
         (void)layer, (void)experts, (void)n, (void)speculative;
@@ -87,7 +87,8 @@ struct StreamingOptions {
 // Reads experts on demand into a cache of fixed-size slots (LRU, pinned while in use).
 // Direct mode uses O_DIRECT and aligned reads; page-cache mode uses buffered reads and a
 // small slot pool, letting the OS page cache be the large cache.
-std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout, const StreamingOptions& o);
+std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout,
+                                                         const StreamingOptions& o);
 
 // Bytes of one cache slot for this layout in this mode (alignment slack included).
 uint64_t expert_slot_bytes(const ExpertLayout& layout, IoMode mode);

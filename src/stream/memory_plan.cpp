@@ -7,8 +7,8 @@
 
 namespace sluice {
 
-MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache, uint64_t scratch,
-                       const ExpertLayout& layout, int experts_per_token) {
+MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache,
+                       uint64_t scratch, const ExpertLayout& layout, int experts_per_token) {
     MemoryPlan p;
     p.budget = budget;
     p.mode = mode;
@@ -24,13 +24,14 @@ MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv
     const uint64_t fixed = dense + kv_cache + scratch;
     const uint64_t min_io = min_slots * p.slot_bytes;
     if (fixed + min_io > budget)
-        fail("memory budget " + format_bytes(budget) + " is too small: dense weights " + format_bytes(dense) +
-             " + KV cache " + format_bytes(kv_cache) + " + scratch " + format_bytes(scratch) +
-             " + minimum expert buffers " + format_bytes(min_io) + " = " + format_bytes(fixed + min_io) +
-             " (lower --ctx or raise --mem-budget)");
+        fail("memory budget " + format_bytes(budget) + " is too small: dense weights " +
+             format_bytes(dense) + " + KV cache " + format_bytes(kv_cache) + " + scratch " +
+             format_bytes(scratch) + " + minimum expert buffers " + format_bytes(min_io) + " = " +
+             format_bytes(fixed + min_io) + " (lower --ctx or raise --mem-budget)");
     const uint64_t rest = budget - fixed;
     if (mode == IoMode::Direct) {
-        p.expert_cache = std::min(rest, p.experts_total + p.slot_bytes * min_slots) / p.slot_bytes * p.slot_bytes;
+        p.expert_cache = std::min(rest, p.experts_total + p.slot_bytes * min_slots) / p.slot_bytes *
+                         p.slot_bytes;
     } else if (mode == IoMode::PageCache) {
         p.io_buffers = min_io;
         p.page_cache = rest - min_io;
@@ -53,8 +54,10 @@ std::string MemoryPlan::describe() const {
     s += "  KV cache       " + format_bytes(kv_cache) + "\n";
     s += "  scratch        " + format_bytes(scratch) + "\n";
     if (io_buffers) s += "  I/O buffers    " + format_bytes(io_buffers) + "\n";
-    if (expert_cache) s += "  expert cache   " + format_bytes(expert_cache) + " (sluice slots, O_DIRECT)\n";
-    if (page_cache) s += "  page cache     " + format_bytes(page_cache) + " (left to the OS for experts)\n";
+    if (expert_cache)
+        s += "  expert cache   " + format_bytes(expert_cache) + " (sluice slots, O_DIRECT)\n";
+    if (page_cache)
+        s += "  page cache     " + format_bytes(page_cache) + " (left to the OS for experts)\n";
     char buf[160];
     std::snprintf(buf, sizeof buf, "  experts        %s in the file; %.0f%% can be cached\n",
                   format_bytes(experts_total).c_str(), 100 * cached_fraction());

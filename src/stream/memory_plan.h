@@ -10,7 +10,7 @@
 namespace sluice {
 
 struct MemoryPlan {
-    uint64_t budget = 0;        // 0: unlimited (everything mapped)
+    uint64_t budget = 0;  // 0: unlimited (everything mapped)
     IoMode mode = IoMode::PageCache;
     uint64_t dense = 0;
     uint64_t kv_cache = 0;
@@ -26,7 +26,7 @@ struct MemoryPlan {
 };
 
 // Throws Error with the numbers if the resident part does not fit the budget.
-MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache, uint64_t scratch,
-                       const ExpertLayout& layout, int experts_per_token);
+MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache,
+                       uint64_t scratch, const ExpertLayout& layout, int experts_per_token);
 
 }  // namespace sluice

@@ -5,18 +5,23 @@
 namespace sluice {
 
 struct StreamStats {
-    uint64_t acquires = 0;        // experts handed to compute
-    uint64_t hits = 0;            // ... already in sluice's cache (no read issued for this use)
-    uint64_t misses = 0;          // ... that needed a read
-    uint64_t bytes_read = 0;      // bytes requested from the file system
-    uint64_t bytes_served = 0;    // expert bytes handed to compute
-    uint64_t spec_reads = 0;      // speculative prefetches issued
-    uint64_t spec_used = 0;       // ... later acquired
-    double io_wait_s = 0;         // time compute waited for reads
+    uint64_t acquires = 0;      // experts handed to compute
+    uint64_t hits = 0;          // ... already in sluice's cache (no read issued for this use)
+    uint64_t misses = 0;        // ... that needed a read
+    uint64_t bytes_read = 0;    // bytes requested from the file system
+    uint64_t bytes_served = 0;  // expert bytes handed to compute
+    uint64_t spec_reads = 0;    // speculative prefetches issued
+    uint64_t spec_used = 0;     // ... later acquired
+    double io_wait_s = 0;       // time compute waited for reads
 
     StreamStats operator-(const StreamStats& o) const {
-        return {acquires - o.acquires, hits - o.hits, misses - o.misses, bytes_read - o.bytes_read,
-                bytes_served - o.bytes_served, spec_reads - o.spec_reads, spec_used - o.spec_used,
+        return {acquires - o.acquires,
+                hits - o.hits,
+                misses - o.misses,
+                bytes_read - o.bytes_read,
+                bytes_served - o.bytes_served,
+                spec_reads - o.spec_reads,
+                spec_used - o.spec_used,
                 io_wait_s - o.io_wait_s};
     }
     double hit_rate() const { return acquires ? (double)hits / (double)acquires : 0.0; }

@@ -25,15 +25,17 @@ Span aligned_span(uint64_t off, uint64_t n, bool direct) {
 }
 
 class StreamingStore final : public ExpertStore {
-public:
+  public:
     StreamingStore(const ExpertLayout& layout, const StreamingOptions& o)
         : L_(layout), direct_(o.mode == IoMode::Direct), mode_(o.mode) {
         for (const auto& f : layout.files) files_.emplace_back(f, direct_);
         slot_bytes_ = expert_slot_bytes(layout, o.mode);
         const uint64_t n_slots = slot_bytes_ ? o.cache_bytes / slot_bytes_ : 0;
-        check(n_slots >= 2, "expert cache of " + std::to_string(o.cache_bytes) + " bytes holds fewer than 2 experts");
+        check(n_slots >= 2, "expert cache of " + std::to_string(o.cache_bytes) +
+                                " bytes holds fewer than 2 experts");
         slots_.resize((size_t)n_slots);
-        arena_ = AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
+        arena_ =
+            AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
         for (size_t i = 0; i < slots_.size(); ++i) slots_[i].buf = arena_.data() + i * slot_bytes_;
         io_ = make_io_engine(o.engine, o.queue_depth);
     }
@@ -56,7 +58,9 @@ public:
                 auto it = map_.find(key(layer, experts[i]));
                 if (it == map_.end()) continue;
                 if (slots_[(size_t)it->second].pending == 0) {
-                    stats_.io_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    stats_.io_wait_s +=
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                            .count();
                     return i;
                 }
                 loading = true;
@@ -69,13 +73,16 @@ public:
     ExpertWeights acquire(int layer, int expert) override {
         check(layer >= 0 && layer < (int)L_.layers.size() && expert >= 0 &&
                   expert < (int)L_.layers[(size_t)layer].experts.size(),
-              "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) + ") out of range");
+              "expert store: (layer " + std::to_string(layer) + ", expert " +
+                  std::to_string(expert) + ") out of range");
         const uint32_t k = key(layer, expert);
         auto it = map_.find(k);
         bool hit = it != map_.end() && !slots_[(size_t)it->second].fresh;
         if (it == map_.end()) {
             const int s = victim();
-            check(s >= 0, "expert cache: every slot is pinned (cache too small for one layer's working set)");
+            check(
+                s >= 0,
+                "expert cache: every slot is pinned (cache too small for one layer's working set)");
             start_load(s, layer, expert, false);
             it = map_.find(k);
         }
@@ -83,7 +90,8 @@ public:
         if (s.pending > 0) {
             const auto t0 = std::chrono::steady_clock::now();
             while (s.pending > 0) reap(true);
-            stats_.io_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            stats_.io_wait_s +=
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }
         if (s.speculative) {
             ++stats_.spec_used;
@@ -109,13 +117,14 @@ public:
 
     void release(int layer, int expert) override {
         auto it = map_.find(key(layer, expert));
-        if (it != map_.end() && slots_[(size_t)it->second].pins > 0) --slots_[(size_t)it->second].pins;
+        if (it != map_.end() && slots_[(size_t)it->second].pins > 0)
+            --slots_[(size_t)it->second].pins;
     }
 
     const StreamStats& stats() const override { return stats_; }
     const char* mode() const override { return io_mode_name(mode_); }
 
-private:
+  private:
     struct Slot {
         uint8_t* buf = nullptr;  // slot_bytes_ inside arena_
         int64_t key = -1;
@@ -127,7 +136,9 @@ private:
         uint64_t region[3] = {0, 0, 0};  // where each projection's data starts in buf
     };
 
-    uint32_t key(int layer, int expert) const { return (uint32_t)layer * (uint32_t)L_.n_expert + (uint32_t)expert; }
+    uint32_t key(int layer, int expert) const {
+        return (uint32_t)layer * (uint32_t)L_.n_expert + (uint32_t)expert;
+    }
 
     // A free slot, else the least recently used unpinned, idle one; -1 if none.
     int victim() {
@@ -171,7 +182,8 @@ private:
         io_->reap(done_, block);
         for (const ReadCompletion& c : done_) {
             Slot& s = slots_[(size_t)(c.tag >> 2)];
-            if (c.result < 0) fail("expert read failed: " + std::string(std::strerror((int)-c.result)));
+            if (c.result < 0)
+                fail("expert read failed: " + std::string(std::strerror((int)-c.result)));
             --s.pending;
         }
     }
@@ -199,14 +211,17 @@ uint64_t expert_slot_bytes(const ExpertLayout& layout, IoMode mode) {
         uint64_t b = 0;
         for (int p = 0; p < 3; ++p) {
             const uint64_t n = l.experts[0][(size_t)p].nbytes;
-            b += mode == IoMode::Direct ? (n + 2 * kDirectAlign - 1) / kDirectAlign * kDirectAlign + kDirectAlign : n;
+            b += mode == IoMode::Direct
+                     ? (n + 2 * kDirectAlign - 1) / kDirectAlign * kDirectAlign + kDirectAlign
+                     : n;
         }
         m = std::max(m, b);
     }
     return (m + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
 }
 
-std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout, const StreamingOptions& o) {
+std::unique_ptr<ExpertStore> make_streaming_expert_store(const ExpertLayout& layout,
+                                                         const StreamingOptions& o) {
     return std::make_unique<StreamingStore>(layout, o);
 }
 

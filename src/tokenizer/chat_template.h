@@ -25,6 +25,7 @@ struct ChatRenderOptions {
 };
 
 // The prompt text (special tokens spelled out; encode with parse_special).
-std::string render_chat(ChatStyle style, const std::vector<ChatMessage>& messages, const ChatRenderOptions& o = {});
+std::string render_chat(ChatStyle style, const std::vector<ChatMessage>& messages,
+                        const ChatRenderOptions& o = {});
 
 }  // namespace sluice

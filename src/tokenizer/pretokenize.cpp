@@ -17,18 +17,22 @@ struct RegexSplitter::Impl {
     }
 };
 
-RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns) : impl_(std::make_unique<Impl>()) {
+RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns)
+    : impl_(std::make_unique<Impl>()) {
     for (const auto& p : patterns) {
         int err = 0;
         PCRE2_SIZE off = 0;
-        pcre2_code* c = pcre2_compile((PCRE2_SPTR)p.data(), p.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
-                                      &err, &off, nullptr);
+        pcre2_code* c =
+            pcre2_compile((PCRE2_SPTR)p.data(), p.size(),
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &off, nullptr);
         if (!c) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(err, msg, sizeof msg);
-            fail("pre-tokenizer regex '" + p + "': " + (const char*)msg + " at offset " + std::to_string(off));
+            fail("pre-tokenizer regex '" + p + "': " + (const char*)msg + " at offset " +
+                 std::to_string(off));
         }
-        pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
+        pcre2_jit_compile(
+            c, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
         impl_->codes.push_back(c);
     }
 }
@@ -47,8 +51,8 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
             size_t start = 0, last = 0;
             while (start <= piece.size()) {
                 // The caller validated UTF-8 once; re-checking on every call would be quadratic.
-                const int rc = pcre2_match(code, (PCRE2_SPTR)piece.data(), piece.size(), start, PCRE2_NO_UTF_CHECK, md,
-                                           nullptr);
+                const int rc = pcre2_match(code, (PCRE2_SPTR)piece.data(), piece.size(), start,
+                                           PCRE2_NO_UTF_CHECK, md, nullptr);
                 if (rc < 0) break;
                 const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
                 const size_t b = ov[0], e = ov[1];
@@ -76,8 +80,9 @@ std::string nfc_normalize(std::string_view s) {
     for (unsigned char c : s) ascii &= c < 0x80;
     if (ascii) return std::string(s);
     utf8proc_uint8_t* res = nullptr;
-    const utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t*)s.data(), (utf8proc_ssize_t)s.size(), &res,
-                                            (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    const utf8proc_ssize_t n =
+        utf8proc_map((const utf8proc_uint8_t*)s.data(), (utf8proc_ssize_t)s.size(), &res,
+                     (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
     if (n < 0) return std::string(s);  // invalid UTF-8 is rejected earlier; keep bytes as they are
     std::string out((const char*)res, (size_t)n);
     std::free(res);

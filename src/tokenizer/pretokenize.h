@@ -8,7 +8,7 @@
 namespace sluice {
 
 class RegexSplitter {
-public:
+  public:
     explicit RegexSplitter(const std::vector<std::string>& patterns);  // throws on a bad pattern
     ~RegexSplitter();
     RegexSplitter(RegexSplitter&&) noexcept;
@@ -19,7 +19,7 @@ public:
     // PRECOND: text is valid UTF-8.
     void split(std::string_view text, std::vector<std::string_view>& out) const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -39,7 +39,8 @@ Tokenizer::Tokenizer(Vocab vocab) : v_(std::move(vocab)) {
     // GPT-2 byte <-> printable unicode map.
     int extra = 0;
     for (int b = 0; b < 256; ++b) {
-        const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        const bool printable =
+            (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
         byte_to_unicode_[b] = cp_to_utf8(printable ? (uint32_t)b : (uint32_t)(256 + extra++));
         unicode_to_byte_[byte_to_unicode_[b]] = (uint8_t)b;
     }
@@ -57,7 +58,8 @@ Tokenizer::Tokenizer(Vocab vocab) : v_(std::move(vocab)) {
     });
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
+                                       bool parse_special) const {
     check(is_valid_utf8(text), "input text is not valid UTF-8");
     std::vector<int32_t> out;
     if (add_special && v_.add_bos && v_.bos >= 0) out.push_back(v_.bos);
@@ -82,7 +84,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
         if (parse_special) {
             for (int32_t id : specials_) {
                 const size_t at = text.find(v_.tokens[(size_t)id], pos);
-                if (at < best_at) best_at = at, best_id = id;  // specials_ is longest-first: ties keep the longest
+                if (at < best_at)
+                    best_at = at,
+                    best_id = id;  // specials_ is longest-first: ties keep the longest
             }
         }
         emit_raw(text.substr(pos, best_at - pos));
@@ -129,7 +133,8 @@ void Tokenizer::encode_bpe_word(std::string_view word, std::vector<int32_t>& out
             int best = -1, best_rank = INT32_MAX;
             for (size_t i = 0; i + 1 < sym.size(); ++i) {
                 auto it = v_.merge_rank.find(sym[i] + " " + sym[i + 1]);
-                if (it != v_.merge_rank.end() && it->second < best_rank) best_rank = it->second, best = (int)i;
+                if (it != v_.merge_rank.end() && it->second < best_rank)
+                    best_rank = it->second, best = (int)i;
             }
             if (best < 0) break;
             sym[(size_t)best] += sym[(size_t)best + 1];
@@ -143,8 +148,10 @@ void Tokenizer::encode_bpe_word(std::string_view word, std::vector<int32_t>& out
                 for (size_t k = 0; k < s.size();) {
                     const int len = utf8_len((unsigned char)s[k]);
                     auto b = v_.to_id.find(s.substr(k, (size_t)len));
-                    if (b != v_.to_id.end()) ids.push_back(b->second);
-                    else if (v_.unk >= 0) ids.push_back(v_.unk);
+                    if (b != v_.to_id.end())
+                        ids.push_back(b->second);
+                    else if (v_.unk >= 0)
+                        ids.push_back(v_.unk);
                     k += (size_t)len;
                 }
             }
@@ -157,8 +164,10 @@ void Tokenizer::encode_bpe_word(std::string_view word, std::vector<int32_t>& out
 void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) const {
     std::string text;
     for (char c : raw) {
-        if (c == ' ') text += kSpmSpace;
-        else text += c;
+        if (c == ' ')
+            text += kSpmSpace;
+        else
+            text += c;
     }
     struct Sym {
         int prev, next;
@@ -166,7 +175,8 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
     };
     std::vector<Sym> sym;
     for (size_t off = 0; off < text.size();) {
-        const size_t n = std::min<size_t>((size_t)utf8_len((unsigned char)text[off]), text.size() - off);
+        const size_t n =
+            std::min<size_t>((size_t)utf8_len((unsigned char)text[off]), text.size() - off);
         const int idx = (int)sym.size();
         sym.push_back({idx - 1, off + n == text.size() ? -1 : idx + 1, off, n});
         off += n;
@@ -175,7 +185,9 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
         int left, right;
         float score;
         size_t size;
-        bool operator<(const Bigram& o) const { return score < o.score || (score == o.score && left > o.left); }
+        bool operator<(const Bigram& o) const {
+            return score < o.score || (score == o.score && left > o.left);
+        }
     };
     std::priority_queue<Bigram> queue;
     std::unordered_map<std::string, std::pair<int, int>> rev_merge;
@@ -210,7 +222,8 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
         }
         auto p = rev_merge.find(s);
         if (p == rev_merge.end()) {
-            for (unsigned char c : s) out.push_back(byte_token_[c] >= 0 ? byte_token_[c] : std::max(v_.unk, 0));
+            for (unsigned char c : s)
+                out.push_back(byte_token_[c] >= 0 ? byte_token_[c] : std::max(v_.unk, 0));
             return;
         }
         resegment(p->second.first);
@@ -226,7 +239,8 @@ std::string Tokenizer::token_bytes(int32_t id, bool special) const {
     if (ty == TokenType::Control) return special ? t : std::string();
     if (ty == TokenType::UserDefined) return t;
     if (v_.kind == VocabKind::SPM) {
-        if (ty == TokenType::Byte && t.size() == 6) return std::string(1, (char)std::stoi(t.substr(3, 2), nullptr, 16));
+        if (ty == TokenType::Byte && t.size() == 6)
+            return std::string(1, (char)std::stoi(t.substr(3, 2), nullptr, 16));
         std::string s;
         for (size_t i = 0; i < t.size();) {
             if (t.compare(i, 3, kSpmSpace) == 0) {
@@ -242,8 +256,10 @@ std::string Tokenizer::token_bytes(int32_t id, bool special) const {
     for (size_t i = 0; i < t.size();) {
         const size_t len = (size_t)utf8_len((unsigned char)t[i]);
         auto it = unicode_to_byte_.find(t.substr(i, len));
-        if (it != unicode_to_byte_.end()) s += (char)it->second;
-        else s += t.substr(i, len);
+        if (it != unicode_to_byte_.end())
+            s += (char)it->second;
+        else
+            s += t.substr(i, len);
         i += len;
     }
     return s;

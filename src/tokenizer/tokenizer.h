@@ -13,7 +13,7 @@
 namespace sluice {
 
 class Tokenizer {
-public:
+  public:
     explicit Tokenizer(Vocab vocab);
 
     // add_special: prepend BOS / append EOS as the vocab asks. parse_special: text such as
@@ -28,7 +28,7 @@ public:
     const Vocab& vocab() const { return v_; }
     int32_t n_vocab() const { return v_.size(); }
 
-private:
+  private:
     void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
     void encode_bpe_word(std::string_view word, std::vector<int32_t>& out) const;
     void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
@@ -45,12 +45,12 @@ private:
 // Turns a stream of tokens into text, holding back incomplete UTF-8 sequences so the
 // output is always valid UTF-8.
 class StreamDecoder {
-public:
+  public:
     explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
     std::string push(int32_t id);  // the complete text that this token finishes
     std::string flush();           // whatever is left (invalid bytes become U+FFFD)
 
-private:
+  private:
     const Tokenizer& tok_;
     std::string pending_;
 };

@@ -41,13 +41,15 @@ void expect_error(const std::string& args, const std::string& needle) {
     EXPECT_FALSE(r.signaled) << args << "\n" << r.out;
     EXPECT_NE(r.status, 0) << args << "\n" << r.out;
     EXPECT_NE(r.status, -1) << args << "\n" << r.out;
-    EXPECT_NE(r.out.find(needle), std::string::npos) << "wanted '" << needle << "' from: " << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos)
+        << "wanted '" << needle << "' from: " << args << "\n"
+        << r.out;
     EXPECT_EQ(r.out.find("AddressSanitizer"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("runtime error"), std::string::npos) << r.out;
 }
 
 class CliErrors : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() { dir_ = new fs::path(test::temp_dir("cli")); }
     static void TearDownTestSuite() {
         fs::remove_all(*dir_);
@@ -56,9 +58,10 @@ protected:
     static std::string path(const std::string& name) { return (*dir_ / name).string(); }
 
     // Rewrites the tiny Q2_K model, letting `edit` change metadata and tensors.
-    static std::string rewrite(const std::string& name,
-                               const std::function<bool(GGUFWriter&, const TensorInfo&, const TensorView&)>& tensor_hook,
-                               const std::function<void(GGUFWriter&)>& meta_hook = {}) {
+    static std::string rewrite(
+        const std::string& name,
+        const std::function<bool(GGUFWriter&, const TensorInfo&, const TensorView&)>& tensor_hook,
+        const std::function<void(GGUFWriter&)>& meta_hook = {}) {
         const GGUFFile g = read_gguf(test::tiny_gguf("Q2_K"));
         static TensorFiles* files = nullptr;
         static std::string files_for;
@@ -77,7 +80,8 @@ protected:
     }
 
     // Overwrites the dtype (or offset) field of a tensor's info in a GGUF file.
-    static void patch_tensor_info(const std::string& file, const std::string& tensor, bool offset, uint64_t value) {
+    static void patch_tensor_info(const std::string& file, const std::string& tensor, bool offset,
+                                  uint64_t value) {
         std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
         std::string bytes((std::istreambuf_iterator<char>(f)), {});
         std::string key(8, '\0');
@@ -91,7 +95,8 @@ protected:
         std::memcpy(&nd, bytes.data() + p, 4);
         p += 4 + 8 * nd;
         f.seekp((std::streamoff)(offset ? p + 4 : p));
-        if (offset) f.write((const char*)&value, 8);
+        if (offset)
+            f.write((const char*)&value, 8);
         else {
             const uint32_t v32 = (uint32_t)value;
             f.write((const char*)&v32, 4);
@@ -102,7 +107,9 @@ protected:
 };
 fs::path* CliErrors::dir_;
 
-TEST_F(CliErrors, MissingFile) { expect_error("run -m " + path("nope.gguf") + " -p hi", "no such file"); }
+TEST_F(CliErrors, MissingFile) {
+    expect_error("run -m " + path("nope.gguf") + " -p hi", "no such file");
+}
 
 TEST_F(CliErrors, NotAGguf) {
     std::ofstream(path("text.gguf")) << "this is not a model file at all\n";
@@ -132,24 +139,28 @@ TEST_F(CliErrors, UnknownDtype) {
 }
 
 TEST_F(CliErrors, UnknownArchitecture) {
-    const std::string f = rewrite("arch.gguf", {}, [](GGUFWriter& w) { w.set_str("general.architecture", "mamba9"); });
+    const std::string f = rewrite(
+        "arch.gguf", {}, [](GGUFWriter& w) { w.set_str("general.architecture", "mamba9"); });
     expect_error("run -m " + f + " -p hi", "unknown architecture 'mamba9'");
 }
 
 TEST_F(CliErrors, MissingTensor) {
-    const std::string f = rewrite("missing.gguf", [](GGUFWriter&, const TensorInfo& t, const TensorView&) {
-        return t.name == "blk.3.attn_q.weight";
-    });
+    const std::string f =
+        rewrite("missing.gguf", [](GGUFWriter&, const TensorInfo& t, const TensorView&) {
+            return t.name == "blk.3.attn_q.weight";
+        });
     expect_error("run -m " + f + " -p hi", "missing tensor 'blk.3.attn_q.weight'");
 }
 
 TEST_F(CliErrors, ShapeMismatch) {
-    const std::string f = rewrite("shape.gguf", [](GGUFWriter& w, const TensorInfo& t, const TensorView& v) {
-        if (t.name != "blk.0.attn_k.weight") return false;
-        w.add_tensor(t.name, t.dtype, {t.ne[0], t.ne[1] / 2}, v.data);
-        return true;
-    });
-    expect_error("run -m " + f + " -p hi", "'blk.0.attn_k.weight' has shape [256, 64], expected [256, 128]");
+    const std::string f =
+        rewrite("shape.gguf", [](GGUFWriter& w, const TensorInfo& t, const TensorView& v) {
+            if (t.name != "blk.0.attn_k.weight") return false;
+            w.add_tensor(t.name, t.dtype, {t.ne[0], t.ne[1] / 2}, v.data);
+            return true;
+        });
+    expect_error("run -m " + f + " -p hi",
+                 "'blk.0.attn_k.weight' has shape [256, 64], expected [256, 128]");
 }
 
 TEST_F(CliErrors, HfDirectoryWithoutConfig) {
@@ -158,44 +169,52 @@ TEST_F(CliErrors, HfDirectoryWithoutConfig) {
 }
 
 TEST_F(CliErrors, NonUtf8Prompt) {
-    expect_error("run -m " + test::tiny_gguf("Q2_K") + " -p \"$(printf '\\377\\376abc')\"", "not valid UTF-8");
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " -p \"$(printf '\\377\\376abc')\"",
+                 "not valid UTF-8");
 }
 
 TEST_F(CliErrors, PromptLongerThanContext) {
-    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --ctx 8 -p 'one two three four five six seven eight nine ten'",
+    expect_error("run -m " + test::tiny_gguf("Q2_K") +
+                     " --ctx 8 -p 'one two three four five six seven eight nine ten'",
                  "prompt too long");
 }
 
 TEST_F(CliErrors, TokenIdOutsideVocabulary) {
-    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --prompt-ids 1,99999", "outside the vocabulary");
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --prompt-ids 1,99999",
+                 "outside the vocabulary");
     expect_error("run -m " + test::tiny_gguf("Q2_K") + " --prompt-ids 1,x", "not a token id");
 }
 
 TEST_F(CliErrors, ExpertsPerTokenOutOfRange) {
-    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --experts-per-token 33 -p hi", "outside 1..32");
+    expect_error("run -m " + test::tiny_gguf("Q2_K") + " --experts-per-token 33 -p hi",
+                 "outside 1..32");
 }
 
 TEST_F(CliErrors, PerplexityTextTooShort) {
     std::ofstream(path("short.txt")) << "just a few words";
-    expect_error("eval ppl -m " + test::tiny_gguf("Q2_K") + " -f " + path("short.txt"), "needs at least");
+    expect_error("eval ppl -m " + test::tiny_gguf("Q2_K") + " -f " + path("short.txt"),
+                 "needs at least");
 }
 
 TEST(Cli, RunJsonHasTheDocumentedFields) {
-    const Result r = run("run -m " + test::tiny_gguf("Q8_0") + " --prompt-ids 1,2,3 -n 4 --temp 0 --json 2>/dev/null");
+    const Result r = run("run -m " + test::tiny_gguf("Q8_0") +
+                         " --prompt-ids 1,2,3 -n 4 --temp 0 --json 2>/dev/null");
     ASSERT_EQ(r.status, 0) << r.out;
     for (const char* k : {"\"tokens\"", "\"text\"", "\"prefill_tok_s\"", "\"decode_tok_s\""})
         EXPECT_NE(r.out.find(k), std::string::npos) << k << " in " << r.out;
 }
 
 TEST(Cli, ChatAnswersAndHandlesCommands) {
-    const Result s = run("chat -m " + test::tiny_gguf("Q8_0") + " -n 8 --temp 0 2>&1 <<'EOF'\nHello\n/stats\n/reset\n/exit\nEOF\n");
+    const Result s = run("chat -m " + test::tiny_gguf("Q8_0") +
+                         " -n 8 --temp 0 2>&1 <<'EOF'\nHello\n/stats\n/reset\n/exit\nEOF\n");
     ASSERT_EQ(s.status, 0) << s.out;
     EXPECT_NE(s.out.find("decode"), std::string::npos) << s.out;
     EXPECT_NE(s.out.find("history cleared"), std::string::npos) << s.out;
 }
 
 TEST(Cli, SeededSamplingIsReproducible) {
-    const std::string a = "run -m " + test::tiny_gguf("Q8_0") + " -p 'Once upon' -n 16 --temp 1.0 --top-k 0 --top-p 1 --min-p 0 --json";
+    const std::string a = "run -m " + test::tiny_gguf("Q8_0") +
+                          " -p 'Once upon' -n 16 --temp 1.0 --top-k 0 --top-p 1 --min-p 0 --json";
     const Result r1 = run(a + " --seed 7 2>/dev/null"), r2 = run(a + " --seed 7 2>/dev/null"),
                  r3 = run(a + " --seed 8 2>/dev/null");
     ASSERT_EQ(r1.status, 0);

@@ -21,7 +21,8 @@ std::vector<Pair> pairs() {
     std::vector<Pair> p = {{"token_embd.weight", "model.embed_tokens.weight", -1},
                            {"output.weight", "lm_head.weight", -1}};
     for (int l : {0, 5}) {
-        const std::string b = "blk." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
+        const std::string b = "blk." + std::to_string(l) + ".",
+                          h = "model.layers." + std::to_string(l) + ".";
         p.push_back({b + "attn_q.weight", h + "self_attn.q_proj.weight", -1});
         p.push_back({b + "attn_k.weight", h + "self_attn.k_proj.weight", -1});
         p.push_back({b + "attn_v.weight", h + "self_attn.v_proj.weight", -1});
@@ -39,13 +40,20 @@ std::vector<Pair> pairs() {
 // Relative RMS error each k-quant should stay under on real trained weights.
 double bound(DType t) {
     switch (t) {
-        case DType::Q8_0: return 0.008;  // uniform rounding: (amax/127)/sqrt(12) ~ 0.55% of sigma
-        case DType::Q6_K: return 0.02;
-        case DType::Q5_K: return 0.04;
-        case DType::Q4_K: return 0.08;
-        case DType::Q3_K: return 0.20;
-        case DType::Q2_K: return 0.40;
-        default: return 0.0;
+        case DType::Q8_0:
+            return 0.008;  // uniform rounding: (amax/127)/sqrt(12) ~ 0.55% of sigma
+        case DType::Q6_K:
+            return 0.02;
+        case DType::Q5_K:
+            return 0.04;
+        case DType::Q4_K:
+            return 0.08;
+        case DType::Q3_K:
+            return 0.20;
+        case DType::Q2_K:
+            return 0.40;
+        default:
+            return 0.0;
     }
 }
 
@@ -77,25 +85,34 @@ void compare_file(const std::string& quant) {
                 for (int64_t k = 0; k < n / QK8_0; ++k) {
                     const double d = f16_to_f32(blk[k].d);
                     for (int j = 0; j < QK8_0; ++j) {
-                        const double e = std::abs(y[(size_t)(k * QK8_0 + j)] - x[(size_t)(k * QK8_0 + j)]);
+                        const double e =
+                            std::abs(y[(size_t)(k * QK8_0 + j)] - x[(size_t)(k * QK8_0 + j)]);
                         worst_block = std::max(worst_block, e / (d * 0.5 * (1 + 127.0 / 1024)));
                     }
                 }
             }
         }
         const double rel = std::sqrt(err / ref);
-        EXPECT_LT(rel, bound(q.dtype)) << quant << " " << p.gguf << " (" << dtype_name(q.dtype) << ")";
+        EXPECT_LT(rel, bound(q.dtype))
+            << quant << " " << p.gguf << " (" << dtype_name(q.dtype) << ")";
         if (q.dtype == DType::Q8_0) {
             EXPECT_LE(worst_block, 1.0) << p.gguf << ": error beyond the Q8_0 rounding bound";
         }
         seen[q.dtype]++;
     }
-    for (auto [t, n] : seen) std::printf("  %s: %s checked on %d tensors\n", quant.c_str(), dtype_name(t), n);
+    for (auto [t, n] : seen)
+        std::printf("  %s: %s checked on %d tensors\n", quant.c_str(), dtype_name(t), n);
 }
 
-TEST(DequantReal, Q8_0MatchesBf16WithinRounding) { compare_file("Q8_0"); }
-TEST(DequantReal, Q4_K_MMatchesBf16) { compare_file("Q4_K_M"); }
-TEST(DequantReal, Q2_KMatchesBf16) { compare_file("Q2_K"); }
+TEST(DequantReal, Q8_0MatchesBf16WithinRounding) {
+    compare_file("Q8_0");
+}
+TEST(DequantReal, Q4_K_MMatchesBf16) {
+    compare_file("Q4_K_M");
+}
+TEST(DequantReal, Q2_KMatchesBf16) {
+    compare_file("Q2_K");
+}
 
 }  // namespace
 }  // namespace sluice

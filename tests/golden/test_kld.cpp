@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "common.h"
+#include "core/error.h"
 #include "io/mapped_file.h"
 #include "runtime/kld.h"
-#include "core/error.h"
 #include "runtime/loader.h"
 
 namespace sluice {
@@ -13,7 +13,8 @@ namespace {
 
 TEST(Kld, SelfIsZeroSavedEqualsLiveAndQ2IsWorse) {
     LoadedModel q8 = load_model(test::tiny_gguf("Q8_0")), q2 = load_model(test::tiny_gguf("Q2_K"));
-    const auto tokens = q8.tokenizer->encode(read_text_file(test::shared("data/wikitext-2-test.txt")), true, false);
+    const auto tokens =
+        q8.tokenizer->encode(read_text_file(test::shared("data/wikitext-2-test.txt")), true, false);
     ThreadPool pool(2);
     const PerplexityParams pp{256, 4};
     const BaseLogits base = collect_base(*q8.model, *q8.tokenizer, pool, tokens, pp);
@@ -38,7 +39,8 @@ TEST(Kld, SelfIsZeroSavedEqualsLiveAndQ2IsWorse) {
 
 TEST(Kld, MismatchedTextIsAnError) {
     LoadedModel q8 = load_model(test::tiny_gguf("Q8_0"));
-    auto tokens = q8.tokenizer->encode(read_text_file(test::shared("data/wikitext-2-test.txt")), true, false);
+    auto tokens =
+        q8.tokenizer->encode(read_text_file(test::shared("data/wikitext-2-test.txt")), true, false);
     ThreadPool pool(2);
     const BaseLogits base = collect_base(*q8.model, *q8.tokenizer, pool, tokens, {256, 2});
     tokens[300] = (tokens[300] + 1) % 8192;

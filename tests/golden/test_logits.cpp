@@ -11,7 +11,8 @@ namespace sluice {
 namespace {
 
 // Greedy continuation of n tokens after the prompt (one batched prefill, then one token a step).
-std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt, size_t n) {
+std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt,
+                            size_t n) {
     const int V = m.config().n_vocab;
     KvCache kv(m.config(), (int)(prompt.size() + n));
     std::vector<float> logits((size_t)V);
@@ -26,7 +27,7 @@ std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_
 }
 
 class Logits : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() {
         lm_ = new LoadedModel(load_model(test::tiny_hf()));
         ref_ = new test::RefFile(test::tiny_hf() + "/reference.safetensors");
@@ -55,8 +56,10 @@ TEST_F(Logits, EveryPositionMatchesTransformers) {
         std::vector<float> got(ids.size() * (size_t)V);
         m.forward({ids.data(), (int)ids.size(), 0, &kv, &pool, got.data(), true});
         double max_err = 0;
-        for (size_t i = 0; i < got.size(); ++i) max_err = std::max(max_err, (double)std::abs(got[i] - want[i]));
-        std::printf("  %s: %zu tokens, max |logit - transformers| = %.2e\n", k.c_str(), ids.size(), max_err);
+        for (size_t i = 0; i < got.size(); ++i)
+            max_err = std::max(max_err, (double)std::abs(got[i] - want[i]));
+        std::printf("  %s: %zu tokens, max |logit - transformers| = %.2e\n", k.c_str(), ids.size(),
+                    max_err);
         EXPECT_LT(max_err, 1e-2) << k;
     }
 }
@@ -66,7 +69,8 @@ TEST_F(Logits, GreedyContinuationsMatchTransformers) {
     for (int p = 0; p < 3; ++p) {
         const std::string k = "prompt" + std::to_string(p);
         const auto want = ref_->get<int32_t>(k + ".greedy");
-        EXPECT_EQ(greedy(*lm_->model, pool, ref_->get<int32_t>(k + ".ids"), want.size()), want) << k;
+        EXPECT_EQ(greedy(*lm_->model, pool, ref_->get<int32_t>(k + ".ids"), want.size()), want)
+            << k;
     }
 }
 
@@ -82,7 +86,9 @@ TEST_F(Logits, IncrementalDecodeEqualsBatchedPrefill) {
     double max_err = 0;
     for (int i = 0; i < n; ++i) {
         m.forward({&ids[(size_t)i], 1, i, &b, &pool, step.data(), false});
-        for (int v = 0; v < V; ++v) max_err = std::max(max_err, (double)std::abs(step[(size_t)v] - batch[(size_t)i * V + v]));
+        for (int v = 0; v < V; ++v)
+            max_err =
+                std::max(max_err, (double)std::abs(step[(size_t)v] - batch[(size_t)i * V + v]));
     }
     EXPECT_LT(max_err, 1e-4);
 }

@@ -29,23 +29,23 @@ TEST_P(Ppl, MatchesLlamaCpp) {
     const auto tokens = lm.tokenizer->encode(text, true, false);
     ThreadPool pool(2);
     const PerplexityResult r = perplexity(*lm.model, *lm.tokenizer, pool, tokens, {256, 256});
-    std::printf("  %s: ppl %.4f (llama.cpp %.2f, %+.3f%%) over %lld tokens in %.1f s\n", c.name.c_str(), r.ppl, c.want,
-                100 * (r.ppl / c.want - 1), (long long)r.n_scored, r.seconds);
+    std::printf("  %s: ppl %.4f (llama.cpp %.2f, %+.3f%%) over %lld tokens in %.1f s\n",
+                c.name.c_str(), r.ppl, c.want, 100 * (r.ppl / c.want - 1), (long long)r.n_scored,
+                r.seconds);
     EXPECT_EQ(r.n_chunks, 256);
     EXPECT_EQ(r.n_scored, 256 * 127);
     EXPECT_NEAR(r.ppl, c.want, 0.005 * c.want);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Wikitext, Ppl,
-    ::testing::Values(PplCase{"Q8_0", test::tiny_gguf("Q8_0"), 0, 103.22},
-                      PplCase{"Q4_K_M", test::tiny_gguf("Q4_K_M"), 0, 105.64},
-                      PplCase{"Q2_K", test::tiny_gguf("Q2_K"), 0, 110.63},
-                      PplCase{"bf16_K1", test::tiny_hf(), 1, 154.77},
-                      PplCase{"bf16_K2", test::tiny_hf(), 2, 115.69},
-                      PplCase{"bf16_K3", test::tiny_hf(), 3, 106.71},
-                      PplCase{"bf16_K8", test::tiny_hf(), 8, 102.28}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Wikitext, Ppl,
+                         ::testing::Values(PplCase{"Q8_0", test::tiny_gguf("Q8_0"), 0, 103.22},
+                                           PplCase{"Q4_K_M", test::tiny_gguf("Q4_K_M"), 0, 105.64},
+                                           PplCase{"Q2_K", test::tiny_gguf("Q2_K"), 0, 110.63},
+                                           PplCase{"bf16_K1", test::tiny_hf(), 1, 154.77},
+                                           PplCase{"bf16_K2", test::tiny_hf(), 2, 115.69},
+                                           PplCase{"bf16_K3", test::tiny_hf(), 3, 106.71},
+                                           PplCase{"bf16_K8", test::tiny_hf(), 8, 102.28}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace sluice

@@ -73,7 +73,8 @@ void run_cases(const Tokenizer& tok, const std::string& name) {
 }
 
 Tokenizer gguf_tok(const std::string& name) {
-    return Tokenizer(load_vocab_gguf(read_gguf(test::shared("tokenizers/cases/ggml-vocab-" + name + ".gguf"))));
+    return Tokenizer(
+        load_vocab_gguf(read_gguf(test::shared("tokenizers/cases/ggml-vocab-" + name + ".gguf"))));
 }
 
 TEST(TokenizerCases, Qwen2WithQwen3TokenizerJson) {
@@ -86,10 +87,18 @@ TEST(TokenizerCases, DeepseekR1QwenWithQwen3TokenizerJson) {
     run_cases(tok, "deepseek-r1-qwen");
 }
 
-TEST(TokenizerCases, Gpt2Gguf) { run_cases(gguf_tok("gpt-2"), "gpt-2"); }
-TEST(TokenizerCases, DeepseekLlmGguf) { run_cases(gguf_tok("deepseek-llm"), "deepseek-llm"); }
-TEST(TokenizerCases, DeepseekCoderGguf) { run_cases(gguf_tok("deepseek-coder"), "deepseek-coder"); }
-TEST(TokenizerCases, LlamaSpmGguf) { run_cases(gguf_tok("llama-spm"), "llama-spm"); }
+TEST(TokenizerCases, Gpt2Gguf) {
+    run_cases(gguf_tok("gpt-2"), "gpt-2");
+}
+TEST(TokenizerCases, DeepseekLlmGguf) {
+    run_cases(gguf_tok("deepseek-llm"), "deepseek-llm");
+}
+TEST(TokenizerCases, DeepseekCoderGguf) {
+    run_cases(gguf_tok("deepseek-coder"), "deepseek-coder");
+}
+TEST(TokenizerCases, LlamaSpmGguf) {
+    run_cases(gguf_tok("llama-spm"), "llama-spm");
+}
 
 }  // namespace
 }  // namespace sluice

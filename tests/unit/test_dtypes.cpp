@@ -13,10 +13,20 @@ namespace {
 
 TEST(DType, TableMatchesGgml) {
     // Sizes as ggml defines them (bytes per block, elements per block).
-    struct Want { DType t; int elems, bytes; };
-    for (Want w : {Want{DType::F32, 1, 4}, {DType::F16, 1, 2}, {DType::BF16, 1, 2}, {DType::Q4_0, 32, 18},
-                   {DType::Q8_0, 32, 34}, {DType::Q2_K, 256, 84}, {DType::Q3_K, 256, 110}, {DType::Q4_K, 256, 144},
-                   {DType::Q5_K, 256, 176}, {DType::Q6_K, 256, 210}}) {
+    struct Want {
+        DType t;
+        int elems, bytes;
+    };
+    for (Want w : {Want{DType::F32, 1, 4},
+                   {DType::F16, 1, 2},
+                   {DType::BF16, 1, 2},
+                   {DType::Q4_0, 32, 18},
+                   {DType::Q8_0, 32, 34},
+                   {DType::Q2_K, 256, 84},
+                   {DType::Q3_K, 256, 110},
+                   {DType::Q4_K, 256, 144},
+                   {DType::Q5_K, 256, 176},
+                   {DType::Q6_K, 256, 210}}) {
         const DTypeTraits& tr = dtype_traits(w.t);
         EXPECT_EQ(tr.block_elems, w.elems) << tr.name;
         EXPECT_EQ(tr.block_bytes, w.bytes) << tr.name;
@@ -33,8 +43,8 @@ TEST(Half, RoundTripsAllF16) {
     }
     EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
     EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
-    EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
-    EXPECT_EQ(f32_to_f16(65520.f), 0x7c00);                 // rounds to inf
+    EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));         // smallest subnormal
+    EXPECT_EQ(f32_to_f16(65520.f), 0x7c00);                       // rounds to inf
     EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
 }
 
@@ -48,18 +58,28 @@ TEST(Half, BF16RoundsToNearestEven) {
 // Relative RMS error of quantize -> dequantize on Gaussian data, against loose bounds
 // derived from each format's bits per weight (llama.cpp's own quantizers do better).
 TEST(Quant, RoundTripErrorWithinFormatBound) {
-    struct Case { DType t; double max_rel_rmse; };
+    struct Case {
+        DType t;
+        double max_rel_rmse;
+    };
     const int64_t n = 256 * 16;
     const auto x = test::random_floats((size_t)n, 42);
-    for (Case c : {Case{DType::F16, 1e-3}, {DType::BF16, 5e-3}, {DType::Q8_0, 0.01}, {DType::Q6_K, 0.03},
-                   {DType::Q5_K, 0.06}, {DType::Q4_K, 0.12}, {DType::Q4_0, 0.15}, {DType::Q3_K, 0.25},
+    for (Case c : {Case{DType::F16, 1e-3},
+                   {DType::BF16, 5e-3},
+                   {DType::Q8_0, 0.01},
+                   {DType::Q6_K, 0.03},
+                   {DType::Q5_K, 0.06},
+                   {DType::Q4_K, 0.12},
+                   {DType::Q4_0, 0.15},
+                   {DType::Q3_K, 0.25},
                    {DType::Q2_K, 0.45}}) {
         std::vector<uint8_t> q(row_bytes(c.t, n));
         quantize_row_ref(c.t, x.data(), q.data(), n);
         std::vector<float> y((size_t)n);
         dequantize_row_ref(c.t, q.data(), y.data(), n);
         double err = 0, ref = 0;
-        for (int64_t i = 0; i < n; ++i) err += std::pow(y[(size_t)i] - x[(size_t)i], 2), ref += x[(size_t)i] * x[(size_t)i];
+        for (int64_t i = 0; i < n; ++i)
+            err += std::pow(y[(size_t)i] - x[(size_t)i], 2), ref += x[(size_t)i] * x[(size_t)i];
         const double rel = std::sqrt(err / ref);
         EXPECT_LT(rel, c.max_rel_rmse) << dtype_name(c.t);
         EXPECT_GT(rel, 0.0) << dtype_name(c.t) << ": exact round trip means the test data is wrong";
@@ -67,14 +87,16 @@ TEST(Quant, RoundTripErrorWithinFormatBound) {
         const auto v = test::random_floats((size_t)n, 7);
         double want = 0;
         for (int64_t i = 0; i < n; ++i) want += (double)y[(size_t)i] * v[(size_t)i];
-        EXPECT_NEAR(dot_ref(c.t, q.data(), v.data(), n), want, 1e-6 * std::abs(want) + 1e-6) << dtype_name(c.t);
+        EXPECT_NEAR(dot_ref(c.t, q.data(), v.data(), n), want, 1e-6 * std::abs(want) + 1e-6)
+            << dtype_name(c.t);
     }
 }
 
 TEST(Quant, ZeroBlocksStayZero) {
     const int64_t n = 256;
     std::vector<float> x((size_t)n, 0.f), y((size_t)n, 1.f);
-    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                    DType::Q6_K}) {
         std::vector<uint8_t> q(row_bytes(t, n));
         quantize_row_ref(t, x.data(), q.data(), n);
         dequantize_row_ref(t, q.data(), y.data(), n);

@@ -50,7 +50,7 @@ TEST(GGUF, EveryValueTypeRoundTrips) {
     w.set_u32("u32", 4000000000u);
     w.set_i32("i32", -2000000000);
     w.set("u64", val(GGUFType::U64, (uint64_t)1 << 60));
-    w.set("i64", val(GGUFType::I64, (int64_t)-(1ll << 60)));
+    w.set("i64", val(GGUFType::I64, (int64_t) - (1ll << 60)));
     w.set_f32("f32", 1.5f);
     w.set("f64", val(GGUFType::F64, 2.25));
     w.set_bool("bool", true);
@@ -59,7 +59,8 @@ TEST(GGUF, EveryValueTypeRoundTrips) {
     GGUFValue inner1, inner2, outer;
     inner1.type = inner2.type = outer.type = GGUFType::ARRAY;
     inner1.elem_type = inner2.elem_type = GGUFType::I32;
-    inner1.v = std::vector<GGUFValue>{val(GGUFType::I32, (int64_t)1), val(GGUFType::I32, (int64_t)2)};
+    inner1.v =
+        std::vector<GGUFValue>{val(GGUFType::I32, (int64_t)1), val(GGUFType::I32, (int64_t)2)};
     inner2.v = std::vector<GGUFValue>{val(GGUFType::I32, (int64_t)3)};
     outer.elem_type = GGUFType::ARRAY;
     outer.v = std::vector<GGUFValue>{inner1, inner2};
@@ -153,7 +154,11 @@ std::vector<uint8_t> make_st(const std::string& header, size_t data_bytes) {
 }
 
 TEST(Safetensors, RejectsCorruptHeaders) {
-    struct Case { std::string header; size_t data; std::string needle; };
+    struct Case {
+        std::string header;
+        size_t data;
+        std::string needle;
+    };
     const Case cases[] = {
         {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8, ""},
         {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4, "beyond the end"},

@@ -33,7 +33,8 @@ TEST(Kernels, DequantMatchesReference) {
             dequantize_row_ref(t, q.data(), want.data(), n);
             k.dequant_row(t, q.data(), got.data(), n);
             for (int64_t i = 0; i < n; ++i)
-                ASSERT_EQ(got[(size_t)i], want[(size_t)i]) << k.name << " " << dtype_name(t) << " at " << i;
+                ASSERT_EQ(got[(size_t)i], want[(size_t)i])
+                    << k.name << " " << dtype_name(t) << " at " << i;
         }
     }
 }
@@ -45,7 +46,9 @@ TEST(Kernels, MatmulRowsMatchesReference) {
         for (DType t : kWeightTypes) {
             const auto w = test::random_floats((size_t)(n_in * n_out), 3);
             std::vector<uint8_t> q(row_bytes(t, n_in) * (size_t)n_out);
-            for (int64_t r = 0; r < n_out; ++r) quantize_row_ref(t, w.data() + r * n_in, q.data() + (size_t)r * row_bytes(t, n_in), n_in);
+            for (int64_t r = 0; r < n_out; ++r)
+                quantize_row_ref(t, w.data() + r * n_in, q.data() + (size_t)r * row_bytes(t, n_in),
+                                 n_in);
             TensorView W{t, q.data(), {n_in, n_out, 1, 1}};
             for (int64_t n_tok : {1, 3, 9}) {
                 const auto x = test::random_floats((size_t)(n_in * n_tok), 5 + (uint64_t)n_tok);
@@ -70,7 +73,8 @@ TEST(Kernels, QuantizedDotMatchesReference) {
         const DType act = activation_type_for(t);
         ASSERT_NE(act, DType::F32);
         for (uint64_t seed = 0; seed < 8; ++seed) {
-            const auto w = test::random_floats((size_t)n, 100 + seed), x = test::random_floats((size_t)n, 200 + seed);
+            const auto w = test::random_floats((size_t)n, 100 + seed),
+                       x = test::random_floats((size_t)n, 200 + seed);
             std::vector<uint8_t> qw(row_bytes(t, n)), qx(row_bytes(act, n));
             quantize_row_ref(t, w.data(), qw.data(), n);
             quantize_activations(act, x.data(), qx.data(), n);
@@ -85,7 +89,9 @@ TEST(Kernels, QuantizedDotMatchesReference) {
                 const void* acts[4] = {qx.data(), qx.data(), qx.data(), qx.data()};
                 float out4[4];
                 k.qdot4(t, qw.data(), acts, n, out4);
-                for (float v : out4) EXPECT_NEAR(v, ref, 1e-4 * (1 + std::abs(ref))) << k.name << " qdot4 " << dtype_name(t);
+                for (float v : out4)
+                    EXPECT_NEAR(v, ref, 1e-4 * (1 + std::abs(ref)))
+                        << k.name << " qdot4 " << dtype_name(t);
             }
         }
     }
@@ -95,13 +101,16 @@ TEST(Kernels, DotAndAxpy) {
     for (Isa isa : supported_isas()) {
         const CpuKernels& k = *cpu_kernels_for(isa);
         for (int64_t n : {1, 15, 16, 17, 64, 1000}) {
-            const auto a = test::random_floats((size_t)n, 11), b = test::random_floats((size_t)n, 12);
+            const auto a = test::random_floats((size_t)n, 11),
+                       b = test::random_floats((size_t)n, 12);
             double want = 0;
             for (int64_t i = 0; i < n; ++i) want += (double)a[(size_t)i] * b[(size_t)i];
-            EXPECT_NEAR(k.dot_f32(a.data(), b.data(), n), want, 1e-4 * (1 + std::abs(want))) << k.name << " n=" << n;
+            EXPECT_NEAR(k.dot_f32(a.data(), b.data(), n), want, 1e-4 * (1 + std::abs(want)))
+                << k.name << " n=" << n;
             std::vector<float> y = b;
             k.axpy(0.5f, a.data(), y.data(), n);
-            for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(y[(size_t)i], b[(size_t)i] + 0.5f * a[(size_t)i]);
+            for (int64_t i = 0; i < n; ++i)
+                ASSERT_FLOAT_EQ(y[(size_t)i], b[(size_t)i] + 0.5f * a[(size_t)i]);
         }
     }
 }
@@ -110,7 +119,9 @@ TEST(Ops, ThreadedMatmulEqualsSingleThread) {
     const int64_t n_in = 256, n_out = 300, n_tok = 5;
     const auto w = test::random_floats((size_t)(n_in * n_out), 21);
     std::vector<uint8_t> q(row_bytes(DType::Q4_K, n_in) * (size_t)n_out);
-    for (int64_t r = 0; r < n_out; ++r) quantize_row_ref(DType::Q4_K, w.data() + r * n_in, q.data() + (size_t)r * row_bytes(DType::Q4_K, n_in), n_in);
+    for (int64_t r = 0; r < n_out; ++r)
+        quantize_row_ref(DType::Q4_K, w.data() + r * n_in,
+                         q.data() + (size_t)r * row_bytes(DType::Q4_K, n_in), n_in);
     TensorView W{DType::Q4_K, q.data(), {n_in, n_out, 1, 1}};
     const auto x = test::random_floats((size_t)(n_in * n_tok), 22);
     std::vector<float> y1((size_t)(n_tok * n_out)), y4(y1.size());

@@ -19,7 +19,8 @@ TEST(Sampler, SameSeedSameSequence) {
     SamplerParams p{1.0f, 0, 1.0f, 0.0f, 1.0f, 64, 1234};
     Sampler a(p), b(p);
     std::vector<int32_t> sa, sb;
-    for (int i = 0; i < 50; ++i) sa.push_back(a.sample(l.data(), 100)), sb.push_back(b.sample(l.data(), 100));
+    for (int i = 0; i < 50; ++i)
+        sa.push_back(a.sample(l.data(), 100)), sb.push_back(b.sample(l.data(), 100));
     EXPECT_EQ(sa, sb);
     p.seed = 99;
     Sampler c(p);
@@ -36,9 +37,9 @@ TEST(Sampler, TopKAndTopPAndMinPRestrictTheSupport) {
         for (int i = 0; i < 2000; ++i) seen[s.sample(l, 5)]++;
         return seen;
     };
-    EXPECT_EQ(support({1.0f, 2, 1.0f, 0.0f, 1.0f, 64, 1}).size(), 2u);   // top-k 2
-    EXPECT_EQ(support({1.0f, 0, 0.5f, 0.0f, 1.0f, 64, 1}).size(), 1u);   // p(0) = 0.71 > 0.5
-    EXPECT_EQ(support({1.0f, 0, 1.0f, 0.3f, 1.0f, 64, 1}).size(), 2u);   // p1/p0 = 0.37 >= 0.3
+    EXPECT_EQ(support({1.0f, 2, 1.0f, 0.0f, 1.0f, 64, 1}).size(), 2u);  // top-k 2
+    EXPECT_EQ(support({1.0f, 0, 0.5f, 0.0f, 1.0f, 64, 1}).size(), 1u);  // p(0) = 0.71 > 0.5
+    EXPECT_EQ(support({1.0f, 0, 1.0f, 0.3f, 1.0f, 64, 1}).size(), 2u);  // p1/p0 = 0.37 >= 0.3
     EXPECT_EQ(support({1.0f, 0, 1.0f, 0.0f, 1.0f, 64, 1}).size(), 5u);
 }
 

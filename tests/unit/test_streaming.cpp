@@ -15,7 +15,8 @@ namespace sluice {
 namespace {
 
 // Logits of a 24-token prefill followed by 8 decode steps (teacher-forced).
-std::vector<float> run_logits(const std::string& path, const LoadOptions& o, bool spec, StreamStats* stats = nullptr) {
+std::vector<float> run_logits(const std::string& path, const LoadOptions& o, bool spec,
+                              StreamStats* stats = nullptr) {
     auto m = Model::open(path, o);
     m->set_speculative_prefetch(spec);
     const int V = m->config().n_vocab;
@@ -36,9 +37,16 @@ std::vector<float> run_logits(const std::string& path, const LoadOptions& o, boo
 TEST(Streaming, EveryModeIsBitIdenticalToResident) {
     const std::string path = test::tiny_gguf("Q4_K_M");
     const auto ref = run_logits(path, {}, false);
-    struct Case { IoMode mode; uint64_t budget; bool spec; const char* engine; };
-    for (Case c : {Case{IoMode::Direct, 30ull << 20, false, "auto"}, Case{IoMode::Direct, 30ull << 20, true, "threads"},
-                   Case{IoMode::Direct, 256ull << 20, true, "uring"}, Case{IoMode::PageCache, 30ull << 20, true, "auto"},
+    struct Case {
+        IoMode mode;
+        uint64_t budget;
+        bool spec;
+        const char* engine;
+    };
+    for (Case c : {Case{IoMode::Direct, 30ull << 20, false, "auto"},
+                   Case{IoMode::Direct, 30ull << 20, true, "threads"},
+                   Case{IoMode::Direct, 256ull << 20, true, "uring"},
+                   Case{IoMode::PageCache, 30ull << 20, true, "auto"},
                    Case{IoMode::Mmap, 30ull << 20, false, "auto"}}) {
         LoadOptions o;
         o.mem_budget = c.budget;
@@ -50,7 +58,8 @@ TEST(Streaming, EveryModeIsBitIdenticalToResident) {
         try {
             got = run_logits(path, o, c.spec, &st);
         } catch (const Error& e) {
-            if (std::string(c.engine) == "uring" && std::string(e.what()).find("io_uring") != std::string::npos)
+            if (std::string(c.engine) == "uring" &&
+                std::string(e.what()).find("io_uring") != std::string::npos)
                 continue;  // kernel without io_uring: covered by the other engines
             throw;
         }
@@ -92,7 +101,8 @@ TEST(Streaming, BudgetTooSmallForDenseWeightsIsAClearError) {
         Model::open(test::tiny_gguf("Q4_K_M"), o);
         FAIL() << "no error";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("too small: dense weights"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("too small: dense weights"), std::string::npos)
+            << e.what();
     }
 }
 
@@ -114,7 +124,10 @@ TEST(IoEngine, ReadsExactRangesInAnyOrder) {
         EXPECT_EQ(io->in_flight(), 0u);
         for (const auto& c : done) {
             ASSERT_EQ(c.result, (int64_t)bufs[c.tag].size()) << kind;
-            EXPECT_EQ(std::memcmp(bufs[c.tag].data(), mf.data() + reqs[c.tag].offset, bufs[c.tag].size()), 0) << kind;
+            EXPECT_EQ(
+                std::memcmp(bufs[c.tag].data(), mf.data() + reqs[c.tag].offset, bufs[c.tag].size()),
+                0)
+                << kind;
         }
     }
 }

@@ -12,7 +12,8 @@ namespace {
 TEST(Tokenizer, GgufAndTokenizerJsonAgreeOnTheTinyModel) {
     Tokenizer a(load_vocab_gguf(read_gguf(test::tiny_gguf("Q8_0"))));
     Tokenizer b(load_vocab_hf(test::tiny_hf()));
-    const std::string text = "Hello world! It's 2024 -- naïve café, 日本語 \n\n  tabs\tand    spaces";
+    const std::string text =
+        "Hello world! It's 2024 -- naïve café, 日本語 \n\n  tabs\tand    spaces";
     EXPECT_EQ(a.encode(text, true, true), b.encode(text, true, true));
     EXPECT_FALSE(a.vocab().add_bos);  // Qwen: no BOS
     EXPECT_EQ(a.vocab().eos, 2);
@@ -32,7 +33,8 @@ TEST(Tokenizer, ParsesSpecialTokensOnlyWhenAsked) {
 }
 
 TEST(Tokenizer, SpmAddsBosWhenTheVocabSaysSo) {
-    Tokenizer t(load_vocab_gguf(read_gguf(test::shared("tokenizers/cases/ggml-vocab-llama-spm.gguf"))));
+    Tokenizer t(
+        load_vocab_gguf(read_gguf(test::shared("tokenizers/cases/ggml-vocab-llama-spm.gguf"))));
     const auto ids = t.encode("Hello world", true, true);
     ASSERT_FALSE(ids.empty());
     EXPECT_EQ(ids[0], 1);
@@ -53,7 +55,8 @@ TEST(StreamDecoder, HoldsBackPartialUtf8) {
     std::string out;
     for (int32_t id : ids) {
         const std::string piece = d.push(id);
-        EXPECT_TRUE(piece.empty() || (unsigned char)piece[0] < 0x80 || ((unsigned char)piece[0] & 0xc0) == 0xc0);
+        EXPECT_TRUE(piece.empty() || (unsigned char)piece[0] < 0x80 ||
+                    ((unsigned char)piece[0] & 0xc0) == 0xc0);
         out += piece;
     }
     out += d.flush();
@@ -63,7 +66,8 @@ TEST(StreamDecoder, HoldsBackPartialUtf8) {
 
 TEST(StreamDecoder, InvalidBytesBecomeReplacementCharacters) {
     Tokenizer t(load_vocab_hf(test::tiny_hf()));
-    // Byte-level token for a lone continuation byte 0x80: "Ā" maps to byte 0x00..; find 0x80's token.
+    // Byte-level token for a lone continuation byte 0x80: "Ā" maps to byte 0x00..; find 0x80's
+    // token.
     const auto ids = t.encode("\xc3\xa9", false, false);  // é
     ASSERT_GE(ids.size(), 1u);
     StreamDecoder d(t);

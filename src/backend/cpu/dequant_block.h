@@ -82,7 +82,8 @@ static inline void k4_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m
 }
 
 // Scales and mins of the sub-block pair (j, j+1) of a Q4_K/Q5_K block.
-static inline void k4_pair(const uint8_t* scales, int j, float d, float dmin, float& d1, float& m1, float& d2, float& m2) {
+static inline void k4_pair(const uint8_t* scales, int j, float d, float dmin, float& d1, float& m1,
+                           float& d2, float& m2) {
     uint8_t sc, mn;
     k4_scale_min(j, scales, sc, mn);
     d1 = d * sc, m1 = dmin * mn;
@@ -111,7 +112,8 @@ static inline void dq_block(const block_q5_K& b, float* y) {
         float d1, m1, d2, m2;
         k4_pair(b.scales, j, d, dmin, d1, m1, d2, m2);
         for (int l = 0; l < 32; ++l) y[l] = d1 * ((ql[l] & 0xf) + ((b.qh[l] & u1) ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; ++l) y[l + 32] = d2 * ((ql[l] >> 4) + ((b.qh[l] & u2) ? 16 : 0)) - m2;
+        for (int l = 0; l < 32; ++l)
+            y[l + 32] = d2 * ((ql[l] >> 4) + ((b.qh[l] & u2) ? 16 : 0)) - m2;
         y += 64;
         ql += 32;
         u1 = (uint8_t)(u1 << 2);
@@ -156,7 +158,9 @@ static inline void dq_row_blocks(const void* src, float* y, int64_t n) {
 // Dequantizes a row of n elements of any dtype (n a multiple of the block size).
 static inline void dequant_row_any(DType t, const void* src, float* y, int64_t n) {
     switch (t) {
-        case DType::F32: std::memcpy(y, src, (size_t)n * 4); break;
+        case DType::F32:
+            std::memcpy(y, src, (size_t)n * 4);
+            break;
         case DType::F16: {
             const f16_t* s = (const f16_t*)src;
             for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(s[i]);
@@ -167,14 +171,30 @@ static inline void dequant_row_any(DType t, const void* src, float* y, int64_t n
             for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(s[i]);
             break;
         }
-        case DType::Q4_0: dq_row_blocks<block_q4_0, QK4_0>(src, y, n); break;
-        case DType::Q8_0: dq_row_blocks<block_q8_0, QK8_0>(src, y, n); break;
-        case DType::Q2_K: dq_row_blocks<block_q2_K, QK_K>(src, y, n); break;
-        case DType::Q3_K: dq_row_blocks<block_q3_K, QK_K>(src, y, n); break;
-        case DType::Q4_K: dq_row_blocks<block_q4_K, QK_K>(src, y, n); break;
-        case DType::Q5_K: dq_row_blocks<block_q5_K, QK_K>(src, y, n); break;
-        case DType::Q6_K: dq_row_blocks<block_q6_K, QK_K>(src, y, n); break;
-        case DType::Q8_K: dq_row_blocks<block_q8_K, QK_K>(src, y, n); break;
+        case DType::Q4_0:
+            dq_row_blocks<block_q4_0, QK4_0>(src, y, n);
+            break;
+        case DType::Q8_0:
+            dq_row_blocks<block_q8_0, QK8_0>(src, y, n);
+            break;
+        case DType::Q2_K:
+            dq_row_blocks<block_q2_K, QK_K>(src, y, n);
+            break;
+        case DType::Q3_K:
+            dq_row_blocks<block_q3_K, QK_K>(src, y, n);
+            break;
+        case DType::Q4_K:
+            dq_row_blocks<block_q4_K, QK_K>(src, y, n);
+            break;
+        case DType::Q5_K:
+            dq_row_blocks<block_q5_K, QK_K>(src, y, n);
+            break;
+        case DType::Q6_K:
+            dq_row_blocks<block_q6_K, QK_K>(src, y, n);
+            break;
+        case DType::Q8_K:
+            dq_row_blocks<block_q8_K, QK_K>(src, y, n);
+            break;
         case DType::I32: {
             const int32_t* s = (const int32_t*)src;
             for (int64_t i = 0; i < n; ++i) y[i] = (float)s[i];

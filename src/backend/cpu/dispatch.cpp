@@ -6,15 +6,22 @@
 #include "core/error.h"
 
 namespace sluice {
-namespace isa_scalar { extern const CpuKernels kKernels; }
-namespace isa_avx2 { extern const CpuKernels kKernels; }
-namespace isa_avx512 { extern const CpuKernels kKernels; }
+namespace isa_scalar {
+extern const CpuKernels kKernels;
+}
+namespace isa_avx2 {
+extern const CpuKernels kKernels;
+}
+namespace isa_avx512 {
+extern const CpuKernels kKernels;
+}
 
 namespace {
 
 bool cpu_has(Isa isa) {
     switch (isa) {
-        case Isa::Scalar: return true;
+        case Isa::Scalar:
+            return true;
         case Isa::Avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    __builtin_cpu_supports("f16c");
@@ -30,10 +37,14 @@ const CpuKernels* choose() {
     if (const char* env = std::getenv("SLUICE_ISA"); env && *env) {
         const std::string want(env);
         Isa isa;
-        if (want == "scalar") isa = Isa::Scalar;
-        else if (want == "avx2") isa = Isa::Avx2;
-        else if (want == "avx512") isa = Isa::Avx512;
-        else fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512");
+        if (want == "scalar")
+            isa = Isa::Scalar;
+        else if (want == "avx2")
+            isa = Isa::Avx2;
+        else if (want == "avx512")
+            isa = Isa::Avx512;
+        else
+            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512");
         const CpuKernels* k = cpu_kernels_for(isa);
         check(k != nullptr, "SLUICE_ISA=" + want + ": this CPU does not support it");
         return k;
@@ -48,9 +59,12 @@ const CpuKernels* choose() {
 const CpuKernels* cpu_kernels_for(Isa isa) {
     if (!cpu_has(isa)) return nullptr;
     switch (isa) {
-        case Isa::Scalar: return &isa_scalar::kKernels;
-        case Isa::Avx2: return &isa_avx2::kKernels;
-        case Isa::Avx512: return &isa_avx512::kKernels;
+        case Isa::Scalar:
+            return &isa_scalar::kKernels;
+        case Isa::Avx2:
+            return &isa_avx2::kKernels;
+        case Isa::Avx512:
+            return &isa_avx512::kKernels;
     }
     return nullptr;
 }

@@ -32,7 +32,7 @@ struct CpuKernels {
 
 constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows
 
-const CpuKernels& cpu_kernels();        // the chosen table
+const CpuKernels& cpu_kernels();             // the chosen table
 const CpuKernels* cpu_kernels_for(Isa isa);  // nullptr if this CPU cannot run it
 std::vector<Isa> supported_isas();
 

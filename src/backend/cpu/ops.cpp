@@ -20,33 +20,40 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
         const size_t arow = row_bytes(act, n_in);
         thread_local std::vector<uint8_t> xq;
         xq.resize(arow * (size_t)n_tok);
-        for (int64_t t = 0; t < n_tok; ++t) quantize_activations(act, x + t * n_in, xq.data() + (size_t)t * arow, n_in);
+        for (int64_t t = 0; t < n_tok; ++t)
+            quantize_activations(act, x + t * n_in, xq.data() + (size_t)t * arow, n_in);
         const uint8_t* xqp = xq.data();
         const uint8_t* w0 = (const uint8_t*)W.data;
         const size_t wrow = W.row_size();
-                // Small grain so even a 512-row expert matrix spreads over every thread.
-        pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)), [&](int64_t r0, int64_t r1, int) {
-            for (int64_t r = r0; r < r1; ++r) {
-                const uint8_t* wr = w0 + (size_t)r * wrow;
-                int64_t t = 0;
-                for (; t + 4 <= n_tok; t += 4) {
-                    const void* acts[4];
-                    float out[4];
-                    for (int q = 0; q < 4; ++q) acts[q] = xqp + (size_t)(t + q) * arow;
-                    k.qdot4(W.dtype, wr, acts, n_in, out);
-                    for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
-                }
-                for (; t < n_tok; ++t) y[t * n_out + r] = k.qdot(W.dtype, wr, xqp + (size_t)t * arow, n_in);
-            }
-        });
+        // Small grain so even a 512-row expert matrix spreads over every thread.
+        pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)),
+                          [&](int64_t r0, int64_t r1, int) {
+                              for (int64_t r = r0; r < r1; ++r) {
+                                  const uint8_t* wr = w0 + (size_t)r * wrow;
+                                  int64_t t = 0;
+                                  for (; t + 4 <= n_tok; t += 4) {
+                                      const void* acts[4];
+                                      float out[4];
+                                      for (int q = 0; q < 4; ++q)
+                                          acts[q] = xqp + (size_t)(t + q) * arow;
+                                      k.qdot4(W.dtype, wr, acts, n_in, out);
+                                      for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
+                                  }
+                                  for (; t < n_tok; ++t)
+                                      y[t * n_out + r] =
+                                          k.qdot(W.dtype, wr, xqp + (size_t)t * arow, n_in);
+                              }
+                          });
         return;
     }
     // Tiles of whole row-tiles so each task dequantizes its rows once for all tokens.
-    const int64_t grain = std::max<int64_t>(kRowTile, (4096 / std::max<int64_t>(1, n_tok)) / kRowTile * kRowTile);
+    const int64_t grain =
+        std::max<int64_t>(kRowTile, (4096 / std::max<int64_t>(1, n_tok)) / kRowTile * kRowTile);
     pool.parallel_for((n_out + kRowTile - 1) / kRowTile, std::max<int64_t>(1, grain / kRowTile),
                       [&](int64_t tb, int64_t te, int) {
                           thread_local std::vector<float> scratch;
-                          if ((int64_t)scratch.size() < kRowTile * n_in) scratch.resize((size_t)(kRowTile * n_in));
+                          if ((int64_t)scratch.size() < kRowTile * n_in)
+                              scratch.resize((size_t)(kRowTile * n_in));
                           const int64_t r0 = tb * kRowTile, r1 = std::min(n_out, te * kRowTile);
                           // y rows for [r0, r1) of every token: write through a strided view.
                           k.matmul_rows(W, r0, r1, x, n_tok, y + r0, n_out, scratch.data());
@@ -72,7 +79,8 @@ void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, in
     }
 }
 
-void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float theta) {
+void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos,
+               float theta) {
     const int64_t half = n_rot / 2;
     for (int64_t i = 0; i < half; ++i) {
         // Same frequency formula as HF: inv_freq = theta^(-2i/n_rot), angle = pos * inv_freq.

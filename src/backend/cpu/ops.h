@@ -24,4 +24,6 @@ inline float silu(float x);
 }  // namespace sluice
 
 #include <cmath>
-inline float sluice::silu(float x) { return x / (1.0f + std::exp(-x)); }
+inline float sluice::silu(float x) {
+    return x / (1.0f + std::exp(-x));
+}

@@ -6,7 +6,9 @@
 
 namespace sluice {
 
-void quantize_activations(DType act, const float* x, void* dst, int64_t n) { quantize_row_ref(act, x, dst, n); }
+void quantize_activations(DType act, const float* x, void* dst, int64_t n) {
+    quantize_row_ref(act, x, dst, n);
+}
 
 float qdot_ref(DType w, const void* wrow, const void* act, int64_t n) {
     switch (w) {
@@ -33,11 +35,13 @@ float qdot_ref(DType w, const void* wrow, const void* act, int64_t n) {
                     const uint8_t* q = x[b].qs + 32 * (j / 2);
                     const int8_t* a = y[b].qs + 32 * j;
                     int32_t si = 0;
-                    for (int i = 0; i < 32; ++i) si += ((j & 1) ? (q[i] >> 4) : (q[i] & 0xf)) * a[i];
+                    for (int i = 0; i < 32; ++i)
+                        si += ((j & 1) ? (q[i] >> 4) : (q[i] & 0xf)) * a[i];
                     sumi += sc * si;
                     summ += mn * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
                 }
-                s += y[b].d * (f16_to_f32(x[b].d) * (float)sumi - f16_to_f32(x[b].dmin) * (float)summ);
+                s += y[b].d *
+                     (f16_to_f32(x[b].d) * (float)sumi - f16_to_f32(x[b].dmin) * (float)summ);
             }
             return s;
         }
@@ -52,9 +56,11 @@ float qdot_ref(DType w, const void* wrow, const void* act, int64_t n) {
                     const uint8_t* qh = x[b].qh + 32 * h;
                     for (int l = 0; l < 32; ++l) {
                         q[128 * h + l] = (int8_t)((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4));
-                        q[128 * h + l + 32] = (int8_t)((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4));
+                        q[128 * h + l + 32] =
+                            (int8_t)((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4));
                         q[128 * h + l + 64] = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-                        q[128 * h + l + 96] = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                        q[128 * h + l + 96] =
+                            (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
                     }
                 }
                 int32_t sumi = 0;
@@ -67,7 +73,8 @@ float qdot_ref(DType w, const void* wrow, const void* act, int64_t n) {
             }
             return s;
         }
-        default: fail(std::string("qdot_ref: no integer path for ") + dtype_name(w));
+        default:
+            fail(std::string("qdot_ref: no integer path for ") + dtype_name(w));
     }
 }
 

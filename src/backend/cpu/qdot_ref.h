@@ -11,9 +11,12 @@ namespace sluice {
 inline DType activation_type_for(DType w) {
     switch (w) {
         case DType::Q4_K:
-        case DType::Q6_K: return DType::Q8_K;
-        case DType::Q8_0: return DType::Q8_0;
-        default: return DType::F32;
+        case DType::Q6_K:
+            return DType::Q8_K;
+        case DType::Q8_0:
+            return DType::Q8_0;
+        default:
+            return DType::F32;
     }
 }
 

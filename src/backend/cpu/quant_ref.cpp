@@ -11,7 +11,9 @@
 namespace sluice {
 namespace {
 
-int nearest(float x) { return (int)std::lrintf(x); }
+int nearest(float x) {
+    return (int)std::lrintf(x);
+}
 
 // Sub-block affine fit x ~ scale * q - min with q in [0, qmax], min >= 0.
 void fit_affine(const float* x, int n, int qmax, float& scale, float& min) {
@@ -60,14 +62,15 @@ void quant_q8_0(const float* x, block_q8_0* y, int64_t nb) {
         for (int j = 0; j < QK8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127.f, id = d ? 1.f / d : 0.f;
         y[i].d = f32_to_f16(d);
-        for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
+        for (int j = 0; j < QK8_0; ++j)
+            y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
     }
 }
 
 // Shared by Q2_K/Q4_K/Q5_K: sub-block affine scales, quantized to `sbits` bits each,
 // returns per-element q in [0, qmax] and per-sub-block integer scale/min.
-void affine_superblock(const float* x, int sub, int qmax, int smax, float& d, float& dmin, uint8_t* ls,
-                       uint8_t* lm, uint8_t* q) {
+void affine_superblock(const float* x, int sub, int qmax, int smax, float& d, float& dmin,
+                       uint8_t* ls, uint8_t* lm, uint8_t* q) {
     const int nsub = QK_K / sub;
     float sc[16], mn[16], max_sc = 0, max_mn = 0;
     for (int s = 0; s < nsub; ++s) {
@@ -85,7 +88,8 @@ void affine_superblock(const float* x, int sub, int qmax, int smax, float& d, fl
         lm[s] = (uint8_t)(dmin ? std::clamp(nearest(mn[s] / dmin), 0, smax) : 0);
         const float ds = d * ls[s], ms = dmin * lm[s];
         for (int j = 0; j < sub; ++j)
-            q[s * sub + j] = (uint8_t)(ds ? std::clamp(nearest((x[s * sub + j] + ms) / ds), 0, qmax) : 0);
+            q[s * sub + j] =
+                (uint8_t)(ds ? std::clamp(nearest((x[s * sub + j] + ms) / ds), 0, qmax) : 0);
     }
 }
 
@@ -115,8 +119,10 @@ void quant_q3_K(const float* x, block_q3_K* y, int64_t nb) {
         std::memset(y[i].qs, 0, sizeof y[i].qs);
         for (int j = 0; j < 16; ++j) {
             const int l = d ? std::clamp(nearest(s[j] / d), -32, 31) + 32 : 32;
-            if (j < 8) y[i].scales[j] = (uint8_t)(l & 0xf);
-            else y[i].scales[j - 8] |= (uint8_t)((l & 0xf) << 4);
+            if (j < 8)
+                y[i].scales[j] = (uint8_t)(l & 0xf);
+            else
+                y[i].scales[j - 8] |= (uint8_t)((l & 0xf) << 4);
             y[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
             const float ds = d * (l - 32);
             for (int k = 0; k < 16; ++k) {
@@ -153,7 +159,8 @@ void quant_q4_K(const float* x, block_q4_K* y, int64_t nb) {
         y[i].dmin = f32_to_f16(dmin);
         pack_k4_scales(ls, lm, y[i].scales);
         for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l) y[i].qs[32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+            for (int l = 0; l < 32; ++l)
+                y[i].qs[32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
     }
 }
 
@@ -186,7 +193,8 @@ void quant_q6_K(const float* x, block_q6_K* y, int64_t nb) {
             y[i].scales[j] = (int8_t)sc;
             const float ds = d * sc;
             for (int k = 0; k < 16; ++k)
-                q[16 * j + k] = (uint8_t)((ds ? std::clamp(nearest(x[16 * j + k] / ds), -32, 31) : 0) + 32);
+                q[16 * j + k] =
+                    (uint8_t)((ds ? std::clamp(nearest(x[16 * j + k] / ds), -32, 31) : 0) + 32);
         }
         for (int n = 0; n < 2; ++n) {
             const uint8_t* qq = q + 128 * n;
@@ -195,8 +203,8 @@ void quant_q6_K(const float* x, block_q6_K* y, int64_t nb) {
             for (int l = 0; l < 32; ++l) {
                 ql[l] = (uint8_t)((qq[l] & 0xf) | ((qq[l + 64] & 0xf) << 4));
                 ql[l + 32] = (uint8_t)((qq[l + 32] & 0xf) | ((qq[l + 96] & 0xf) << 4));
-                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) | ((qq[l + 64] >> 4) << 4) |
-                                  ((qq[l + 96] >> 4) << 6));
+                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
+                                  ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
             }
         }
     }
@@ -208,7 +216,8 @@ void quant_q8_K(const float* x, block_q8_K* y, int64_t nb) {
         for (int j = 0; j < QK_K; ++j) amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127.f, id = d ? 1.f / d : 0.f;
         y[i].d = d;
-        for (int j = 0; j < QK_K; ++j) y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
+        for (int j = 0; j < QK_K; ++j)
+            y[i].qs[j] = (int8_t)std::clamp(nearest(x[j] * id), -127, 127);
         for (int j = 0; j < QK_K / 16; ++j) {
             int s = 0;
             for (int k = 0; k < 16; ++k) s += y[i].qs[16 * j + k];
@@ -219,29 +228,50 @@ void quant_q8_K(const float* x, block_q8_K* y, int64_t nb) {
 
 }  // namespace
 
-void dequantize_row_ref(DType t, const void* src, float* y, int64_t n) { dequant_row_any(t, src, y, n); }
+void dequantize_row_ref(DType t, const void* src, float* y, int64_t n) {
+    dequant_row_any(t, src, y, n);
+}
 
 void quantize_row_ref(DType t, const float* x, void* dst, int64_t n) {
     const int64_t be = dtype_traits(t).block_elems;
     check(n % be == 0, "quantize: row length not a multiple of the block size");
     const int64_t nb = n / be;
     switch (t) {
-        case DType::F32: std::memcpy(dst, x, (size_t)n * 4); break;
+        case DType::F32:
+            std::memcpy(dst, x, (size_t)n * 4);
+            break;
         case DType::F16:
             for (int64_t i = 0; i < n; ++i) ((f16_t*)dst)[i] = f32_to_f16(x[i]);
             break;
         case DType::BF16:
             for (int64_t i = 0; i < n; ++i) ((bf16_t*)dst)[i] = f32_to_bf16(x[i]);
             break;
-        case DType::Q4_0: quant_q4_0(x, (block_q4_0*)dst, nb); break;
-        case DType::Q8_0: quant_q8_0(x, (block_q8_0*)dst, nb); break;
-        case DType::Q2_K: quant_q2_K(x, (block_q2_K*)dst, nb); break;
-        case DType::Q3_K: quant_q3_K(x, (block_q3_K*)dst, nb); break;
-        case DType::Q4_K: quant_q4_K(x, (block_q4_K*)dst, nb); break;
-        case DType::Q5_K: quant_q5_K(x, (block_q5_K*)dst, nb); break;
-        case DType::Q6_K: quant_q6_K(x, (block_q6_K*)dst, nb); break;
-        case DType::Q8_K: quant_q8_K(x, (block_q8_K*)dst, nb); break;
-        case DType::I32: fail("quantize: I32 is not a weight type");
+        case DType::Q4_0:
+            quant_q4_0(x, (block_q4_0*)dst, nb);
+            break;
+        case DType::Q8_0:
+            quant_q8_0(x, (block_q8_0*)dst, nb);
+            break;
+        case DType::Q2_K:
+            quant_q2_K(x, (block_q2_K*)dst, nb);
+            break;
+        case DType::Q3_K:
+            quant_q3_K(x, (block_q3_K*)dst, nb);
+            break;
+        case DType::Q4_K:
+            quant_q4_K(x, (block_q4_K*)dst, nb);
+            break;
+        case DType::Q5_K:
+            quant_q5_K(x, (block_q5_K*)dst, nb);
+            break;
+        case DType::Q6_K:
+            quant_q6_K(x, (block_q6_K*)dst, nb);
+            break;
+        case DType::Q8_K:
+            quant_q8_K(x, (block_q8_K*)dst, nb);
+            break;
+        case DType::I32:
+            fail("quantize: I32 is not a weight type");
     }
 }
 

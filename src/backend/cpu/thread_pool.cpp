@@ -42,7 +42,8 @@ void ThreadPool::worker(int id) {
         while (generation_.load() == seen && !stop_.load()) {
             if (++spins < kSpinIters) {
                 SLUICE_PAUSE();
-                if ((spins & 1023) == 0) std::this_thread::yield();  // let a waiting thread in on a busy machine
+                if ((spins & 1023) == 0)
+                    std::this_thread::yield();  // let a waiting thread in on a busy machine
                 continue;
             }
             std::unique_lock<std::mutex> lk(mu_);
@@ -76,13 +77,16 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     // Spin while the workers are likely running; yield once they are not (an oversubscribed
     // machine would otherwise burn our timeslice waiting for a descheduled worker).
     for (int spins = 0; busy_.load() > 0; ++spins) {
-        if (spins < kSpinIters) SLUICE_PAUSE();
-        else std::this_thread::yield();
+        if (spins < kSpinIters)
+            SLUICE_PAUSE();
+        else
+            std::this_thread::yield();
     }
     job_ = nullptr;
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain,
+                              const std::function<void(int64_t, int64_t, int)>& fn) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     const int64_t max_chunks = (n + grain - 1) / grain;

@@ -13,7 +13,7 @@
 namespace sluice {
 
 class ThreadPool {
-public:
+  public:
     explicit ThreadPool(int n_threads);  // n_threads >= 1, including the caller
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
@@ -24,9 +24,10 @@ public:
     // Tasks are claimed dynamically, so uneven tasks balance.
     void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
     // Splits [0, n) into chunks of at least `grain` and runs fn(begin, end, thread).
-    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
+    void parallel_for(int64_t n, int64_t grain,
+                      const std::function<void(int64_t, int64_t, int)>& fn);
 
-private:
+  private:
     void worker(int id);
     void work(int id);
 
@@ -35,7 +36,7 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::atomic<uint64_t> generation_{0};
-    std::atomic<int> busy_{0};      // workers still inside the current job
+    std::atomic<int> busy_{0};  // workers still inside the current job
     std::atomic<int> sleeping_{0};
     std::atomic<bool> stop_{false};
     const std::function<void(int64_t, int)>* job_ = nullptr;
