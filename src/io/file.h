@@ -9,6 +9,17 @@ namespace sluice {
 
 constexpr size_t kDirectAlign = 4096;  // O_DIRECT offset/length/address alignment
 
+// The 4 KiB-aligned range covering [off, off + n), as O_DIRECT reads need it; the data
+// starts `skip` bytes into what is read.
+struct DirectSpan {
+    uint64_t start, len, skip;
+};
+inline DirectSpan direct_span(uint64_t off, uint64_t n) {
+    const uint64_t s = off / kDirectAlign * kDirectAlign;
+    const uint64_t e = (off + n + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+    return {s, e - s, off - s};
+}
+
 class File {
   public:
     File() = default;

@@ -118,8 +118,7 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         u.resize((size_t)m * F);
         std::vector<float>& d = result[(size_t)e];
         d.resize((size_t)m * E);
-        matmul(pool, ew.gate, xs.data(), m, g.data());
-        matmul(pool, ew.up, xs.data(), m, u.data());
+        matmul_pair(pool, ew.gate, ew.up, xs.data(), m, g.data(), u.data());
         for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
         matmul(pool, ew.down, g.data(), m, d.data());
         store.release(layer, e);

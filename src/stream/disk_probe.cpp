@@ -33,12 +33,11 @@ DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engi
         ReadRequest reqs[3];
         uint64_t at = 0;
         for (int p = 0; p < 3; ++p) {
-            const uint64_t s = ex[(size_t)p].offset / kDirectAlign * kDirectAlign;
-            const uint64_t e = (ex[(size_t)p].offset + ex[(size_t)p].nbytes + kDirectAlign - 1) /
-                               kDirectAlign * kDirectAlign;
-            reqs[p] = {files[(size_t)ex[(size_t)p].file].fd(), s, e - s, bufs[b].data() + at, b};
-            at += e - s;
-            r.bytes += e - s;
+            const DirectSpan sp = direct_span(ex[(size_t)p].offset, ex[(size_t)p].nbytes);
+            reqs[p] = {files[(size_t)ex[(size_t)p].file].fd(), sp.start, sp.len,
+                       bufs[b].data() + at, b};
+            at += sp.len;
+            r.bytes += sp.len;
         }
         pending[b] = 3;
         io->submit(reqs, 3);

@@ -45,9 +45,7 @@ IoMode parse_io_mode(const std::string& s) {
     fail("--io '" + s + "' is not one of page-cache, direct, mmap");
 }
 
-namespace {
-
-TensorView make_view(const ExpertProj& p, const uint8_t* data) {
+TensorView expert_view(const ExpertProj& p, const uint8_t* data) {
     TensorView v;
     v.dtype = p.dtype;
     v.data = data;
@@ -61,6 +59,8 @@ void check_expert(const ExpertLayout& L, int layer, int expert) {
           "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) +
               ") out of range");
 }
+
+namespace {
 
 class MappedStore final : public ExpertStore {
   public:
@@ -89,7 +89,7 @@ class MappedStore final : public ExpertStore {
             const MappedFile& f = *maps_[(size_t)sl[(size_t)k].file];
             check(sl[(size_t)k].offset + sl[(size_t)k].nbytes <= f.size(),
                   f.path() + ": expert data beyond end of file");
-            v[k] = make_view(l.proj[(size_t)k], f.data() + sl[(size_t)k].offset);
+            v[k] = expert_view(l.proj[(size_t)k], f.data() + sl[(size_t)k].offset);
         }
         return {v[0], v[1], v[2]};
     }

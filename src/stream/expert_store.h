@@ -51,6 +51,11 @@ struct ExpertLayout {
     uint64_t max_expert_bytes() const;
 };
 
+// A view of one projection's bytes at `data`.
+TensorView expert_view(const ExpertProj& p, const uint8_t* data);
+// Throws Error unless (layer, expert) names a routed expert of the layout.
+void check_expert(const ExpertLayout& L, int layer, int expert);
+
 class ExpertStore {
   public:
     virtual ~ExpertStore() = default;

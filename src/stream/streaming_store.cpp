@@ -13,17 +13,6 @@
 namespace sluice {
 namespace {
 
-// Aligned byte range covering [off, off + n) for O_DIRECT.
-struct Span {
-    uint64_t start, len, skip;  // read [start, start+len); data begins `skip` bytes in
-};
-Span aligned_span(uint64_t off, uint64_t n, bool direct) {
-    if (!direct) return {off, n, 0};
-    const uint64_t a = kDirectAlign;
-    const uint64_t s = off / a * a, e = (off + n + a - 1) / a * a;
-    return {s, e - s, off - s};
-}
-
 class StreamingStore final : public ExpertStore {
   public:
     StreamingStore(const ExpertLayout& layout, const StreamingOptions& o)
@@ -71,10 +60,7 @@ class StreamingStore final : public ExpertStore {
     }
 
     ExpertWeights acquire(int layer, int expert) override {
-        check(layer >= 0 && layer < (int)L_.layers.size() && expert >= 0 &&
-                  expert < (int)L_.layers[(size_t)layer].experts.size(),
-              "expert store: (layer " + std::to_string(layer) + ", expert " +
-                  std::to_string(expert) + ") out of range");
+        check_expert(L_, layer, expert);
         const uint32_t k = key(layer, expert);
         auto it = map_.find(k);
         bool hit = it != map_.end() && !slots_[(size_t)it->second].fresh;
@@ -104,15 +90,9 @@ class StreamingStore final : public ExpertStore {
         hit ? ++stats_.hits : ++stats_.misses;
         const ExpertLayerLayout& l = L_.layers[(size_t)layer];
         stats_.bytes_served += l.expert_bytes();
-        TensorView v[3];
-        for (int p = 0; p < 3; ++p) {
-            TensorView t;
-            t.dtype = l.proj[(size_t)p].dtype;
-            t.data = s.buf + s.region[p];
-            t.ne = {l.proj[(size_t)p].cols, l.proj[(size_t)p].rows, 1, 1};
-            v[p] = t;
-        }
-        return {v[0], v[1], v[2]};
+        return {expert_view(l.proj[0], s.buf + s.region[0]),
+                expert_view(l.proj[1], s.buf + s.region[1]),
+                expert_view(l.proj[2], s.buf + s.region[2])};
     }
 
     void release(int layer, int expert) override {
@@ -166,7 +146,9 @@ class StreamingStore final : public ExpertStore {
         ReadRequest reqs[3];
         uint64_t at = 0;
         for (int p = 0; p < 3; ++p) {
-            const Span sp = aligned_span(sl[(size_t)p].offset, sl[(size_t)p].nbytes, direct_);
+            const DirectSpan sp = direct_
+                                      ? direct_span(sl[(size_t)p].offset, sl[(size_t)p].nbytes)
+                                      : DirectSpan{sl[(size_t)p].offset, sl[(size_t)p].nbytes, 0};
             reqs[p] = {files_[(size_t)sl[(size_t)p].file].fd(), sp.start, sp.len, s.buf + at,
                        ((uint64_t)si << 2) | (uint64_t)p};
             s.region[p] = at + sp.skip;

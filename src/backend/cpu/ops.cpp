@@ -10,40 +10,69 @@
 
 namespace sluice {
 
+namespace {
+
+// x: [n_tok, n_in] -> activation blocks of `act`, one row of `arow` bytes per token.
+const uint8_t* quantize_rows(DType act, const float* x, int64_t n_tok, int64_t n_in,
+                             std::vector<uint8_t>& buf) {
+    const size_t arow = row_bytes(act, n_in);
+    buf.resize(arow * (size_t)n_tok);
+    for (int64_t t = 0; t < n_tok; ++t)
+        quantize_activations(act, x + t * n_in, buf.data() + (size_t)t * arow, n_in);
+    return buf.data();
+}
+
+// Integer dot products straight on the weight blocks (no dequantization of the much larger
+// weights), four tokens per weight-row pass. xq: quantize_rows output for W's activation type.
+void qmatmul(ThreadPool& pool, const TensorView& W, const uint8_t* xq, int64_t n_tok, float* y) {
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n_out = W.rows(), n_in = W.cols();
+    const size_t arow = row_bytes(activation_type_for(W.dtype), n_in);
+    const uint8_t* w0 = (const uint8_t*)W.data;
+    const size_t wrow = W.row_size();
+    // Small grain so even a 512-row expert matrix spreads over every thread.
+    pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)),
+                      [&](int64_t r0, int64_t r1, int) {
+                          for (int64_t r = r0; r < r1; ++r) {
+                              const uint8_t* wr = w0 + (size_t)r * wrow;
+                              int64_t t = 0;
+                              for (; t + 4 <= n_tok; t += 4) {
+                                  const void* acts[4];
+                                  float out[4];
+                                  for (int q = 0; q < 4; ++q) acts[q] = xq + (size_t)(t + q) * arow;
+                                  k.qdot4(W.dtype, wr, acts, n_in, out);
+                                  for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
+                              }
+                              for (; t < n_tok; ++t)
+                                  y[t * n_out + r] =
+                                      k.qdot(W.dtype, wr, xq + (size_t)t * arow, n_in);
+                          }
+                      });
+}
+
+}  // namespace
+
+void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, const float* x,
+                 int64_t n_tok, float* ya, float* yb) {
+    const DType act = activation_type_for(A.dtype);
+    if (act == DType::F32 || act != activation_type_for(B.dtype) || A.cols() != B.cols()) {
+        matmul(pool, A, x, n_tok, ya);
+        matmul(pool, B, x, n_tok, yb);
+        return;
+    }
+    thread_local std::vector<uint8_t> buf;
+    const uint8_t* xq = quantize_rows(act, x, n_tok, A.cols(), buf);
+    qmatmul(pool, A, xq, n_tok, ya);
+    qmatmul(pool, B, xq, n_tok, yb);
+}
+
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y) {
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
     const DType act = activation_type_for(W.dtype);
     if (act != DType::F32) {
-        // Quantize the activations once, then integer dot products straight on the weight
-        // blocks: no dequantization of the (much larger) weights.
-        const size_t arow = row_bytes(act, n_in);
-        thread_local std::vector<uint8_t> xq;
-        xq.resize(arow * (size_t)n_tok);
-        for (int64_t t = 0; t < n_tok; ++t)
-            quantize_activations(act, x + t * n_in, xq.data() + (size_t)t * arow, n_in);
-        const uint8_t* xqp = xq.data();
-        const uint8_t* w0 = (const uint8_t*)W.data;
-        const size_t wrow = W.row_size();
-        // Small grain so even a 512-row expert matrix spreads over every thread.
-        pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)),
-                          [&](int64_t r0, int64_t r1, int) {
-                              for (int64_t r = r0; r < r1; ++r) {
-                                  const uint8_t* wr = w0 + (size_t)r * wrow;
-                                  int64_t t = 0;
-                                  for (; t + 4 <= n_tok; t += 4) {
-                                      const void* acts[4];
-                                      float out[4];
-                                      for (int q = 0; q < 4; ++q)
-                                          acts[q] = xqp + (size_t)(t + q) * arow;
-                                      k.qdot4(W.dtype, wr, acts, n_in, out);
-                                      for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
-                                  }
-                                  for (; t < n_tok; ++t)
-                                      y[t * n_out + r] =
-                                          k.qdot(W.dtype, wr, xqp + (size_t)t * arow, n_in);
-                              }
-                          });
+        thread_local std::vector<uint8_t> buf;
+        qmatmul(pool, W, quantize_rows(act, x, n_tok, n_in, buf), n_tok, y);
         return;
     }
     // Tiles of whole row-tiles so each task dequantizes its rows once for all tokens.

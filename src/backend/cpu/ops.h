@@ -11,6 +11,10 @@ namespace sluice {
 // Weight types with an activation format (qdot_ref.h) use integer dot products, four tokens
 // per weight-row pass; the others dequantize row tiles once for all tokens.
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y);
+// Two matrices over the same input (e.g. an expert's gate and up): the activations are
+// quantized once. Same results as two matmul calls.
+void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, const float* x,
+                 int64_t n_tok, float* ya, float* yb);
 // Row r of W (any dtype) as f32, e.g. an embedding lookup. y: [W.cols()]
 void get_row(const TensorView& W, int64_t r, float* y);
 // y = x / rms(x) * w for each of n_rows rows of length n. w: [n] (any float dtype).
