@@ -5,8 +5,11 @@
 namespace sluice {
 
 void forward_qwen3moe(Model& m, const ForwardArgs& a);
+void forward_deepseek2(Model& m, const ForwardArgs& a);
 
 namespace {
+
+using R = TensorRole;
 
 const std::vector<ArchInfo>& table() {
     static const std::vector<ArchInfo> t = {
@@ -14,26 +17,78 @@ const std::vector<ArchInfo>& table() {
          "qwen3moe",
          {"Qwen3MoeForCausalLM"},
          {"qwen3_moe"},
-         {"token_embd.weight", "output_norm.weight", "output.weight", "blk.{l}.attn_norm.weight",
-          "blk.{l}.attn_q.weight", "blk.{l}.attn_k.weight", "blk.{l}.attn_v.weight",
-          "blk.{l}.attn_output.weight", "blk.{l}.attn_q_norm.weight", "blk.{l}.attn_k_norm.weight",
-          "blk.{l}.ffn_norm.weight", "blk.{l}.ffn_gate_inp.weight", "blk.{l}.ffn_gate_exps.weight",
-          "blk.{l}.ffn_up_exps.weight", "blk.{l}.ffn_down_exps.weight"},
-         {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
-          "model.layers.{l}.input_layernorm.weight", "model.layers.{l}.self_attn.q_proj.weight",
-          "model.layers.{l}.self_attn.k_proj.weight", "model.layers.{l}.self_attn.v_proj.weight",
-          "model.layers.{l}.self_attn.o_proj.weight", "model.layers.{l}.self_attn.q_norm.weight",
-          "model.layers.{l}.self_attn.k_norm.weight",
-          "model.layers.{l}.post_attention_layernorm.weight", "model.layers.{l}.mlp.gate.weight",
-          "model.layers.{l}.mlp.experts.{e}.gate_proj.weight",
-          "model.layers.{l}.mlp.experts.{e}.up_proj.weight",
-          "model.layers.{l}.mlp.experts.{e}.down_proj.weight"},
+         {{R::TokEmbd, "token_embd.weight", "model.embed_tokens.weight"},
+          {R::OutputNorm, "output_norm.weight", "model.norm.weight"},
+          {R::Output, "output.weight", "lm_head.weight"},
+          {R::AttnNorm, "blk.{l}.attn_norm.weight", "model.layers.{l}.input_layernorm.weight"},
+          {R::AttnQ, "blk.{l}.attn_q.weight", "model.layers.{l}.self_attn.q_proj.weight"},
+          {R::AttnK, "blk.{l}.attn_k.weight", "model.layers.{l}.self_attn.k_proj.weight"},
+          {R::AttnV, "blk.{l}.attn_v.weight", "model.layers.{l}.self_attn.v_proj.weight"},
+          {R::AttnOut, "blk.{l}.attn_output.weight", "model.layers.{l}.self_attn.o_proj.weight"},
+          {R::AttnQNorm, "blk.{l}.attn_q_norm.weight", "model.layers.{l}.self_attn.q_norm.weight"},
+          {R::AttnKNorm, "blk.{l}.attn_k_norm.weight", "model.layers.{l}.self_attn.k_norm.weight"},
+          {R::FfnNorm, "blk.{l}.ffn_norm.weight",
+           "model.layers.{l}.post_attention_layernorm.weight"},
+          {R::FfnRouter, "blk.{l}.ffn_gate_inp.weight", "model.layers.{l}.mlp.gate.weight"},
+          {R::ExpGate, "blk.{l}.ffn_gate_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.gate_proj.weight"},
+          {R::ExpUp, "blk.{l}.ffn_up_exps.weight", "model.layers.{l}.mlp.experts.{e}.up_proj.weight"},
+          {R::ExpDown, "blk.{l}.ffn_down_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.down_proj.weight"}},
          forward_qwen3moe},
+        // DeepSeek-V3 / R1 / Kimi K2 (HF DeepseekV3ForCausalLM; llama.cpp "deepseek2").
+        {ArchId::DeepSeek2,
+         "deepseek2",
+         {"DeepseekV3ForCausalLM"},
+         {"deepseek_v3", "kimi_k2"},
+         {{R::TokEmbd, "token_embd.weight", "model.embed_tokens.weight"},
+          {R::OutputNorm, "output_norm.weight", "model.norm.weight"},
+          {R::Output, "output.weight", "lm_head.weight"},
+          {R::AttnNorm, "blk.{l}.attn_norm.weight", "model.layers.{l}.input_layernorm.weight"},
+          {R::AttnQ, "blk.{l}.attn_q.weight", "model.layers.{l}.self_attn.q_proj.weight"},
+          {R::AttnQA, "blk.{l}.attn_q_a.weight", "model.layers.{l}.self_attn.q_a_proj.weight"},
+          {R::AttnQANorm, "blk.{l}.attn_q_a_norm.weight",
+           "model.layers.{l}.self_attn.q_a_layernorm.weight"},
+          {R::AttnQB, "blk.{l}.attn_q_b.weight", "model.layers.{l}.self_attn.q_b_proj.weight"},
+          {R::AttnKvA, "blk.{l}.attn_kv_a_mqa.weight",
+           "model.layers.{l}.self_attn.kv_a_proj_with_mqa.weight"},
+          {R::AttnKvANorm, "blk.{l}.attn_kv_a_norm.weight",
+           "model.layers.{l}.self_attn.kv_a_layernorm.weight"},
+          {R::AttnKvB, "blk.{l}.attn_kv_b.weight", "model.layers.{l}.self_attn.kv_b_proj.weight"},
+          {R::AttnKB, "blk.{l}.attn_k_b.weight", nullptr},
+          {R::AttnVB, "blk.{l}.attn_v_b.weight", nullptr},
+          {R::AttnOut, "blk.{l}.attn_output.weight", "model.layers.{l}.self_attn.o_proj.weight"},
+          {R::FfnNorm, "blk.{l}.ffn_norm.weight",
+           "model.layers.{l}.post_attention_layernorm.weight"},
+          {R::FfnGate, "blk.{l}.ffn_gate.weight", "model.layers.{l}.mlp.gate_proj.weight"},
+          {R::FfnUp, "blk.{l}.ffn_up.weight", "model.layers.{l}.mlp.up_proj.weight"},
+          {R::FfnDown, "blk.{l}.ffn_down.weight", "model.layers.{l}.mlp.down_proj.weight"},
+          {R::FfnRouter, "blk.{l}.ffn_gate_inp.weight", "model.layers.{l}.mlp.gate.weight"},
+          {R::ExpProbsBias, "blk.{l}.exp_probs_b.bias",
+           "model.layers.{l}.mlp.gate.e_score_correction_bias"},
+          {R::ExpGate, "blk.{l}.ffn_gate_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.gate_proj.weight"},
+          {R::ExpUp, "blk.{l}.ffn_up_exps.weight", "model.layers.{l}.mlp.experts.{e}.up_proj.weight"},
+          {R::ExpDown, "blk.{l}.ffn_down_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.down_proj.weight"},
+          {R::ShexpGate, "blk.{l}.ffn_gate_shexp.weight",
+           "model.layers.{l}.mlp.shared_experts.gate_proj.weight"},
+          {R::ShexpUp, "blk.{l}.ffn_up_shexp.weight",
+           "model.layers.{l}.mlp.shared_experts.up_proj.weight"},
+          {R::ShexpDown, "blk.{l}.ffn_down_shexp.weight",
+           "model.layers.{l}.mlp.shared_experts.down_proj.weight"}},
+         forward_deepseek2},
     };
     return t;
 }
 
 }  // namespace
+
+const char* ArchInfo::name(TensorRole role, bool hf) const {
+    for (const RoleNames& n : names)
+        if (n.role == role) return hf ? n.hf : n.gguf;
+    return nullptr;
+}
 
 const ArchInfo& arch_info(ArchId id) {
     for (const auto& a : table())

@@ -1,7 +1,6 @@
 #pragma once
 // Architectures as data: names in GGUF and HF files, tensor names per role, and the
 // forward function (one file per architecture under archs/).
-#include <array>
 #include <string>
 #include <vector>
 
@@ -20,15 +19,35 @@ enum class TensorRole {
     AttnOut,
     AttnQNorm,
     AttnKNorm,
+    AttnQA,       // MLA: q down-projection [q_lora_rank rows, n_embd]
+    AttnQANorm,   // MLA: [q_lora_rank]
+    AttnQB,       // MLA: q up-projection [n_head * head_dim rows, q_lora_rank]
+    AttnKvA,      // MLA: [kv_lora_rank + rope dims rows, n_embd]
+    AttnKvANorm,  // MLA: [kv_lora_rank]
+    AttnKvB,      // MLA: [n_head * (qk_nope + v_head_dim) rows, kv_lora_rank]
+    AttnKB,       // MLA, split form: [n_head][kv_lora_rank rows, qk_nope]
+    AttnVB,       // MLA, split form: [n_head][v_head_dim rows, kv_lora_rank]
     FfnNorm,
+    FfnGate,  // dense FFN layers
+    FfnUp,
+    FfnDown,
     FfnRouter,
+    ExpProbsBias,  // routing bias added to the scores for the choice only [n_expert]
     ExpGate,
     ExpUp,
     ExpDown,
-    kCount
+    ShexpGate,  // shared expert: always on
+    ShexpUp,
+    ShexpDown,
 };
-constexpr size_t kRoleCount = (size_t)TensorRole::kCount;
 
+// Tensor names of one role; "{l}" is the layer, "{e}" the expert (HF keeps one tensor per
+// expert, GGUF stacks them). nullptr: the role does not exist in that format.
+struct RoleNames {
+    TensorRole role;
+    const char* gguf;
+    const char* hf;
+};
 class Model;
 struct ForwardArgs;
 using ForwardFn = void (*)(Model& m, const ForwardArgs& a);
@@ -38,11 +57,10 @@ struct ArchInfo {
     const char* gguf_name;
     std::vector<std::string> hf_architectures;
     std::vector<std::string> hf_model_types;
-    // Name patterns; "{l}" is the layer, "{e}" the expert (HF keeps one tensor per expert,
-    // GGUF stacks them). nullptr: the role does not exist in that format.
-    std::array<const char*, kRoleCount> gguf_names;
-    std::array<const char*, kRoleCount> hf_names;
+    std::vector<RoleNames> names;  // roles this architecture has
     ForwardFn forward;
+    // Name pattern of a role, or nullptr where the architecture or format lacks it.
+    const char* name(TensorRole role, bool hf) const;
 };
 
 const ArchInfo& arch_info(ArchId id);

@@ -15,11 +15,11 @@ void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, floa
     for (int t = 0; t < n; ++t) get_row(tok_embd, tokens[t], x + t * E);
 }
 
-void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const float* h, int n,
-                   int pos0, KvCache& kv, ThreadPool& pool, float* out) {
-    const int hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
-    const int q_dim = nh * hd, kv_dim = nkv * hd;
-    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * kv_dim);
+void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerWeights& w, int layer,
+                   const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out) {
+    const int hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head, nkv = c.n_head_kv;
+    const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
+    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * v_dim);
     matmul(pool, w.wq, h, n, q.data());
     matmul(pool, w.wk, h, n, k.data());
     matmul(pool, w.wv, h, n, v.data());
@@ -28,14 +28,14 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
         float* kt = k.data() + (size_t)t * kv_dim;
         if (!w.q_norm.empty()) rms_norm(qt, w.q_norm, c.rms_eps, nh, hd, qt);
         if (!w.k_norm.empty()) rms_norm(kt, w.k_norm, c.rms_eps, nkv, hd, kt);
-        rope_neox(qt, nh, hd, c.n_rot, pos0 + t, c.rope_theta);
-        rope_neox(kt, nkv, hd, c.n_rot, pos0 + t, c.rope_theta);
+        rope(rope_tab, qt, nh, hd, pos0 + t);
+        rope(rope_tab, kt, nkv, hd, pos0 + t);
         std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + t));
-        std::copy(v.data() + (size_t)t * kv_dim, v.data() + (size_t)(t + 1) * kv_dim,
+        std::copy(v.data() + (size_t)t * v_dim, v.data() + (size_t)(t + 1) * v_dim,
                   kv.v(layer, pos0 + t));
     }
-    std::vector<float> attn((size_t)n * q_dim);
-    const float scale = 1.0f / std::sqrt((float)hd);
+    std::vector<float> attn((size_t)n * nh * vd);
+    const float scale = c.attn_scale();
     const int group = nh / nkv;
     const CpuKernels& kern = cpu_kernels();
     // One task per (token, head): scores over the causal prefix, softmax, weighted sum of V.
@@ -48,52 +48,114 @@ void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const
         for (int p = 0; p < n_pos; ++p)
             scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
         softmax(scores.data(), n_pos);
-        float* o = attn.data() + (size_t)t * q_dim + (size_t)hh * hd;
-        std::fill(o, o + hd, 0.f);
+        float* o = attn.data() + ((size_t)t * nh + hh) * vd;
+        std::fill(o, o + vd, 0.f);
         for (int p = 0; p < n_pos; ++p)
-            kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * hd, o, hd);
+            kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * vd, o, vd);
     });
     matmul(pool, w.wo, attn.data(), n, out);
 }
 
-void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router,
-                      ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool,
-                      float* out) {
-    const int E = c.n_embd, NE = c.n_expert, K = c.n_expert_used, F = c.n_ff_exp;
-    std::vector<float> probs((size_t)n * NE);
-    matmul(pool, router, h, n, probs.data());
+void ffn_swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up,
+                const TensorView& down, const float* x, int n, float* out) {
+    const int64_t F = gate.rows();
+    std::vector<float> g((size_t)n * F), u((size_t)n * F);
+    matmul_pair(pool, gate, up, x, n, g.data(), u.data());
+    for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
+    matmul(pool, down, g.data(), n, out);
+}
+
+Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias, int n) {
+    const int NE = c.n_expert, K = c.n_expert_used;
+    Routing r;
+    r.k = K;
+    r.ids.resize((size_t)n * K);
+    r.weights.resize((size_t)n * K);
+    std::vector<float> b((size_t)NE, 0.f), choice((size_t)NE);
+    if (!bias.empty()) get_row(bias, 0, b.data());
+    std::vector<int> order((size_t)NE);
+    const int gsize = NE / c.n_group;
+    std::vector<float> gscore((size_t)c.n_group);
+    std::vector<int> gorder((size_t)c.n_group);
+    for (int t = 0; t < n; ++t) {
+        float* p = logits + (size_t)t * NE;
+        if (c.gating == Gating::Softmax) {
+            softmax(p, NE);
+            std::copy(p, p + NE, choice.begin());
+        } else {
+            for (int e = 0; e < NE; ++e) {
+                p[e] = 1.0f / (1.0f + std::exp(-p[e]));
+                choice[(size_t)e] = p[e] + b[(size_t)e];
+            }
+        }
+        if (c.n_group > 1 && c.topk_group < c.n_group) {
+            // A group scores the sum of its two best choices; experts outside the best
+            // topk_group groups cannot be chosen.
+            for (int g = 0; g < c.n_group; ++g) {
+                const float* cg = choice.data() + (size_t)g * gsize;
+                float b1 = -INFINITY, b2 = -INFINITY;
+                for (int e = 0; e < gsize; ++e) {
+                    if (cg[e] > b1) {
+                        b2 = b1;
+                        b1 = cg[e];
+                    } else if (cg[e] > b2) {
+                        b2 = cg[e];
+                    }
+                }
+                gscore[(size_t)g] = gsize > 1 ? b1 + b2 : b1;
+            }
+            std::iota(gorder.begin(), gorder.end(), 0);
+            std::partial_sort(gorder.begin(), gorder.begin() + c.topk_group, gorder.end(),
+                              [&](int a, int bb) {
+                                  return gscore[(size_t)a] > gscore[(size_t)bb] ||
+                                         (gscore[(size_t)a] == gscore[(size_t)bb] && a < bb);
+                              });
+            std::vector<char> keep((size_t)c.n_group, 0);
+            for (int i = 0; i < c.topk_group; ++i) keep[(size_t)gorder[(size_t)i]] = 1;
+            for (int e = 0; e < NE; ++e)
+                if (!keep[(size_t)(e / gsize)]) choice[(size_t)e] = -INFINITY;
+        }
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int bb) {
+            return choice[(size_t)a] > choice[(size_t)bb] ||
+                   (choice[(size_t)a] == choice[(size_t)bb] && a < bb);
+        });
+        double sum = 0;
+        for (int j = 0; j < K; ++j) sum += p[order[(size_t)j]];
+        const float norm = c.norm_topk_prob ? (float)(1.0 / (sum + 1e-20)) : 1.0f;
+        for (int j = 0; j < K; ++j) {
+            const int e = order[(size_t)j];
+            r.ids[(size_t)t * K + j] = e;
+            r.weights[(size_t)t * K + j] = p[e] * norm * c.routed_scale;
+        }
+    }
+    return r;
+}
+
+void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* next,
+               ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool, float* out) {
+    const int E = c.n_embd, NE = c.n_expert;
+    std::vector<float> logits((size_t)n * NE);
+    matmul(pool, w.router, h, n, logits.data());
+    const Routing r = route_tokens(c, logits.data(), w.router_bias, n);
     // Per expert: the tokens routed to it and their weights.
     std::vector<std::vector<std::pair<int, float>>> routed((size_t)NE);
-    std::vector<int> order((size_t)NE);
-    for (int t = 0; t < n; ++t) {
-        float* p = probs.data() + (size_t)t * NE;
-        softmax(p, NE);
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                          [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-        float sum = 0;
-        for (int j = 0; j < K; ++j) sum += p[order[(size_t)j]];
-        const float norm = c.norm_topk_prob ? 1.0f / sum : 1.0f;
-        for (int j = 0; j < K; ++j)
-            routed[(size_t)order[(size_t)j]].push_back({t, p[order[(size_t)j]] * norm});
-    }
-    // Speculative: the next layer's router on this layer's input predicts its experts, so
-    // their reads overlap this layer's compute. For a batch, the union over its tokens.
+    for (int t = 0; t < n; ++t)
+        for (int j = 0; j < r.k; ++j)
+            routed[(size_t)r.ids[(size_t)t * r.k + j]].push_back(
+                {t, r.weights[(size_t)t * r.k + j]});
     std::vector<int> todo;
     for (int e = 0; e < NE; ++e)
         if (!routed[(size_t)e].empty()) todo.push_back(e);
     store.prefetch(layer, todo.data(), (int)todo.size());
-    if (next_router) {
+    // Speculative: the next layer's router on this layer's input predicts its experts, so
+    // their reads overlap this layer's compute. For a batch, the union over its tokens.
+    if (next) {
         std::vector<float> nl((size_t)n * NE);
-        matmul(pool, *next_router, h, n, nl.data());
+        matmul(pool, next->router, h, n, nl.data());
+        const Routing pr = route_tokens(c, nl.data(), next->router_bias, n);
         std::vector<char> want((size_t)NE, 0);
-        for (int t = 0; t < n; ++t) {
-            const float* p = nl.data() + (size_t)t * NE;
-            std::iota(order.begin(), order.end(), 0);
-            std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                              [&](int a, int b) { return p[a] > p[b]; });
-            for (int j = 0; j < K; ++j) want[(size_t)order[(size_t)j]] = 1;
-        }
+        for (int id : pr.ids) want[(size_t)id] = 1;
         std::vector<int> predicted;
         for (int e = 0; e < NE; ++e)
             if (want[(size_t)e]) predicted.push_back(e);
@@ -101,7 +163,7 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
     }
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
     std::vector<std::vector<float>> result((size_t)NE);
-    std::vector<float> xs, g, u;
+    std::vector<float> xs;
     while (!todo.empty()) {
         // Compute whichever expert's bytes landed first.
         const int i = store.wait_any(layer, todo.data(), (int)todo.size());
@@ -111,16 +173,11 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
         const int m = (int)toks.size();
         const ExpertWeights ew = store.acquire(layer, e);
         xs.resize((size_t)m * E);
-        for (int r = 0; r < m; ++r)
-            std::copy(h + (size_t)toks[(size_t)r].first * E,
-                      h + (size_t)(toks[(size_t)r].first + 1) * E, xs.begin() + (ptrdiff_t)r * E);
-        g.resize((size_t)m * F);
-        u.resize((size_t)m * F);
-        std::vector<float>& d = result[(size_t)e];
-        d.resize((size_t)m * E);
-        matmul_pair(pool, ew.gate, ew.up, xs.data(), m, g.data(), u.data());
-        for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
-        matmul(pool, ew.down, g.data(), m, d.data());
+        for (int k = 0; k < m; ++k)
+            std::copy(h + (size_t)toks[(size_t)k].first * E,
+                      h + (size_t)(toks[(size_t)k].first + 1) * E, xs.begin() + (ptrdiff_t)k * E);
+        result[(size_t)e].resize((size_t)m * E);
+        ffn_swiglu(pool, ew.gate, ew.up, ew.down, xs.data(), m, result[(size_t)e].data());
         store.release(layer, e);
         // Keep the queue full: experts that found no free slot before can start now.
         if (!todo.empty()) store.prefetch(layer, todo.data(), (int)todo.size());
@@ -128,12 +185,17 @@ void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const Tens
     std::fill(out, out + (size_t)n * E, 0.f);
     for (int e = 0; e < NE; ++e) {
         const auto& toks = routed[(size_t)e];
-        for (size_t r = 0; r < toks.size(); ++r) {
-            float* o = out + (size_t)toks[r].first * E;
-            const float wgt = toks[r].second;
-            const float* dr = result[(size_t)e].data() + r * E;
+        for (size_t k = 0; k < toks.size(); ++k) {
+            float* o = out + (size_t)toks[k].first * E;
+            const float wgt = toks[k].second;
+            const float* dr = result[(size_t)e].data() + k * E;
             for (int j = 0; j < E; ++j) o[j] += wgt * dr[j];
         }
+    }
+    if (!w.shexp_gate.empty()) {
+        std::vector<float> sh((size_t)n * E);
+        ffn_swiglu(pool, w.shexp_gate, w.shexp_up, w.shexp_down, h, n, sh.data());
+        for (size_t k = 0; k < sh.size(); ++k) out[k] += sh[k];
     }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Building blocks shared by architectures. Activations are f32, row-major per token.
 #include <cstdint>
+#include <vector>
 
 #include "backend/cpu/thread_pool.h"
 #include "model/config.h"
@@ -13,18 +14,38 @@ namespace sluice {
 // x: [n, n_embd] -> embedding rows of tokens.
 void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, float* x);
 
-// GQA self-attention with per-head q/k RMSNorm (when given) and NeoX RoPE.
+// GQA self-attention with per-head q/k RMSNorm (when given) and RoPE.
 // h: [n, n_embd] normalized input; out: [n, n_embd]. Writes K/V for [pos0, pos0+n).
-void attention_gqa(const ModelConfig& c, const LayerWeights& w, int layer, const float* h, int n,
-                   int pos0, KvCache& kv, ThreadPool& pool, float* out);
+void attention_gqa(const ModelConfig& c, const RopeTable& rope, const LayerWeights& w, int layer,
+                   const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out);
 
-// Softmax router -> top-K -> optional renormalization -> SwiGLU experts, tokens grouped
-// by expert so each expert's weights are read once per batch. h: [n, n_embd]; out: [n, n_embd].
-// Experts are computed in the order their bytes arrive. next_router (optional): the next
-// layer's router, used to prefetch its likely experts speculatively.
-void moe_softmax_topk(const ModelConfig& c, const TensorView& router, const TensorView* next_router,
-                      ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool,
-                      float* out);
+// Multi-head latent attention (mla.cpp). The cache holds the normed latent and the rotated
+// shared k_pe per position. expanded: rebuild per-head K/V from the latents (prefill);
+// otherwise attend in latent space with the absorbed k_b/v_b (decode). Same results.
+void attention_mla(const ModelConfig& c, const RopeTable& rope, const LayerWeights& w, int layer,
+                   const float* h, int n, int pos0, KvCache& kv, bool expanded, ThreadPool& pool,
+                   float* out);
+
+// out = down(silu(gate x) * up x). x: [n, n_embd]; out: [n, n_embd].
+void ffn_swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up,
+                const TensorView& down, const float* x, int n, float* out);
+
+// Expert choice of each token. ids, weights: [n, k].
+struct Routing {
+    int k = 0;
+    std::vector<int> ids;
+    std::vector<float> weights;
+};
+// logits: [n, n_expert] router outputs (overwritten). Softmax or sigmoid gating per config,
+// group-limited choice, renormalization, routed scale. bias: [n_expert] or empty.
+Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias, int n);
+
+// Router -> experts (+ the shared expert): tokens grouped by expert so each expert's weights
+// are read once per batch, computed in the order their bytes arrive. h: [n, n_embd];
+// out: [n, n_embd]. next (optional): the next MoE layer, whose router on this input predicts
+// the experts to prefetch speculatively.
+void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* next,
+               ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool, float* out);
 
 // Final norm + output projection of the rows that need logits.
 void output_logits(const ModelConfig& c, const Weights& w, const float* x, int n, bool all,

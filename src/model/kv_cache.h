@@ -1,5 +1,7 @@
 #pragma once
-// Per-layer K and V for every position. k, v: [n_layer][n_ctx][n_head_kv * head_dim], f32.
+// Per-layer cache rows for every position, f32.
+//   GQA: k: [n_layer][n_ctx][n_head_kv * head_dim], v: [n_layer][n_ctx][n_head_kv * v_head_dim]
+//   MLA: k: [n_layer][n_ctx][kv_lora_rank + rope dims] (normed latent, then rotated k_pe); no v
 #include <cstdint>
 #include <vector>
 
@@ -10,21 +12,15 @@ namespace sluice {
 class KvCache {
   public:
     KvCache(const ModelConfig& c, int n_ctx);
-    float* k(int layer, int pos) { return k_.data() + index(layer, pos); }
-    float* v(int layer, int pos) { return v_.data() + index(layer, pos); }
+    float* k(int layer, int pos) { return k_.data() + ((size_t)layer * n_ctx_ + pos) * k_row_; }
+    float* v(int layer, int pos) { return v_.data() + ((size_t)layer * n_ctx_ + pos) * v_row_; }
     int n_ctx() const { return n_ctx_; }
     uint64_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
-    static uint64_t bytes_for(const ModelConfig& c, int n_ctx) {
-        return 2ull * (uint64_t)c.n_layer * (uint64_t)n_ctx * (uint64_t)(c.n_head_kv * c.head_dim) *
-               sizeof(float);
-    }
+    static uint64_t bytes_for(const ModelConfig& c, int n_ctx);
 
   private:
-    size_t index(int layer, int pos) const {
-        return ((size_t)layer * (size_t)n_ctx_ + (size_t)pos) * row_;
-    }
     int n_ctx_;
-    size_t row_;
+    size_t k_row_, v_row_;
     std::vector<float> k_, v_;
 };
 

@@ -1,9 +1,11 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
 #include "formats/safetensors.h"
+#include "model/rope.h"
 
 namespace sluice {
 namespace {
@@ -35,33 +37,37 @@ std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& o
     if (!resident) m->files_ = std::make_unique<TensorFiles>(m->index_);
     m->progress_ = opts.on_progress;
     m->bind_weights(arch_info(m->cfg_.arch), hf, resident);
+    m->rope_ = make_rope_table(m->cfg_);
     m->make_expert_store(opts);
     return m;
 }
 
 void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
-    const auto& names = hf ? arch.hf_names : arch.gguf_names;
     const ModelConfig& c = cfg_;
     const std::string& where = path_;
-    auto info = [&](TensorRole role, int layer, int expert, bool required) -> const TensorInfo* {
-        const char* pat = names[(size_t)role];
-        if (!pat) return nullptr;
+    using R = TensorRole;
+    auto info = [&](R role, int layer, int expert, bool required) -> const TensorInfo* {
+        const char* pat = arch.name(role, hf);
+        if (!pat) {
+            if (required) fail("internal: architecture " + c.arch_name + " lacks a tensor role");
+            return nullptr;
+        }
         const std::string name = tensor_name(pat, layer, expert);
         const TensorInfo* t = index_.find(name);
         if (!t && required) fail(where + ": missing tensor '" + name + "'");
         return t;
     };
-    auto find_checked = [&](TensorRole role, int layer, int expert,
+    auto find_checked = [&](R role, int layer, int expert,
                             std::vector<int64_t> want) -> const TensorInfo& {
         const TensorInfo* t = info(role, layer, expert, true);
         if (t->ne != want)
             fail(where + ": tensor '" + t->name + "' has shape " + shape_str(t->ne) +
                  ", expected " + shape_str(want));
-        if (role == TensorRole::OutputNorm || role == TensorRole::AttnNorm ||
-            role == TensorRole::FfnNorm || role == TensorRole::AttnQNorm ||
-            role == TensorRole::AttnKNorm)
+        if (role == R::OutputNorm || role == R::AttnNorm || role == R::FfnNorm ||
+            role == R::AttnQNorm || role == R::AttnKNorm || role == R::AttnQANorm ||
+            role == R::AttnKvANorm || role == R::ExpProbsBias)
             check(!dtype_traits(t->dtype).quantized,
-                  where + ": norm tensor '" + t->name + "' must be F32/F16/BF16");
+                  where + ": tensor '" + t->name + "' must be F32/F16/BF16");
         check(t->dtype != DType::I32, where + ": tensor '" + t->name + "' has integer dtype I32");
         return *t;
     };
@@ -84,16 +90,17 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         resident_.push_back(std::move(buf));
         return v;
     };
-    auto bind = [&](TensorRole role, int layer, std::vector<int64_t> want,
-                    bool required = true) -> TensorView {
-        const TensorInfo* t = info(role, layer, -1, required);
-        if (!t) return {};
+    enum Need { Required, Optional };
+    auto bind = [&](R role, int layer, std::vector<int64_t> want, Need need = Required) {
+        const TensorInfo* t = info(role, layer, -1, need == Required);
+        if (!t) return TensorView{};
         return dense(find_checked(role, layer, -1, std::move(want)));
     };
-    const int64_t E = c.n_embd, hd = c.head_dim, V = c.n_vocab;
-    w_.tok_embd = bind(TensorRole::TokEmbd, 0, {E, V});
-    w_.output_norm = bind(TensorRole::OutputNorm, 0, {E});
-    w_.output = bind(TensorRole::Output, 0, {E, V}, /*required=*/false);
+    auto present = [&](R role, int layer) { return info(role, layer, -1, false) != nullptr; };
+    const int64_t E = c.n_embd, hd = c.head_dim, V = c.n_vocab, H = c.n_head;
+    w_.tok_embd = bind(R::TokEmbd, 0, {E, V});
+    w_.output_norm = bind(R::OutputNorm, 0, {E});
+    w_.output = bind(R::Output, 0, {E, V}, Optional);
     if (w_.output.empty()) w_.output = w_.tok_embd;  // tied embeddings
     layout_.files = index_.files;
     layout_.n_expert = c.n_expert;
@@ -101,20 +108,54 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
     w_.layers.resize((size_t)c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) {
         LayerWeights& L = w_.layers[(size_t)l];
-        L.attn_norm = bind(TensorRole::AttnNorm, l, {E});
-        L.wq = bind(TensorRole::AttnQ, l, {E, c.n_head * hd});
-        L.wk = bind(TensorRole::AttnK, l, {E, c.n_head_kv * hd});
-        L.wv = bind(TensorRole::AttnV, l, {E, c.n_head_kv * hd});
-        L.wo = bind(TensorRole::AttnOut, l, {c.n_head * hd, E});
-        L.q_norm = bind(TensorRole::AttnQNorm, l, {hd});
-        L.k_norm = bind(TensorRole::AttnKNorm, l, {hd});
-        L.ffn_norm = bind(TensorRole::FfnNorm, l, {E});
-        L.router = bind(TensorRole::FfnRouter, l, {E, c.n_expert});
+        L.attn_norm = bind(R::AttnNorm, l, {E});
+        L.wo = bind(R::AttnOut, l, {H * c.v_head_dim, E});
+        if (c.is_mla()) {
+            const int64_t qr = c.q_lora_rank, kr = c.kv_lora_rank;
+            if (qr > 0) {
+                L.wq_a = bind(R::AttnQA, l, {E, qr});
+                L.q_a_norm = bind(R::AttnQANorm, l, {qr});
+                L.wq_b = bind(R::AttnQB, l, {qr, H * hd});
+            } else {
+                L.wq = bind(R::AttnQ, l, {E, H * hd});
+            }
+            L.wkv_a = bind(R::AttnKvA, l, {E, kr + c.n_rot});
+            L.kv_a_norm = bind(R::AttnKvANorm, l, {kr});
+            // llama.cpp files since 2025 split kv_b per head into k_b (transposed) and v_b.
+            if (present(R::AttnKB, l)) {
+                L.wk_b = bind(R::AttnKB, l, {c.qk_nope, kr, H});
+                L.wv_b = bind(R::AttnVB, l, {kr, c.v_head_dim, H});
+            } else {
+                L.wkv_b = bind(R::AttnKvB, l, {kr, H * (c.qk_nope + c.v_head_dim)});
+            }
+        } else {
+            L.wq = bind(R::AttnQ, l, {E, H * hd});
+            L.wk = bind(R::AttnK, l, {E, c.n_head_kv * hd});
+            L.wv = bind(R::AttnV, l, {E, c.n_head_kv * c.v_head_dim});
+            if (arch.name(R::AttnQNorm, hf)) {
+                L.q_norm = bind(R::AttnQNorm, l, {hd});
+                L.k_norm = bind(R::AttnKNorm, l, {hd});
+            }
+        }
+        L.ffn_norm = bind(R::FfnNorm, l, {E});
         if (progress_) progress_((uint64_t)l, (uint64_t)c.n_layer);
+        if (!c.is_moe_layer(l)) {
+            L.ffn_gate = bind(R::FfnGate, l, {E, c.n_ff});
+            L.ffn_up = bind(R::FfnUp, l, {E, c.n_ff});
+            L.ffn_down = bind(R::FfnDown, l, {c.n_ff, E});
+            continue;  // no experts: the layout's layer stays empty
+        }
+        L.router = bind(R::FfnRouter, l, {E, c.n_expert});
+        if (c.gating == Gating::Sigmoid) L.router_bias = bind(R::ExpProbsBias, l, {c.n_expert});
+        if (c.n_ff_shexp > 0) {
+            L.shexp_gate = bind(R::ShexpGate, l, {E, c.n_ff_shexp});
+            L.shexp_up = bind(R::ShexpUp, l, {E, c.n_ff_shexp});
+            L.shexp_down = bind(R::ShexpDown, l, {c.n_ff_shexp, E});
+        }
         // Experts: byte ranges only; the expert store decides how they reach memory.
         ExpertLayerLayout& X = layout_.layers[(size_t)l];
         const int64_t F = c.n_ff_exp, NE = c.n_expert;
-        const TensorRole roles[3] = {TensorRole::ExpGate, TensorRole::ExpUp, TensorRole::ExpDown};
+        const R roles[3] = {R::ExpGate, R::ExpUp, R::ExpDown};
         const std::vector<int64_t> shape2d[3] = {{E, F}, {E, F}, {F, E}};
         X.experts.resize((size_t)NE);
         for (int p = 0; p < 3; ++p) {
@@ -133,8 +174,7 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
                 want.push_back(NE);
                 const TensorInfo& t = find_checked(roles[p], l, -1, want);
                 X.proj[(size_t)p].dtype = t.dtype;
-                const uint64_t stride =
-                    t.nbytes / (uint64_t)NE;  // GGUF stacks experts contiguously
+                const uint64_t stride = t.nbytes / (uint64_t)NE;  // GGUF stacks experts
                 for (int e = 0; e < NE; ++e)
                     X.experts[(size_t)e][(size_t)p] = {t.file, t.offset + (uint64_t)e * stride,
                                                        stride};
@@ -148,8 +188,10 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
 
 void Model::make_expert_store(const LoadOptions& o) {
     // Scratch: activations of a prefill batch of up to 512 tokens plus logits for it.
+    const uint64_t ff = (uint64_t)std::max({cfg_.n_ff_exp, cfg_.n_ff, cfg_.n_ff_shexp});
+    const uint64_t heads = (uint64_t)cfg_.n_head * (cfg_.head_dim + cfg_.v_head_dim);
     const uint64_t scratch =
-        512ull * (uint64_t)(8 * cfg_.n_embd + 4 * cfg_.n_ff_exp) * 4 + 4ull * cfg_.n_vocab * 256;
+        512ull * (8 * (uint64_t)cfg_.n_embd + 4 * ff + 2 * heads) * 4 + 4ull * cfg_.n_vocab * 256;
     plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, KvCache::bytes_for(cfg_, o.n_ctx),
                         scratch, layout_, cfg_.n_expert_used);
     if (o.mem_budget == 0) {
@@ -166,8 +208,10 @@ void Model::make_expert_store(const LoadOptions& o) {
 }
 
 void Model::set_experts_per_token(int k) {
-    check(k >= 1 && k <= cfg_.n_expert, "--experts-per-token " + std::to_string(k) +
-                                            " is outside 1.." + std::to_string(cfg_.n_expert));
+    const int max_k = cfg_.topk_group * (cfg_.n_expert / cfg_.n_group);
+    check(k >= 1 && k <= max_k, "--experts-per-token " + std::to_string(k) + " is outside 1.." +
+                                    std::to_string(max_k) +
+                                    (max_k < cfg_.n_expert ? " (experts of the groups used)" : ""));
     cfg_.n_expert_used = k;
 }
 

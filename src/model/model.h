@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/thread_pool.h"
 #include "core/tensor.h"
 #include "formats/gguf.h"
@@ -20,9 +21,16 @@
 
 namespace sluice {
 
+// Shapes as in TensorRole (arch.h). Views an architecture lacks stay empty.
 struct LayerWeights {
     TensorView attn_norm, wq, wk, wv, wo, q_norm, k_norm;  // wq: [n_head*head_dim rows, n_embd]
-    TensorView ffn_norm, router;                           // router: [n_expert rows, n_embd]
+    TensorView wq_a, q_a_norm, wq_b, wkv_a, kv_a_norm;     // MLA
+    TensorView wkv_b;       // MLA, joint form: [n_head * (qk_nope + v_head_dim) rows, kv_lora_rank]
+    TensorView wk_b, wv_b;  // MLA, split form (llama.cpp): per head, see TensorRole
+    TensorView ffn_norm;
+    TensorView ffn_gate, ffn_up, ffn_down;  // dense layers
+    TensorView router, router_bias;         // MoE layers. router: [n_expert rows, n_embd]
+    TensorView shexp_gate, shexp_up, shexp_down;
 };
 
 struct Weights {
@@ -41,6 +49,10 @@ struct ForwardArgs {
     float* logits;  // [n, n_vocab] if all_logits, else [n_vocab] for the last token
     bool all_logits;
 };
+
+// MLA attention: absorbed (attends over the latent cache directly; decode) or expanded
+// (per-head K/V rebuilt from the latents; cheaper for long prefill batches).
+enum class MlaMode { Auto, Absorbed, Expanded };
 
 struct LoadOptions {
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
@@ -71,6 +83,9 @@ class Model {
     // Prefetch the next layer's likely experts during decode (streaming stores only).
     void set_speculative_prefetch(bool on) { spec_prefetch_ = on; }
     bool speculative_prefetch() const { return spec_prefetch_; }
+    void set_mla_mode(MlaMode m) { mla_mode_ = m; }
+    MlaMode mla_mode() const { return mla_mode_; }
+    const RopeTable& rope() const { return rope_; }
 
     // Checks tokens and positions, then runs the architecture's forward pass.
     void forward(const ForwardArgs& a);
@@ -92,6 +107,8 @@ class Model {
     std::unique_ptr<ExpertStore> experts_;
     uint64_t dense_bytes_ = 0;
     bool spec_prefetch_ = false;
+    MlaMode mla_mode_ = MlaMode::Auto;
+    RopeTable rope_;
     std::function<void(uint64_t, uint64_t)> progress_;
 };
 

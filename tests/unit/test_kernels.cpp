@@ -132,12 +132,25 @@ TEST(Ops, ThreadedMatmulEqualsSingleThread) {
 }
 
 TEST(Ops, RopeNeoxRotatesPairsHalfApart) {
-    // head_dim 4: pairs (0,2) and (1,3); at pos 1 pair i turns by theta^(-2i/4).
+    // 4 rotary dims: pairs (0,2) and (1,3); at pos 1 pair 0 turns by inv_freq[0] = 1.
+    RopeTable r{{1.0f, 0.01f}, 1.0f, false};
     std::vector<float> x = {1, 0, 0, 0};
-    rope_neox(x.data(), 1, 4, 4, 1, 10000.f);
+    rope(r, x.data(), 1, 4, 1);
     EXPECT_NEAR(x[0], std::cos(1.0f), 1e-6);
     EXPECT_NEAR(x[2], std::sin(1.0f), 1e-6);
     EXPECT_EQ(x[1], 0.f);
+}
+
+TEST(Ops, RopePairsRotatesNeighbours) {
+    // Interleaved layout: pair 0 is (0,1); the second head starts `stride` floats later.
+    RopeTable r{{2.0f, 0.5f}, 0.5f, true};
+    std::vector<float> x = {1, 0, 0, 0, 9, 0, 1, 0, 0, 0};
+    rope(r, x.data(), 2, 5, 3);  // angle pair0 = 6, pair1 = 1.5; magnitude 0.5
+    EXPECT_NEAR(x[0], 0.5f * std::cos(6.0f), 1e-6);
+    EXPECT_NEAR(x[1], 0.5f * std::sin(6.0f), 1e-6);
+    EXPECT_EQ(x[4], 9.f);  // beyond n_rot: untouched
+    EXPECT_NEAR(x[5], -0.5f * std::sin(6.0f), 1e-6);  // head 1's pair 0 is (x[5], x[6]) = (0, 1)
+    EXPECT_NEAR(x[6], 0.5f * std::cos(6.0f), 1e-6);
 }
 
 }  // namespace

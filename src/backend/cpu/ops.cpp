@@ -108,19 +108,49 @@ void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, in
     }
 }
 
-void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos,
-               float theta) {
-    const int64_t half = n_rot / 2;
+void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y) {
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n = W.cols();
+    thread_local std::vector<float> row;
+    row.resize((size_t)n);
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const float* w = (const float*)W.row(r0 + i);
+        if (W.dtype != DType::F32) {
+            k.dequant_row(W.dtype, W.row(r0 + i), row.data(), n);
+            w = row.data();
+        }
+        y[i] = k.dot_f32(w, x, n);
+    }
+}
+
+void rows_axpy(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y) {
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n = W.cols();
+    thread_local std::vector<float> row;
+    row.resize((size_t)n);
+    std::fill(y, y + n, 0.f);
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const float* w = (const float*)W.row(r0 + i);
+        if (W.dtype != DType::F32) {
+            k.dequant_row(W.dtype, W.row(r0 + i), row.data(), n);
+            w = row.data();
+        }
+        k.axpy(x[i], w, y, n);
+    }
+}
+
+void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t pos) {
+    const int64_t half = (int64_t)r.inv_freq.size();
     for (int64_t i = 0; i < half; ++i) {
-        // Same frequency formula as HF: inv_freq = theta^(-2i/n_rot), angle = pos * inv_freq.
-        const float inv_freq = 1.0f / std::pow(theta, (float)(2 * i) / (float)n_rot);
-        const float ang = (float)pos * inv_freq;
-        const float c = std::cos(ang), s = std::sin(ang);
+        // f32 angle as transformers computes it: inv_freq * pos.
+        const float ang = (float)pos * r.inv_freq[(size_t)i];
+        const float c = std::cos(ang) * r.mag, s = std::sin(ang) * r.mag;
+        const int64_t i0 = r.pairs ? 2 * i : i, i1 = r.pairs ? 2 * i + 1 : i + half;
         for (int64_t h = 0; h < n_head; ++h) {
-            float* v = x + h * head_dim;
-            const float a = v[i], b = v[i + half];
-            v[i] = a * c - b * s;
-            v[i + half] = b * c + a * s;
+            float* v = x + h * stride;
+            const float a = v[i0], b = v[i1];
+            v[i0] = a * c - b * s;
+            v[i1] = b * c + a * s;
         }
     }
 }

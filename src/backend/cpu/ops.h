@@ -1,6 +1,7 @@
 #pragma once
 // CPU ops used by the model blocks. Shapes are given per argument; all activations are f32.
 #include <cstdint>
+#include <vector>
 
 #include "backend/cpu/thread_pool.h"
 #include "core/tensor.h"
@@ -15,13 +16,24 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
 // quantized once. Same results as two matmul calls.
 void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, const float* x,
                  int64_t n_tok, float* ya, float* yb);
+// Serial, for use inside a pool task: y[i] = W.row(r0 + i) . x for i < n_rows. x: [W.cols()]
+void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y);
+// Serial: y[W.cols()] = sum over i < n_rows of x[i] * W.row(r0 + i).
+void rows_axpy(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y);
 // Row r of W (any dtype) as f32, e.g. an embedding lookup. y: [W.cols()]
 void get_row(const TensorView& W, int64_t r, float* y);
 // y = x / rms(x) * w for each of n_rows rows of length n. w: [n] (any float dtype).
 void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, int64_t n, float* y);
-// In place, NeoX layout (rotate_half): pairs (i, i + d/2) for i < n_rot/2 of each head.
-// x: [n_head, head_dim] for one token at position pos.
-void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float theta);
+// Rotary embedding: angle of pair i at position p is p * inv_freq[i]; cos/sin are scaled by mag.
+struct RopeTable {
+    std::vector<float> inv_freq;  // [n_rot / 2]
+    float mag = 1.0f;
+    bool pairs = false;  // pairs (2i, 2i+1) (GPT-J, "interleaved"); else (i, i + n_rot/2) (NeoX)
+    int64_t n_rot() const { return 2 * (int64_t)inv_freq.size(); }
+};
+// In place, one token at position pos. x: n_head vectors `stride` floats apart; the first
+// n_rot() floats of each are rotated.
+void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t pos);
 void softmax(float* x, int64_t n);
 inline float silu(float x);
 

@@ -16,13 +16,12 @@ void forward_qwen3moe(Model& m, const ForwardArgs& a) {
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = w.layers[(size_t)l];
         rms_norm(x.data(), L.attn_norm, c.rms_eps, n, E, h.data());
-        attention_gqa(c, L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
+        attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
-        const TensorView* next = m.speculative_prefetch() && l + 1 < c.n_layer
-                                     ? &w.layers[(size_t)l + 1].router
-                                     : nullptr;
-        moe_softmax_topk(c, L.router, next, m.experts(), l, h.data(), n, *a.pool, o.data());
+        const LayerWeights* next =
+            m.speculative_prefetch() && l + 1 < c.n_layer ? &w.layers[(size_t)l + 1] : nullptr;
+        moe_block(c, L, next, m.experts(), l, h.data(), n, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     }
     output_logits(c, w, x.data(), n, a.all_logits, *a.pool, a.logits);
