@@ -16,6 +16,7 @@ constexpr DTypeTraits kTraits[] = {
     {DType::F16, "F16", 1, 2, false},
     {DType::BF16, "BF16", 1, 2, false},
     {DType::I32, "I32", 1, 4, false},
+    {DType::F8_E4M3, "F8_E4M3", 1, 1, false},
     {DType::Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), true},
     {DType::Q8_0, "Q8_0", QK8_0, sizeof(block_q8_0), true},
     {DType::Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), true},

@@ -20,7 +20,11 @@ enum class DType : uint32_t {
     Q8_K = 15,
     I32 = 26,
     BF16 = 30,
+    // Not a GGUF type (ids from here on are sluice's own): DeepSeek's FP8 checkpoints, e4m3
+    // elements whose real values need the tensor's 128x128 block scales (TensorView::scale).
+    F8_E4M3 = 1000,
 };
+constexpr uint32_t kFirstNonGgufType = 1000;
 
 struct DTypeTraits {
     DType type;

@@ -32,6 +32,18 @@ inline float f16_to_f32(f16_t h) {
     return std::bit_cast<float>(bits);
 }
 
+// OCP FP8 e4m3 ("e4m3fn"): bias 7, no infinities, 0x7f / 0xff are NaN.
+inline float f8e4m3_to_f32(uint8_t v) {
+    const uint32_t sign = (uint32_t)(v & 0x80) << 24;
+    const uint32_t exp = (v >> 3) & 0xf, mant = v & 0x7;
+    if (exp == 0xf && mant == 0x7) return std::bit_cast<float>(sign | 0x7fc00000u);
+    if (exp == 0) {  // subnormal: mant * 2^-9
+        const float m = (float)mant * (1.0f / 512.0f);
+        return sign ? -m : m;
+    }
+    return std::bit_cast<float>(sign | ((exp + 127 - 7) << 23) | (mant << 20));
+}
+
 inline f16_t f32_to_f16(float f) {
     const uint32_t x = std::bit_cast<uint32_t>(f);
     const uint32_t sign = (x >> 16) & 0x8000;

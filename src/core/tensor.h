@@ -13,6 +13,9 @@ struct TensorView {
     DType dtype = DType::F32;
     const void* data = nullptr;
     std::array<int64_t, 4> ne{1, 1, 1, 1};
+    // F8_E4M3 only: multipliers of 128x128 blocks, [ceil(rows/128) rows, ceil(cols/128)] f32.
+    const float* scale = nullptr;
+    static constexpr int64_t kScaleBlock = 128;
 
     int64_t cols() const { return ne[0]; }
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

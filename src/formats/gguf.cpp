@@ -201,7 +201,7 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
         }
         const uint32_t type = r.pod<uint32_t>("tensor type");
         const DTypeTraits* tr = dtype_traits_or_null(type);
-        if (!tr || type == (uint32_t)DType::Q8_K)
+        if (!tr || type == (uint32_t)DType::Q8_K || type >= kFirstNonGgufType)
             fail(path + ": tensor '" + nm + "' has unknown or unsupported dtype id " +
                  std::to_string(type));
         p.info.dtype = tr->type;

@@ -18,8 +18,9 @@ DType parse_dtype(const std::string& s, const std::string& where) {
     if (s == "F32") return DType::F32;
     if (s == "F16") return DType::F16;
     if (s == "BF16") return DType::BF16;
+    if (s == "F8_E4M3") return DType::F8_E4M3;
     if (s == "I32") return DType::I32;
-    fail(where + ": unsupported dtype '" + s + "' (supported: F32, F16, BF16, I32)");
+    fail(where + ": unsupported dtype '" + s + "' (supported: F32, F16, BF16, F8_E4M3, I32)");
 }
 
 }  // namespace

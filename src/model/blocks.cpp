@@ -171,7 +171,12 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
         todo.erase(todo.begin() + i);
         const auto& toks = routed[(size_t)e];
         const int m = (int)toks.size();
-        const ExpertWeights ew = store.acquire(layer, e);
+        ExpertWeights ew = store.acquire(layer, e);
+        if (!w.expert_scale.empty()) {
+            ew.gate.scale = w.expert_scale[(size_t)e][0];
+            ew.up.scale = w.expert_scale[(size_t)e][1];
+            ew.down.scale = w.expert_scale[(size_t)e][2];
+        }
         xs.resize((size_t)m * E);
         for (int k = 0; k < m; ++k)
             std::copy(h + (size_t)toks[(size_t)k].first * E,

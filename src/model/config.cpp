@@ -174,6 +174,15 @@ ModelConfig config_from_hf(const std::string& dir) {
         c.rope.pairs = j.value("rope_interleave", true);
         check(j.value("moe_layer_freq", 1) == 1, path + ": moe_layer_freq other than 1 is not supported");
     }
+    if (j.contains("quantization_config") && j["quantization_config"].is_object()) {
+        const json& q = j["quantization_config"];
+        const std::string method = q.value("quant_method", std::string("?"));
+        check(method == "fp8", path + ": quantization_config method '" + method +
+                                   "' is not supported (supported: fp8, 128x128 blocks)");
+        check(!q.contains("weight_block_size") ||
+                  q["weight_block_size"] == json::array({128, 128}),
+              path + ": fp8 weight_block_size must be [128, 128]");
+    }
     c.n_expert_used_trained = c.n_expert_used;
     validate_config(c, path);
     return c;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "formats/safetensors.h"
@@ -73,9 +74,26 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
     };
     // Dense tensors: mapped views, or (with a budget) resident copies read once.
     std::vector<std::unique_ptr<File>> files;
-    auto dense = [&](const TensorInfo& t) -> TensorView {
+    std::function<TensorView(const TensorInfo&)> dense;
+    // FP8 weights come with "<name>_scale_inv": f32 multipliers of 128x128 blocks.
+    auto block_scales = [&](const TensorInfo& t) -> const float* {
+        if (t.dtype != DType::F8_E4M3) return nullptr;
+        check(t.ne.size() == 2, where + ": FP8 tensor '" + t.name + "' is not a matrix");
+        const TensorInfo* s = index_.find(t.name + "_scale_inv");
+        if (!s) fail(where + ": FP8 tensor '" + t.name + "' has no '" + t.name + "_scale_inv'");
+        const int64_t B = TensorView::kScaleBlock;
+        const std::vector<int64_t> want = {(t.ne[0] + B - 1) / B, (t.ne[1] + B - 1) / B};
+        if (s->dtype != DType::F32 || s->ne != want)
+            fail(where + ": tensor '" + s->name + "' must be F32 of shape " + shape_str(want));
+        return (const float*)dense(*s).data;
+    };
+    dense = [&](const TensorInfo& t) -> TensorView {
         dense_bytes_ += t.nbytes;
-        if (!resident) return files_->view(t);
+        if (!resident) {
+            TensorView v = files_->view(t);
+            v.scale = block_scales(t);
+            return v;
+        }
         if (files.empty())
             for (const auto& f : index_.files) files.push_back(std::make_unique<File>(f, false));
         const File& f = *files[(size_t)t.file];
@@ -88,6 +106,7 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         v.data = buf.data();
         for (size_t i = 0; i < t.ne.size() && i < 4; ++i) v.ne[i] = t.ne[i];
         resident_.push_back(std::move(buf));
+        v.scale = block_scales(t);
         return v;
     };
     enum Need { Required, Optional };
@@ -168,6 +187,10 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
                               where + ": experts of layer " + std::to_string(l) + " mix dtypes");
                     X.proj[(size_t)p].dtype = t.dtype;
                     X.experts[(size_t)e][(size_t)p] = {t.file, t.offset, t.nbytes};
+                    if (t.dtype == DType::F8_E4M3) {  // scales stay resident; weights stream
+                        L.expert_scale.resize((size_t)NE);
+                        L.expert_scale[(size_t)e][(size_t)p] = block_scales(t);
+                    }
                 }
             } else {
                 std::vector<int64_t> want = shape2d[p];

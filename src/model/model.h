@@ -1,5 +1,6 @@
 #pragma once
 // A loaded model: config, resident dense weights, the expert store, and forward().
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,6 +32,8 @@ struct LayerWeights {
     TensorView ffn_gate, ffn_up, ffn_down;  // dense layers
     TensorView router, router_bias;         // MoE layers. router: [n_expert rows, n_embd]
     TensorView shexp_gate, shexp_up, shexp_down;
+    // FP8 experts: block scales of [gate, up, down] per expert (the store serves the weights).
+    std::vector<std::array<const float*, 3>> expert_scale;
 };
 
 struct Weights {

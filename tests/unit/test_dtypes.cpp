@@ -48,6 +48,16 @@ TEST(Half, RoundTripsAllF16) {
     EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
 }
 
+TEST(Half, F8E4M3DecodesOcpValues) {
+    EXPECT_EQ(f8e4m3_to_f32(0x38), 1.0f);         // exponent 7 = bias
+    EXPECT_EQ(f8e4m3_to_f32(0xb8), -1.0f);
+    EXPECT_EQ(f8e4m3_to_f32(0x7e), 448.0f);       // largest finite
+    EXPECT_EQ(f8e4m3_to_f32(0x01), 1.0f / 512);   // smallest subnormal
+    EXPECT_EQ(f8e4m3_to_f32(0x0f), 1.875f / 64);  // largest subnormal + 1 exponent step
+    EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0x7f)));
+    EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0xff)));
+}
+
 TEST(Half, BF16RoundsToNearestEven) {
     EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f)), 1.0f);
     EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3f808000u)), 0x3f80);  // tie -> even

@@ -77,6 +77,28 @@ TEST(Streaming, EveryModeIsBitIdenticalToResident) {
     }
 }
 
+// DeepSeek-style layers (dense lead layers, shared experts, FP8 block-scaled experts from a
+// HF directory) stream exactly like Qwen3-MoE: only routed experts go through the store.
+TEST(Streaming, DeepSeekLayersStreamBitIdentically) {
+    for (const char* f : {"dsv3-groups", "dsv3-fp8"}) {
+        const std::string path = std::string(SLUICE_SOURCE_DIR) + "/tests/fixtures/" + f;
+        const auto ref = run_logits(path, {}, false);
+        LoadOptions o;
+        o.io = IoMode::Direct;
+        o.n_ctx = 64;
+        o.mem_budget = 12ull << 20;
+        StreamStats st;
+        const auto got = run_logits(path, o, true, &st);
+        ASSERT_EQ(got.size(), ref.size());
+        EXPECT_EQ(std::memcmp(got.data(), ref.data(), ref.size() * sizeof(float)), 0) << f;
+        EXPECT_GT(st.misses, 0u) << f;
+        EXPECT_GT(st.spec_reads, 0u) << f;
+        auto m = Model::open(path, o);
+        EXPECT_EQ(m->expert_layout().layers[0].experts.size(), 0u) << "dense layer 0 has no experts";
+        EXPECT_FALSE(m->weights().layers[1].shexp_gate.empty()) << "shared expert is resident";
+    }
+}
+
 TEST(Streaming, TightDirectCacheEvictsAndLargeOneHits) {
     const std::string path = test::tiny_gguf("Q4_K_M");
     LoadOptions o;

@@ -171,6 +171,11 @@ static inline void dequant_row_any(DType t, const void* src, float* y, int64_t n
             for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(s[i]);
             break;
         }
+        case DType::F8_E4M3: {  // element values only: the block scales are applied by ops
+            const uint8_t* s = (const uint8_t*)src;
+            for (int64_t i = 0; i < n; ++i) y[i] = f8e4m3_to_f32(s[i]);
+            break;
+        }
         case DType::Q4_0:
             dq_row_blocks<block_q4_0, QK4_0>(src, y, n);
             break;

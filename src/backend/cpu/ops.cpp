@@ -66,7 +66,37 @@ void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, con
     qmatmul(pool, B, xq, n_tok, yb);
 }
 
+void load_row(const TensorView& W, int64_t r, float* y) {
+    const int64_t n = W.cols();
+    cpu_kernels().dequant_row(W.dtype, W.row(r), y, n);
+    if (!W.scale) return;
+    const int64_t B = TensorView::kScaleBlock, n_sc = (n + B - 1) / B;
+    const float* s = W.scale + (r / B) * n_sc;
+    for (int64_t c = 0; c < n; ++c) y[c] *= s[c / B];
+}
+
+namespace {
+
+// Block-scaled FP8: rows are widened to f32 (scales applied) one tile at a time.
+void matmul_scaled(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok,
+                   float* y) {
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n_out = W.rows(), n_in = W.cols();
+    pool.parallel_for((n_out + kRowTile - 1) / kRowTile, 1, [&](int64_t tb, int64_t te, int) {
+        thread_local std::vector<float> row;
+        row.resize((size_t)n_in);
+        for (int64_t r = tb * kRowTile; r < std::min(n_out, te * kRowTile); ++r) {
+            load_row(W, r, row.data());
+            for (int64_t t = 0; t < n_tok; ++t)
+                y[t * n_out + r] = k.dot_f32(row.data(), x + t * n_in, n_in);
+        }
+    });
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y) {
+    if (W.scale) return matmul_scaled(pool, W, x, n_tok, y);
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
     const DType act = activation_type_for(W.dtype);
@@ -91,7 +121,7 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
 
 void get_row(const TensorView& W, int64_t r, float* y) {
     check(r >= 0 && r < W.rows(), "get_row: row " + std::to_string(r) + " out of range");
-    cpu_kernels().dequant_row(W.dtype, W.row(r), y, W.cols());
+    load_row(W, r, y);
 }
 
 void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, int64_t n, float* y) {
@@ -115,8 +145,8 @@ void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, f
     row.resize((size_t)n);
     for (int64_t i = 0; i < n_rows; ++i) {
         const float* w = (const float*)W.row(r0 + i);
-        if (W.dtype != DType::F32) {
-            k.dequant_row(W.dtype, W.row(r0 + i), row.data(), n);
+        if (W.dtype != DType::F32 || W.scale) {
+            load_row(W, r0 + i, row.data());
             w = row.data();
         }
         y[i] = k.dot_f32(w, x, n);
@@ -131,8 +161,8 @@ void rows_axpy(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, 
     std::fill(y, y + n, 0.f);
     for (int64_t i = 0; i < n_rows; ++i) {
         const float* w = (const float*)W.row(r0 + i);
-        if (W.dtype != DType::F32) {
-            k.dequant_row(W.dtype, W.row(r0 + i), row.data(), n);
+        if (W.dtype != DType::F32 || W.scale) {
+            load_row(W, r0 + i, row.data());
             w = row.data();
         }
         k.axpy(x[i], w, y, n);

@@ -20,6 +20,8 @@ void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, con
 void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y);
 // Serial: y[W.cols()] = sum over i < n_rows of x[i] * W.row(r0 + i).
 void rows_axpy(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y);
+// Row r of W as f32 with block scales applied (serial). y: [W.cols()]
+void load_row(const TensorView& W, int64_t r, float* y);
 // Row r of W (any dtype) as f32, e.g. an embedding lookup. y: [W.cols()]
 void get_row(const TensorView& W, int64_t r, float* y);
 // y = x / rms(x) * w for each of n_rows rows of length n. w: [n] (any float dtype).
