@@ -9,6 +9,7 @@
 // token and the output projections (attn_output, expert down) are scaled down: the residual
 // stream stays dominated by the token-specific embedding.
 //   sluice-synth --shape qwen3-30b-a3b -o /data/q30b.gguf [--layers N]
+//   sluice-synth --shape deepseek-v3 -o /data/dsv3.gguf --layers 5   (1 dense + 4 MoE layers)
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
@@ -36,6 +37,15 @@ const Shape kShapes[] = {
     {"qwen3-30b-a3b", 48, 2048, 32, 4, 128, 128, 8, 768, DType::Q4_K, DType::Q8_0, DType::Q8_0},
     // The CPU issue's small in-RAM benchmark model.
     {"tiny-bench", 16, 1024, 16, 4, 64, 64, 8, 512, DType::Q4_K, DType::Q8_0, DType::Q8_0},
+};
+
+// DeepSeek-V3 (671B): MLA, 3 dense lead layers, 256 experts of FFN 2048 (8 used, groups 8/4),
+// one shared expert. Layer count overridable; dense lead layers are capped at a third of them.
+struct DsShape {
+    int layers = 61, dense_lead = 3, hidden = 7168, n_head = 128, q_lora = 1536, kv_lora = 512,
+        nope = 128, rope = 64, v_dim = 128, ff = 18432, experts = 256, used = 8, ff_exp = 2048,
+        groups = 8, groups_used = 4, shared = 1;
+    DType expert_type = DType::Q4_K, dense_type = DType::Q8_0, embd_type = DType::Q8_0;
 };
 
 // Quantized rows of N(0, 1/n_in) values; tensors are filled with rows picked at random.
@@ -71,6 +81,120 @@ class RowPool {
     std::vector<uint8_t> data_;
 };
 
+// Tensor writers over row pools (one pool per input width and scale).
+class Synth {
+  public:
+    explicit Synth(GGUFWriter& w) : w_(w) {}
+    const RowPool& pool(DType t, int64_t n_in, float scale = 1.0f, int rows = 256) {
+        pools_.push_back(std::make_unique<RowPool>(t, n_in, rows, 1000 + pools_.size(), scale));
+        return *pools_.back();
+    }
+    void quant(const std::string& name, DType t, std::vector<int64_t> ne, const RowPool& p) {
+        const uint64_t sd = seed_++;
+        w_.add_tensor(name, t, std::move(ne), [&p, sd](uint8_t* dst, size_t n) { p.fill(dst, n, sd); });
+    }
+    void constant(const std::string& name, int64_t n, float v) {
+        w_.add_tensor(name, DType::F32, {n}, [v](uint8_t* dst, size_t nb) {
+            for (size_t i = 0; i < nb / 4; ++i) ((float*)dst)[i] = v;
+        });
+    }
+    void gaussian(const std::string& name, std::vector<int64_t> ne, float sigma) {
+        const uint64_t sd = seed_++;
+        w_.add_tensor(name, DType::F32, std::move(ne), [sd, sigma](uint8_t* dst, size_t nb) {
+            std::mt19937_64 rng(sd);
+            std::normal_distribution<float> nd(0.f, sigma);
+            for (size_t i = 0; i < nb / 4; ++i) ((float*)dst)[i] = nd(rng);
+        });
+    }
+
+  private:
+    GGUFWriter& w_;
+    std::vector<std::unique_ptr<RowPool>> pools_;
+    uint64_t seed_ = 1;
+};
+
+constexpr float kOutScale = 0.05f;  // see the note at the top
+
+// s must outlive w.write(): the tensor callbacks read its row pools.
+void write_deepseek(const DsShape& d, int vocab, GGUFWriter& w, Synth& s) {
+    const std::string a = "deepseek2";
+    w.set_str("general.architecture", a);
+    w.set_str("general.name", "synthetic deepseek-v3");
+    w.set_u32(a + ".block_count", (uint32_t)d.layers);
+    w.set_u32(a + ".context_length", 163840);
+    w.set_u32(a + ".embedding_length", (uint32_t)d.hidden);
+    w.set_u32(a + ".feed_forward_length", (uint32_t)d.ff);
+    w.set_u32(a + ".attention.head_count", (uint32_t)d.n_head);
+    w.set_u32(a + ".attention.head_count_kv", 1);
+    w.set_u32(a + ".attention.key_length", (uint32_t)(d.kv_lora + d.rope));
+    w.set_u32(a + ".attention.value_length", (uint32_t)d.kv_lora);
+    w.set_u32(a + ".attention.key_length_mla", (uint32_t)(d.nope + d.rope));
+    w.set_u32(a + ".attention.value_length_mla", (uint32_t)d.v_dim);
+    w.set_u32(a + ".attention.q_lora_rank", (uint32_t)d.q_lora);
+    w.set_u32(a + ".attention.kv_lora_rank", (uint32_t)d.kv_lora);
+    w.set_u32(a + ".rope.dimension_count", (uint32_t)d.rope);
+    w.set_f32(a + ".rope.freq_base", 10000.f);
+    w.set_str(a + ".rope.scaling.type", "yarn");
+    w.set_f32(a + ".rope.scaling.factor", 40.f);
+    w.set_u32(a + ".rope.scaling.original_context_length", 4096);
+    w.set_f32(a + ".rope.scaling.yarn_log_multiplier", 0.1f);
+    w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
+    w.set_u32(a + ".leading_dense_block_count", (uint32_t)d.dense_lead);
+    w.set_u32(a + ".expert_count", (uint32_t)d.experts);
+    w.set_u32(a + ".expert_used_count", (uint32_t)d.used);
+    w.set_u32(a + ".expert_group_count", (uint32_t)d.groups);
+    w.set_u32(a + ".expert_group_used_count", (uint32_t)d.groups_used);
+    w.set_u32(a + ".expert_feed_forward_length", (uint32_t)d.ff_exp);
+    w.set_u32(a + ".expert_shared_count", (uint32_t)d.shared);
+    w.set_f32(a + ".expert_weights_scale", 2.5f);
+    w.set_bool(a + ".expert_weights_norm", true);
+    w.set_u32(a + ".expert_gating_func", 2);
+    const int64_t H = d.hidden, NH = d.n_head, QD = NH * (d.nope + d.rope), F = d.ff_exp;
+    const DType dt = d.dense_type, et = d.expert_type;
+    const RowPool& p_embd = s.pool(d.embd_type, H, std::sqrt((float)H), vocab);
+    const RowPool& p_out = s.pool(d.embd_type, H);
+    const RowPool& p_h = s.pool(dt, H);
+    const RowPool& p_qlora = s.pool(dt, d.q_lora);
+    const RowPool& p_nope = s.pool(dt, d.nope);
+    const RowPool& p_kvlora = s.pool(dt, d.kv_lora);
+    const RowPool& p_o = s.pool(dt, NH * d.v_dim, kOutScale);
+    const RowPool& p_ff_down = s.pool(dt, d.ff, kOutScale);
+    const RowPool& p_sh_down = s.pool(dt, F * d.shared, kOutScale);
+    const RowPool& p_exp_in = s.pool(et, H);
+    const RowPool& p_exp_down = s.pool(et, F, kOutScale);
+    w.add_tensor("token_embd.weight", d.embd_type, {H, vocab},
+                 [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
+    s.constant("output_norm.weight", H, 1.f);
+    s.quant("output.weight", d.embd_type, {H, vocab}, p_out);
+    for (int l = 0; l < d.layers; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        s.constant(b + "attn_norm.weight", H, 1.f);
+        s.quant(b + "attn_q_a.weight", dt, {H, d.q_lora}, p_h);
+        s.constant(b + "attn_q_a_norm.weight", d.q_lora, 1.f);
+        s.quant(b + "attn_q_b.weight", dt, {d.q_lora, QD}, p_qlora);
+        s.quant(b + "attn_kv_a_mqa.weight", dt, {H, d.kv_lora + d.rope}, p_h);
+        s.constant(b + "attn_kv_a_norm.weight", d.kv_lora, 1.f);
+        s.quant(b + "attn_k_b.weight", dt, {d.nope, d.kv_lora, NH}, p_nope);
+        s.quant(b + "attn_v_b.weight", dt, {d.kv_lora, d.v_dim, NH}, p_kvlora);
+        s.quant(b + "attn_output.weight", dt, {NH * d.v_dim, H}, p_o);
+        s.constant(b + "ffn_norm.weight", H, 1.f);
+        if (l < d.dense_lead) {
+            s.quant(b + "ffn_gate.weight", dt, {H, d.ff}, p_h);
+            s.quant(b + "ffn_up.weight", dt, {H, d.ff}, p_h);
+            s.quant(b + "ffn_down.weight", dt, {d.ff, H}, p_ff_down);
+            continue;
+        }
+        s.gaussian(b + "ffn_gate_inp.weight", {H, d.experts}, 1.0f / std::sqrt((float)H));
+        s.constant(b + "exp_probs_b.bias", d.experts, 0.f);
+        s.quant(b + "ffn_gate_exps.weight", et, {H, F, d.experts}, p_exp_in);
+        s.quant(b + "ffn_up_exps.weight", et, {H, F, d.experts}, p_exp_in);
+        s.quant(b + "ffn_down_exps.weight", et, {F, H, d.experts}, p_exp_down);
+        s.quant(b + "ffn_gate_shexp.weight", dt, {H, F * d.shared}, p_h);
+        s.quant(b + "ffn_up_shexp.weight", dt, {H, F * d.shared}, p_h);
+        s.quant(b + "ffn_down_shexp.weight", dt, {F * d.shared, H}, p_sh_down);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,23 +202,36 @@ int main(int argc, char** argv) {
     std::string shape_name = "qwen3-30b-a3b", out,
                 tok_from = "../shared/models/tiny-qwen3moe-Q8_0.gguf";
     int layers = 0;
-    app.add_option("--shape", shape_name, "qwen3-30b-a3b | tiny-bench");
+    app.add_option("--shape", shape_name, "qwen3-30b-a3b | tiny-bench | deepseek-v3");
     app.add_option("-o,--out", out, "output .gguf")->required();
     app.add_option("--layers", layers, "override the layer count (e.g. to fit a disk)");
     app.add_option("--tokenizer-from", tok_from, "GGUF whose tokenizer metadata is copied");
     CLI11_PARSE(app, argc, argv);
     try {
+        const GGUFFile tok = read_gguf(tok_from);
+        const int vocab = (int)tok.get_string_array("tokenizer.ggml.tokens").size();
+        GGUFWriter w;
+        w.copy_meta(tok, "tokenizer.");
+        Synth sy(w);
+        if (shape_name == "deepseek-v3") {
+            DsShape d;
+            if (layers > 0) {
+                d.layers = layers;
+                d.dense_lead = std::min(d.dense_lead, std::max(1, layers / 3));
+            }
+            write_deepseek(d, vocab, w, sy);
+            std::fprintf(stderr, "writing %s: deepseek-v3 shape, %d layers (%d dense), %s\n",
+                         out.c_str(), d.layers, d.dense_lead,
+                         format_bytes(w.total_tensor_bytes()).c_str());
+            w.write(out);
+            return 0;
+        }
         const Shape* sp = nullptr;
         for (const auto& s : kShapes)
             if (shape_name == s.name) sp = &s;
         check(sp != nullptr, "unknown --shape '" + shape_name + "'");
         Shape s = *sp;
         if (layers > 0) s.layers = layers;
-        const GGUFFile tok = read_gguf(tok_from);
-        const int vocab = (int)tok.get_string_array("tokenizer.ggml.tokens").size();
-
-        GGUFWriter w;
-        w.copy_meta(tok, "tokenizer.");
         const std::string a = "qwen3moe";
         w.set_str("general.architecture", a);
         w.set_str("general.name", std::string("synthetic ") + s.name);
@@ -114,58 +251,31 @@ int main(int argc, char** argv) {
 
         const int64_t H = s.hidden, QD = (int64_t)s.n_head * s.head_dim,
                       KD = (int64_t)s.n_head_kv * s.head_dim;
-        std::vector<std::unique_ptr<RowPool>> pools;
-        auto pool = [&](DType t, int64_t n_in, float scale = 1.0f,
-                        int rows = 256) -> const RowPool& {
-            pools.push_back(std::make_unique<RowPool>(t, n_in, rows, 1000 + pools.size(), scale));
-            return *pools.back();
-        };
-        constexpr float kOutScale = 0.05f;  // see the note at the top
         // O(1) entries: the embedding must outweigh 48 layers of small additions.
-        const RowPool& p_embd = pool(s.embd_type, H, std::sqrt((float)H), vocab);
-        const RowPool& p_out = pool(s.embd_type, H);
-        const RowPool& p_attn_in = pool(s.attn_type, H);
-        const RowPool& p_attn_out = pool(s.attn_type, QD, kOutScale);
-        const RowPool& p_exp_in = pool(s.expert_type, H);
-        const RowPool& p_exp_down = pool(s.expert_type, s.ff, kOutScale);
-        uint64_t seed = 1;
-        auto quant = [&](const std::string& name, DType t, std::vector<int64_t> ne,
-                         const RowPool& p) {
-            const uint64_t sd = seed++;
-            w.add_tensor(name, t, std::move(ne),
-                         [&p, sd](uint8_t* dst, size_t n) { p.fill(dst, n, sd); });
-        };
-        auto ones = [&](const std::string& name, int64_t n) {
-            w.add_tensor(name, DType::F32, {n}, [](uint8_t* dst, size_t nb) {
-                for (size_t i = 0; i < nb / 4; ++i) ((float*)dst)[i] = 1.0f;
-            });
-        };
-        auto gaussian = [&](const std::string& name, std::vector<int64_t> ne, float sigma) {
-            const uint64_t sd = seed++;
-            w.add_tensor(name, DType::F32, std::move(ne), [sd, sigma](uint8_t* dst, size_t nb) {
-                std::mt19937_64 rng(sd);
-                std::normal_distribution<float> nd(0.f, sigma);
-                for (size_t i = 0; i < nb / 4; ++i) ((float*)dst)[i] = nd(rng);
-            });
-        };
+        const RowPool& p_embd = sy.pool(s.embd_type, H, std::sqrt((float)H), vocab);
+        const RowPool& p_out = sy.pool(s.embd_type, H);
+        const RowPool& p_attn_in = sy.pool(s.attn_type, H);
+        const RowPool& p_attn_out = sy.pool(s.attn_type, QD, kOutScale);
+        const RowPool& p_exp_in = sy.pool(s.expert_type, H);
+        const RowPool& p_exp_down = sy.pool(s.expert_type, s.ff, kOutScale);
         w.add_tensor("token_embd.weight", s.embd_type, {H, vocab},
                      [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
-        ones("output_norm.weight", H);
-        quant("output.weight", s.embd_type, {H, vocab}, p_out);
+        sy.constant("output_norm.weight", H, 1.f);
+        sy.quant("output.weight", s.embd_type, {H, vocab}, p_out);
         for (int l = 0; l < s.layers; ++l) {
             const std::string b = "blk." + std::to_string(l) + ".";
-            ones(b + "attn_norm.weight", H);
-            quant(b + "attn_q.weight", s.attn_type, {H, QD}, p_attn_in);
-            quant(b + "attn_k.weight", s.attn_type, {H, KD}, p_attn_in);
-            quant(b + "attn_v.weight", s.attn_type, {H, KD}, p_attn_in);
-            quant(b + "attn_output.weight", s.attn_type, {QD, H}, p_attn_out);
-            ones(b + "attn_q_norm.weight", s.head_dim);
-            ones(b + "attn_k_norm.weight", s.head_dim);
-            ones(b + "ffn_norm.weight", H);
-            gaussian(b + "ffn_gate_inp.weight", {H, s.experts}, 1.0f / std::sqrt((float)H));
-            quant(b + "ffn_gate_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
-            quant(b + "ffn_up_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
-            quant(b + "ffn_down_exps.weight", s.expert_type, {s.ff, H, s.experts}, p_exp_down);
+            sy.constant(b + "attn_norm.weight", H, 1.f);
+            sy.quant(b + "attn_q.weight", s.attn_type, {H, QD}, p_attn_in);
+            sy.quant(b + "attn_k.weight", s.attn_type, {H, KD}, p_attn_in);
+            sy.quant(b + "attn_v.weight", s.attn_type, {H, KD}, p_attn_in);
+            sy.quant(b + "attn_output.weight", s.attn_type, {QD, H}, p_attn_out);
+            sy.constant(b + "attn_q_norm.weight", s.head_dim, 1.f);
+            sy.constant(b + "attn_k_norm.weight", s.head_dim, 1.f);
+            sy.constant(b + "ffn_norm.weight", H, 1.f);
+            sy.gaussian(b + "ffn_gate_inp.weight", {H, s.experts}, 1.0f / std::sqrt((float)H));
+            sy.quant(b + "ffn_gate_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
+            sy.quant(b + "ffn_up_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
+            sy.quant(b + "ffn_down_exps.weight", s.expert_type, {s.ff, H, s.experts}, p_exp_down);
         }
         std::fprintf(stderr, "writing %s: %s shape, %d layers, %s of tensors\n", out.c_str(),
                      s.name, s.layers, format_bytes(w.total_tensor_bytes()).c_str());

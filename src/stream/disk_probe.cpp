@@ -1,5 +1,6 @@
 #include "stream/disk_probe.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -18,7 +19,10 @@ DiskProbe probe_expert_reads(const ExpertLayout& layout, const std::string& engi
     DiskProbe r;
     if (moe_layers.empty() || n_experts <= 0) return r;
     const uint64_t slot = expert_slot_bytes(layout, IoMode::Direct);
-    const unsigned n_bufs = std::max(1u, depth / 3);
+    // The probe runs beside a loaded model: its buffers stay within 128 MiB (for experts of
+    // tens of MB each read is large enough to keep the device busy at a shallow queue).
+    const unsigned n_bufs = std::clamp(
+        depth / 3, 1u, (unsigned)std::max<uint64_t>(1, (128ull << 20) / std::max<uint64_t>(slot, 1)));
     std::vector<AlignedBuffer> bufs;
     for (unsigned i = 0; i < n_bufs; ++i) bufs.emplace_back((size_t)slot);
     auto io = make_io_engine(engine, depth);
