@@ -96,7 +96,7 @@ class ThreadEngine final : public IoEngine {
 
 class UringEngine final : public IoEngine {
   public:
-    UringEngine(unsigned depth, uint64_t max_bytes) : depth_(depth), max_bytes_(max_bytes) {
+    explicit UringEngine(unsigned depth) : depth_(depth) {
         const int rc = io_uring_queue_init(depth, &ring_, 0);
         if (rc < 0) throw Error(std::string("io_uring_queue_init: ") + std::strerror(-rc));
     }
@@ -128,7 +128,6 @@ class UringEngine final : public IoEngine {
             } else {
                 const int64_t total = res < 0 ? res : (int64_t)(f->done + (uint64_t)res);
                 out.push_back({f->req.tag, total});
-                ring_bytes_ -= f->req.length;
                 delete f;
                 --in_flight_;
                 ++got;
@@ -156,14 +155,11 @@ class UringEngine final : public IoEngine {
     // Moves queued requests into the ring while there is room.
     void push() {
         bool any = false;
-        while (!pending_.empty() && in_ring_ < depth_ &&
-               (max_bytes_ == 0 || in_ring_ == 0 ||
-                ring_bytes_ + pending_.front().length <= max_bytes_)) {
+        while (!pending_.empty() && in_ring_ < depth_) {
             io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
             if (!sqe) break;
             Inflight* f = new Inflight{pending_.front()};
             pending_.pop_front();
-            ring_bytes_ += f->req.length;
             io_uring_prep_read(sqe, f->req.fd, f->req.dst, (unsigned)f->req.length, f->req.offset);
             io_uring_sqe_set_data(sqe, f);
             ++in_ring_;
@@ -173,8 +169,6 @@ class UringEngine final : public IoEngine {
     }
     io_uring ring_{};
     unsigned depth_;
-    uint64_t max_bytes_;
-    uint64_t ring_bytes_ = 0;  // bytes of the requests in the ring
     unsigned in_ring_ = 0;
     size_t in_flight_ = 0;
     std::deque<ReadRequest> pending_;
@@ -182,13 +176,12 @@ class UringEngine final : public IoEngine {
 
 }  // namespace
 
-std::unique_ptr<IoEngine> make_io_engine(const std::string& kind, unsigned depth,
-                                         uint64_t max_bytes) {
+std::unique_ptr<IoEngine> make_io_engine(const std::string& kind, unsigned depth) {
     depth = std::max(1u, depth);
     if (kind == "threads") return std::make_unique<ThreadEngine>(std::min(depth, 16u));
     if (kind == "uring" || kind == "auto") {
         try {
-            return std::make_unique<UringEngine>(depth, max_bytes);
+            return std::make_unique<UringEngine>(depth);
         } catch (const Error& e) {
             if (kind == "uring") fail(std::string("io_uring unavailable: ") + e.what());
         }

@@ -33,10 +33,6 @@ class IoEngine {
 };
 
 // kind: "uring", "threads" or "auto" (io_uring if the kernel allows it).
-// max_bytes (0: no limit): bytes the device is asked for at once; requests beyond it wait in
-// submission order (one is always let through), so large reads complete one after another
-// instead of all together at the end. The thread engine is bounded by its thread count.
-std::unique_ptr<IoEngine> make_io_engine(const std::string& kind, unsigned depth,
-                                         uint64_t max_bytes = 0);
+std::unique_ptr<IoEngine> make_io_engine(const std::string& kind, unsigned depth);
 
 }  // namespace sluice

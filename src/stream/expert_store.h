@@ -87,9 +87,6 @@ struct StreamingOptions {
     uint64_t cache_bytes = 0;  // sluice's own expert cache (slots)
     std::string engine = "auto";
     unsigned queue_depth = 64;
-    // See make_io_engine. 64 MiB measured best for cold prefill (16 tokens, 8 GiB cap:
-    // q30b 17.6 s -> 7.1 s, DeepSeek-V3 shape 13.8 s -> 7.7 s; docs/benchmarks.md).
-    uint64_t max_inflight_bytes = 64ull << 20;
 };
 
 // Reads experts on demand into a cache of fixed-size slots (LRU, pinned while in use).

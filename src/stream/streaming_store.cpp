@@ -26,7 +26,7 @@ class StreamingStore final : public ExpertStore {
         arena_ =
             AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
         for (size_t i = 0; i < slots_.size(); ++i) slots_[i].buf = arena_.data() + i * slot_bytes_;
-        io_ = make_io_engine(o.engine, o.queue_depth, o.max_inflight_bytes);
+        io_ = make_io_engine(o.engine, o.queue_depth);
     }
 
     void prefetch(int layer, const int* experts, int n, bool speculative) override {
