@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "greedy.h"
 #include "core/error.h"
 #include "formats/gguf_writer.h"
 #include "model/model.h"
@@ -116,20 +117,6 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
     return e;
 }
 
-std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt,
-                            size_t n) {
-    const int V = m.config().n_vocab;
-    KvCache kv(m.config(), (int)(prompt.size() + n));
-    std::vector<float> logits((size_t)V);
-    m.forward({prompt.data(), (int)prompt.size(), 0, &kv, &pool, logits.data(), false});
-    std::vector<int32_t> out;
-    int pos = (int)prompt.size();
-    while (out.size() < n) {
-        out.push_back(argmax(logits.data(), V));
-        if (out.size() < n) m.forward({&out.back(), 1, pos++, &kv, &pool, logits.data(), false});
-    }
-    return out;
-}
 
 class DeepSeek : public ::testing::TestWithParam<Case> {};
 
@@ -162,7 +149,7 @@ TEST_P(DeepSeek, LogitsAndGreedyMatchTransformers) {
         EXPECT_LT(max_abs_diff(expanded, absorbed), 1e-4) << k;
         m->set_mla_mode(MlaMode::Auto);
         const auto want_greedy = ref.get<int32_t>(k + ".greedy");
-        EXPECT_EQ(greedy(*m, pool, ids, want_greedy.size()), want_greedy) << k;
+        EXPECT_EQ(test::greedy(*m, pool, ids, want_greedy.size()), want_greedy) << k;
     }
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "greedy.h"
 #include "runtime/loader.h"
 #include "runtime/sampler.h"
 
@@ -11,20 +12,6 @@ namespace sluice {
 namespace {
 
 // Greedy continuation of n tokens after the prompt (one batched prefill, then one token a step).
-std::vector<int32_t> greedy(Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt,
-                            size_t n) {
-    const int V = m.config().n_vocab;
-    KvCache kv(m.config(), (int)(prompt.size() + n));
-    std::vector<float> logits((size_t)V);
-    m.forward({prompt.data(), (int)prompt.size(), 0, &kv, &pool, logits.data(), false});
-    std::vector<int32_t> out;
-    int pos = (int)prompt.size();
-    while (out.size() < n) {
-        out.push_back(argmax(logits.data(), V));
-        if (out.size() < n) m.forward({&out.back(), 1, pos++, &kv, &pool, logits.data(), false});
-    }
-    return out;
-}
 
 class Logits : public ::testing::Test {
   protected:
@@ -69,7 +56,7 @@ TEST_F(Logits, GreedyContinuationsMatchTransformers) {
     for (int p = 0; p < 3; ++p) {
         const std::string k = "prompt" + std::to_string(p);
         const auto want = ref_->get<int32_t>(k + ".greedy");
-        EXPECT_EQ(greedy(*lm_->model, pool, ref_->get<int32_t>(k + ".ids"), want.size()), want)
+        EXPECT_EQ(test::greedy(*lm_->model, pool, ref_->get<int32_t>(k + ".ids"), want.size()), want)
             << k;
     }
 }
@@ -98,7 +85,7 @@ TEST_F(Logits, GgufQ8_0GreedyAgreesWithBf16) {
     LoadedModel q = load_model(test::tiny_gguf("Q8_0"));
     ThreadPool pool(2);
     const auto want = ref_->get<int32_t>("prompt0.greedy");
-    const auto got = greedy(*q.model, pool, ref_->get<int32_t>("prompt0.ids"), 4);
+    const auto got = test::greedy(*q.model, pool, ref_->get<int32_t>("prompt0.ids"), 4);
     EXPECT_EQ(got, std::vector<int32_t>(want.begin(), want.begin() + 4));
 }
 
