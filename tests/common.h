@@ -23,6 +23,10 @@ inline std::string tiny_hf() {
 inline std::string tiny_gguf(const std::string& q) {
     return shared("models/tiny-qwen3moe-" + q + ".gguf");
 }
+// A model made by tools/make_reference.py, committed under tests/fixtures/.
+inline std::string fixture(const std::string& name) {
+    return std::string(SLUICE_SOURCE_DIR) + "/tests/fixtures/" + name;
+}
 
 // Tensors of a safetensors file as f32/i32 vectors.
 struct RefFile {

@@ -65,6 +65,18 @@ void ffn_swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up,
     matmul(pool, down, g.data(), n, out);
 }
 
+namespace {
+
+// order[0..k) = indices of the k largest v[i], ties to the lower index; order.size() = len(v).
+void top_k(const float* v, int k, std::vector<int>& order) {
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
+        return v[a] > v[b] || (v[a] == v[b] && a < b);
+    });
+}
+
+}  // namespace
+
 Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias, int n) {
     const int NE = c.n_expert, K = c.n_expert_used;
     Routing r;
@@ -104,22 +116,13 @@ Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias
                 }
                 gscore[(size_t)g] = gsize > 1 ? b1 + b2 : b1;
             }
-            std::iota(gorder.begin(), gorder.end(), 0);
-            std::partial_sort(gorder.begin(), gorder.begin() + c.topk_group, gorder.end(),
-                              [&](int a, int bb) {
-                                  return gscore[(size_t)a] > gscore[(size_t)bb] ||
-                                         (gscore[(size_t)a] == gscore[(size_t)bb] && a < bb);
-                              });
+            top_k(gscore.data(), c.topk_group, gorder);
             std::vector<char> keep((size_t)c.n_group, 0);
             for (int i = 0; i < c.topk_group; ++i) keep[(size_t)gorder[(size_t)i]] = 1;
             for (int e = 0; e < NE; ++e)
                 if (!keep[(size_t)(e / gsize)]) choice[(size_t)e] = -INFINITY;
         }
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int bb) {
-            return choice[(size_t)a] > choice[(size_t)bb] ||
-                   (choice[(size_t)a] == choice[(size_t)bb] && a < bb);
-        });
+        top_k(choice.data(), K, order);
         double sum = 0;
         for (int j = 0; j < K; ++j) sum += p[order[(size_t)j]];
         const float norm = c.norm_topk_prob ? (float)(1.0 / (sum + 1e-20)) : 1.0f;

@@ -16,10 +16,6 @@
 namespace sluice {
 namespace {
 
-std::string fixture(const std::string& name) {
-    return std::string(SLUICE_SOURCE_DIR) + "/tests/fixtures/" + name;
-}
-
 // The shared GGUF rewritten the way llama.cpp wrote deepseek2 files before it split kv_b:
 // one attn_kv_b per layer and per-head key/value lengths in the plain keys.
 std::string old_layout_gguf() {
@@ -88,7 +84,7 @@ std::vector<Case> cases() {
     };
     for (const char* f :
          {"dsv3-groups", "dsv3-noqlora-yarn", "kimi-k2-yarn", "dsv3-nointerleave", "dsv3-fp8"})
-        v.push_back({f, fixture(f), fixture(f) + "/reference.safetensors"});
+        v.push_back({f, test::fixture(f), test::fixture(f) + "/reference.safetensors"});
     return v;
 }
 
@@ -162,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, DeepSeek, ::testing::ValuesIn(cases()),
                          });
 
 TEST(DeepSeekConfig, ReadsMlaRoutingAndYarnFromBothFormats) {
-    auto hf = Model::open(fixture("dsv3-noqlora-yarn"));
+    auto hf = Model::open(test::fixture("dsv3-noqlora-yarn"));
     const ModelConfig& c = hf->config();
     EXPECT_EQ(c.q_lora_rank, 0);
     EXPECT_EQ(c.kv_lora_rank, 32);
@@ -188,13 +184,13 @@ TEST(DeepSeekConfig, ReadsMlaRoutingAndYarnFromBothFormats) {
 }
 
 TEST(DeepSeekConfig, ExpertsPerTokenLimitedToTheGroupsUsed) {
-    auto m = Model::open(fixture("dsv3-noqlora-yarn"));  // 16 experts, 2 groups, 1 used
+    auto m = Model::open(test::fixture("dsv3-noqlora-yarn"));  // 16 experts, 2 groups, 1 used
     m->set_experts_per_token(8);
     EXPECT_THROW(m->set_experts_per_token(9), Error);
 }
 
 TEST(DeepSeekConfig, LatentCacheIsKvLoraPlusRopePerLayer) {
-    auto m = Model::open(fixture("dsv3-groups"));
+    auto m = Model::open(test::fixture("dsv3-groups"));
     const ModelConfig& c = m->config();
     EXPECT_EQ(KvCache::bytes_for(c, 100), 100ull * c.n_layer * (32 + 8) * sizeof(float));
 }

@@ -81,7 +81,7 @@ TEST(Streaming, EveryModeIsBitIdenticalToResident) {
 // HF directory) stream exactly like Qwen3-MoE: only routed experts go through the store.
 TEST(Streaming, DeepSeekLayersStreamBitIdentically) {
     for (const char* f : {"dsv3-groups", "dsv3-fp8"}) {
-        const std::string path = std::string(SLUICE_SOURCE_DIR) + "/tests/fixtures/" + f;
+        const std::string path = test::fixture(f);
         const auto ref = run_logits(path, {}, false);
         LoadOptions o;
         o.io = IoMode::Direct;

@@ -138,35 +138,29 @@ void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, in
     }
 }
 
+namespace {
+
+// Row r as f32: in place for plain F32 rows, else widened into buf.
+const float* row_f32(const TensorView& W, int64_t r, std::vector<float>& buf) {
+    if (W.dtype == DType::F32 && !W.scale) return (const float*)W.row(r);
+    buf.resize((size_t)W.cols());
+    load_row(W, r, buf.data());
+    return buf.data();
+}
+
+}  // namespace
+
 void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y) {
     const CpuKernels& k = cpu_kernels();
-    const int64_t n = W.cols();
-    thread_local std::vector<float> row;
-    row.resize((size_t)n);
-    for (int64_t i = 0; i < n_rows; ++i) {
-        const float* w = (const float*)W.row(r0 + i);
-        if (W.dtype != DType::F32 || W.scale) {
-            load_row(W, r0 + i, row.data());
-            w = row.data();
-        }
-        y[i] = k.dot_f32(w, x, n);
-    }
+    thread_local std::vector<float> buf;
+    for (int64_t i = 0; i < n_rows; ++i) y[i] = k.dot_f32(row_f32(W, r0 + i, buf), x, W.cols());
 }
 
 void rows_axpy(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y) {
     const CpuKernels& k = cpu_kernels();
-    const int64_t n = W.cols();
-    thread_local std::vector<float> row;
-    row.resize((size_t)n);
-    std::fill(y, y + n, 0.f);
-    for (int64_t i = 0; i < n_rows; ++i) {
-        const float* w = (const float*)W.row(r0 + i);
-        if (W.dtype != DType::F32 || W.scale) {
-            load_row(W, r0 + i, row.data());
-            w = row.data();
-        }
-        k.axpy(x[i], w, y, n);
-    }
+    thread_local std::vector<float> buf;
+    std::fill(y, y + W.cols(), 0.f);
+    for (int64_t i = 0; i < n_rows; ++i) k.axpy(x[i], row_f32(W, r0 + i, buf), y, W.cols());
 }
 
 void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t pos) {
