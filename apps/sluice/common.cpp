@@ -66,6 +66,7 @@ nlohmann::json plan_json(const MemoryPlan& p) {
             {"mode", io_mode_name(p.mode)},
             {"dense", p.dense},
             {"kv_cache", p.kv_cache},
+            {"recurrent_state", p.recurrent_state},
             {"scratch", p.scratch},
             {"io_buffers", p.io_buffers},
             {"expert_cache", p.expert_cache},

@@ -6,6 +6,7 @@ namespace sluice {
 
 void forward_qwen3moe(Model& m, const ForwardArgs& a);
 void forward_deepseek2(Model& m, const ForwardArgs& a);
+void forward_qwen35moe(Model& m, const ForwardArgs& a);
 
 namespace {
 
@@ -78,6 +79,52 @@ const std::vector<ArchInfo>& table() {
           {R::ShexpDown, "blk.{l}.ffn_down_shexp.weight",
            "model.layers.{l}.mlp.shared_experts.down_proj.weight"}},
          forward_deepseek2},
+        // Qwen3.5-MoE (HF Qwen3_5MoeForCausalLM; llama.cpp "qwen35moe"): 3 Gated DeltaNet
+        // layers : 1 gated-attention layer. HF norms are zero-centred (1 + w).
+        {ArchId::Qwen35Moe,
+         "qwen35moe",
+         {"Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"},
+         {"qwen3_5_moe_text", "qwen3_5_moe"},
+         {{R::TokEmbd, "token_embd.weight", "model.embed_tokens.weight"},
+          {R::OutputNorm, "output_norm.weight", "model.norm.weight", HfFix::PlusOne},
+          {R::Output, "output.weight", "lm_head.weight"},
+          {R::AttnNorm, "blk.{l}.attn_norm.weight", "model.layers.{l}.input_layernorm.weight",
+           HfFix::PlusOne},
+          {R::AttnQ, "blk.{l}.attn_q.weight", "model.layers.{l}.self_attn.q_proj.weight"},
+          {R::AttnK, "blk.{l}.attn_k.weight", "model.layers.{l}.self_attn.k_proj.weight"},
+          {R::AttnV, "blk.{l}.attn_v.weight", "model.layers.{l}.self_attn.v_proj.weight"},
+          {R::AttnOut, "blk.{l}.attn_output.weight", "model.layers.{l}.self_attn.o_proj.weight"},
+          {R::AttnQNorm, "blk.{l}.attn_q_norm.weight", "model.layers.{l}.self_attn.q_norm.weight",
+           HfFix::PlusOne},
+          {R::AttnKNorm, "blk.{l}.attn_k_norm.weight", "model.layers.{l}.self_attn.k_norm.weight",
+           HfFix::PlusOne},
+          {R::SsmQkv, "blk.{l}.attn_qkv.weight", "model.layers.{l}.linear_attn.in_proj_qkv.weight"},
+          {R::SsmZ, "blk.{l}.attn_gate.weight", "model.layers.{l}.linear_attn.in_proj_z.weight"},
+          {R::SsmBeta, "blk.{l}.ssm_beta.weight", "model.layers.{l}.linear_attn.in_proj_b.weight"},
+          {R::SsmAlpha, "blk.{l}.ssm_alpha.weight",
+           "model.layers.{l}.linear_attn.in_proj_a.weight"},
+          {R::SsmA, "blk.{l}.ssm_a", "model.layers.{l}.linear_attn.A_log", HfFix::NegExp},
+          {R::SsmDtBias, "blk.{l}.ssm_dt.bias", "model.layers.{l}.linear_attn.dt_bias"},
+          {R::SsmConv, "blk.{l}.ssm_conv1d.weight", "model.layers.{l}.linear_attn.conv1d.weight"},
+          {R::SsmNorm, "blk.{l}.ssm_norm.weight", "model.layers.{l}.linear_attn.norm.weight"},
+          {R::SsmOut, "blk.{l}.ssm_out.weight", "model.layers.{l}.linear_attn.out_proj.weight"},
+          {R::FfnNorm, "blk.{l}.post_attention_norm.weight",
+           "model.layers.{l}.post_attention_layernorm.weight", HfFix::PlusOne},
+          {R::FfnRouter, "blk.{l}.ffn_gate_inp.weight", "model.layers.{l}.mlp.gate.weight"},
+          {R::ExpGate, "blk.{l}.ffn_gate_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.gate_proj.weight"},
+          {R::ExpUp, "blk.{l}.ffn_up_exps.weight", "model.layers.{l}.mlp.experts.{e}.up_proj.weight"},
+          {R::ExpDown, "blk.{l}.ffn_down_exps.weight",
+           "model.layers.{l}.mlp.experts.{e}.down_proj.weight"},
+          {R::ShexpGate, "blk.{l}.ffn_gate_shexp.weight",
+           "model.layers.{l}.mlp.shared_expert.gate_proj.weight"},
+          {R::ShexpUp, "blk.{l}.ffn_up_shexp.weight",
+           "model.layers.{l}.mlp.shared_expert.up_proj.weight"},
+          {R::ShexpDown, "blk.{l}.ffn_down_shexp.weight",
+           "model.layers.{l}.mlp.shared_expert.down_proj.weight"},
+          {R::ShexpGateInp, "blk.{l}.ffn_gate_inp_shexp.weight",
+           "model.layers.{l}.mlp.shared_expert_gate.weight"}},
+         forward_qwen35moe},
     };
     return t;
 }
@@ -88,6 +135,12 @@ const char* ArchInfo::name(TensorRole role, bool hf) const {
     for (const RoleNames& n : names)
         if (n.role == role) return hf ? n.hf : n.gguf;
     return nullptr;
+}
+
+HfFix ArchInfo::hf_fix(TensorRole role) const {
+    for (const RoleNames& n : names)
+        if (n.role == role) return n.hf_fix;
+    return HfFix::None;
 }
 
 const ArchInfo& arch_info(ArchId id) {

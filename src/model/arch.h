@@ -39,6 +39,25 @@ enum class TensorRole {
     ShexpGate,  // shared expert: always on
     ShexpUp,
     ShexpDown,
+    ShexpGateInp,  // shared expert gate: out scaled by sigmoid(w . x). [n_embd]
+    // Gated DeltaNet (linear attention) layers; shapes as in DeltaNetConfig.
+    SsmQkv,    // [conv_channels rows, n_embd]
+    SsmZ,      // output gate: [n_v_heads * v_dim rows, n_embd]
+    SsmBeta,   // [n_v_heads rows, n_embd]
+    SsmAlpha,  // [n_v_heads rows, n_embd]
+    SsmA,      // -exp(A_log): [n_v_heads]
+    SsmDtBias,  // [n_v_heads]
+    SsmConv,   // depthwise causal conv: [conv_channels rows, conv_kernel]
+    SsmNorm,   // gated RMSNorm per v head: [v_dim]
+    SsmOut,    // [n_embd rows, n_v_heads * v_dim]
+};
+
+// How an HF tensor differs from its GGUF form, which is what the forward pass expects
+// (llama.cpp's converter applies the same change).
+enum class HfFix {
+    None,
+    PlusOne,  // zero-centred RMSNorm weight: w + 1
+    NegExp,   // A_log: -exp(w)
 };
 
 // Tensor names of one role; "{l}" is the layer, "{e}" the expert (HF keeps one tensor per
@@ -47,6 +66,7 @@ struct RoleNames {
     TensorRole role;
     const char* gguf;
     const char* hf;
+    HfFix hf_fix = HfFix::None;
 };
 class Model;
 struct ForwardArgs;
@@ -61,6 +81,7 @@ struct ArchInfo {
     ForwardFn forward;
     // Name pattern of a role, or nullptr where the architecture or format lacks it.
     const char* name(TensorRole role, bool hf) const;
+    HfFix hf_fix(TensorRole role) const;
 };
 
 const ArchInfo& arch_info(ArchId id);

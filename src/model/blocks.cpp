@@ -19,8 +19,20 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
                    const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out) {
     const int hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head, nkv = c.n_head_kv;
     const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
-    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * v_dim);
-    matmul(pool, w.wq, h, n, q.data());
+    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * v_dim), gate;
+    if (c.attn_out_gate) {
+        // wq rows per head: [q (hd) | gate (hd)].
+        std::vector<float> qg((size_t)n * q_dim * 2);
+        matmul(pool, w.wq, h, n, qg.data());
+        gate.resize((size_t)n * q_dim);
+        for (int64_t r = 0; r < (int64_t)n * nh; ++r) {
+            const float* src = qg.data() + r * 2 * hd;
+            std::copy(src, src + hd, q.data() + r * hd);
+            std::copy(src + hd, src + 2 * hd, gate.data() + r * hd);
+        }
+    } else {
+        matmul(pool, w.wq, h, n, q.data());
+    }
     matmul(pool, w.wk, h, n, k.data());
     matmul(pool, w.wv, h, n, v.data());
     for (int t = 0; t < n; ++t) {
@@ -53,6 +65,8 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
         for (int p = 0; p < n_pos; ++p)
             kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * vd, o, vd);
     });
+    if (c.attn_out_gate)
+        for (size_t i = 0; i < attn.size(); ++i) attn[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
     matmul(pool, w.wo, attn.data(), n, out);
 }
 
@@ -203,7 +217,16 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
     if (!w.shexp_gate.empty()) {
         std::vector<float> sh((size_t)n * E);
         ffn_swiglu(pool, w.shexp_gate, w.shexp_up, w.shexp_down, h, n, sh.data());
-        for (size_t k = 0; k < sh.size(); ++k) out[k] += sh[k];
+        std::vector<float> sg((size_t)n, 1.0f);
+        if (!w.shexp_gate_inp.empty()) {
+            std::vector<float> gw((size_t)E);
+            get_row(w.shexp_gate_inp, 0, gw.data());
+            for (int t = 0; t < n; ++t)
+                sg[(size_t)t] =
+                    1.0f / (1.0f + std::exp(-cpu_kernels().dot_f32(h + (size_t)t * E, gw.data(), E)));
+        }
+        for (int t = 0; t < n; ++t)
+            for (int j = 0; j < E; ++j) out[(size_t)t * E + j] += sg[(size_t)t] * sh[(size_t)t * E + j];
     }
 }
 

@@ -14,7 +14,9 @@ namespace sluice {
 // x: [n, n_embd] -> embedding rows of tokens.
 void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, float* x);
 
-// GQA self-attention with per-head q/k RMSNorm (when given) and RoPE.
+// GQA self-attention with per-head q/k RMSNorm (when given) and RoPE over the first n_rot
+// dims of each head. With c.attn_out_gate, wq yields [q | gate] per head and the attention
+// output is multiplied by sigmoid(gate) before wo.
 // h: [n, n_embd] normalized input; out: [n, n_embd]. Writes K/V for [pos0, pos0+n).
 void attention_gqa(const ModelConfig& c, const RopeTable& rope, const LayerWeights& w, int layer,
                    const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out);
@@ -25,6 +27,12 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope, const LayerWeigh
 void attention_mla(const ModelConfig& c, const RopeTable& rope, const LayerWeights& w, int layer,
                    const float* h, int n, int pos0, KvCache& kv, bool expanded, ThreadPool& pool,
                    float* out);
+
+// Gated DeltaNet linear attention (deltanet.cpp). h: [n, n_embd]; out: [n, n_embd]. Reads and
+// updates the layer's conv history and recurrent state in kv. Chunked form for batches,
+// recurrent form for single tokens (Auto); both give the same results.
+void attention_deltanet(const ModelConfig& c, const LayerWeights& w, int layer, const float* h,
+                        int n, KvCache& kv, DeltaNetMode mode, ThreadPool& pool, float* out);
 
 // out = down(silu(gate x) * up x). x: [n, n_embd]; out: [n, n_embd].
 void ffn_swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up,

@@ -32,6 +32,9 @@ ModelConfig config_from_gguf(const GGUFFile& g) {
         return (int)g.get_uint(p + k).value_or((uint64_t)def);
     };
     c.n_layer = req("block_count");
+    // Multi-token-prediction blocks (llama.cpp appends them after the decoder layers) are
+    // not part of the forward pass.
+    c.n_layer -= opt("nextn_predict_layers", 0);
     c.n_embd = req("embedding_length");
     c.n_head = req("attention.head_count");
     c.n_head_kv = opt("attention.head_count_kv", c.n_head);
@@ -86,6 +89,26 @@ ModelConfig config_from_gguf(const GGUFFile& g) {
             fail(g.path + ": rope scaling '" + *scaling + "' is not supported (supported: yarn)");
         }
     }
+    if (info->id == ArchId::Qwen35Moe) {
+        DeltaNetConfig& d = c.gdn;
+        d.conv_kernel = req("ssm.conv_kernel");
+        d.k_dim = req("ssm.state_size");
+        d.n_k_heads = req("ssm.group_count");
+        d.n_v_heads = req("ssm.time_step_rank");
+        const int inner = req("ssm.inner_size");
+        check(inner % d.n_v_heads == 0, g.path + ": metadata '" + p + "ssm.inner_size' (" +
+                                            std::to_string(inner) + ") is not a multiple of '" +
+                                            p + "ssm.time_step_rank'");
+        d.v_dim = inner / d.n_v_heads;
+        d.v_tiled = true;  // llama.cpp's converter reorders v heads for ggml_repeat
+        // llama.cpp: every interval-th layer (1-based) is full attention.
+        const int interval = opt("full_attention_interval", 4);
+        c.layer_linear.resize((size_t)c.n_layer);
+        for (int l = 0; l < c.n_layer; ++l) c.layer_linear[(size_t)l] = (l + 1) % interval != 0;
+        c.n_ff_shexp = opt("expert_shared_feed_forward_length", 0);
+        c.attn_out_gate = true;
+        c.shexp_gated = c.n_ff_shexp > 0;
+    }
     c.n_vocab = (int)g.get_string_array("tokenizer.ggml.tokens").size();
     if (const TensorInfo* t = g.index.find("token_embd.weight"); t && t->ne.size() == 2)
         c.n_vocab = (int)t->ne[1];
@@ -97,12 +120,14 @@ ModelConfig config_from_gguf(const GGUFFile& g) {
 ModelConfig config_from_hf(const std::string& dir) {
     using json = nlohmann::json;
     const std::string path = (std::filesystem::path(dir) / "config.json").string();
-    const json j = read_json_file(path);
+    json j = read_json_file(path);
     ModelConfig c;
     std::string hf_arch =
         j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()
             ? j["architectures"][0].get<std::string>()
             : "";
+    // Multimodal checkpoints (e.g. Qwen3_5MoeForConditionalGeneration) nest the text model.
+    if (j.contains("text_config") && j["text_config"].is_object()) j = json(j["text_config"]);
     const ArchInfo* info = arch_by_hf_name(hf_arch, j.value("model_type", ""));
     if (!info)
         fail(path + ": unknown architecture '" + hf_arch + "' / model_type '" +
@@ -174,6 +199,37 @@ ModelConfig config_from_hf(const std::string& dir) {
         c.rope.pairs = j.value("rope_interleave", true);
         check(j.value("moe_layer_freq", 1) == 1, path + ": moe_layer_freq other than 1 is not supported");
     }
+    if (info->id == ArchId::Qwen35Moe) {
+        const float partial = rp.value("partial_rotary_factor", j.value("partial_rotary_factor", 1.f));
+        c.n_rot = (int)((float)c.head_dim * partial);
+        DeltaNetConfig& d = c.gdn;
+        d.n_k_heads = geti({"linear_num_key_heads"}, 0, true);
+        d.n_v_heads = geti({"linear_num_value_heads"}, 0, true);
+        d.k_dim = geti({"linear_key_head_dim"}, 0, true);
+        d.v_dim = geti({"linear_value_head_dim"}, 0, true);
+        d.conv_kernel = geti({"linear_conv_kernel_dim"}, 0, true);
+        c.layer_linear.resize((size_t)c.n_layer);
+        if (j.contains("layer_types") && j["layer_types"].is_array()) {
+            const json& lt = j["layer_types"];
+            check(lt.size() == (size_t)c.n_layer, path + ": 'layer_types' has " +
+                                                      std::to_string(lt.size()) + " entries for " +
+                                                      std::to_string(c.n_layer) + " layers");
+            for (int l = 0; l < c.n_layer; ++l) {
+                const std::string t = lt[(size_t)l].is_string() ? lt[(size_t)l].get<std::string>() : "";
+                check(t == "linear_attention" || t == "full_attention",
+                      path + ": layer_types[" + std::to_string(l) + "] is '" + t +
+                          "' (known: linear_attention, full_attention)");
+                c.layer_linear[(size_t)l] = t == "linear_attention";
+            }
+        } else {
+            const int interval = geti({"full_attention_interval"}, 4, false);
+            check(interval > 0, path + ": 'full_attention_interval' must be positive");
+            for (int l = 0; l < c.n_layer; ++l) c.layer_linear[(size_t)l] = (l + 1) % interval != 0;
+        }
+        c.n_ff_shexp = geti({"shared_expert_intermediate_size"}, 0, false);
+        c.attn_out_gate = true;
+        c.shexp_gated = c.n_ff_shexp > 0;
+    }
     if (j.contains("quantization_config") && j["quantization_config"].is_object()) {
         const json& q = j["quantization_config"];
         const std::string method = q.value("quant_method", std::string("?"));
@@ -217,9 +273,26 @@ void validate_config(const ModelConfig& c, const std::string& where) {
     if (c.is_mla())
         check(c.qk_nope > 0 && c.qk_nope + c.n_rot == c.head_dim,
               where + ": MLA head sizes are inconsistent (qk_nope + qk_rope != head_dim)");
+    if (!c.layer_linear.empty()) {
+        const DeltaNetConfig& d = c.gdn;
+        check(c.layer_linear.size() == (size_t)c.n_layer,
+              where + ": layer types do not cover every layer");
+        check(d.n_k_heads > 0 && d.n_v_heads > 0 && d.k_dim > 0 && d.v_dim > 0 &&
+                  d.conv_kernel >= 1 && d.conv_kernel <= 16,
+              where + ": linear-attention head counts, head sizes and conv kernel must be positive");
+        check(d.n_v_heads % d.n_k_heads == 0,
+              where + ": linear value heads (" + std::to_string(d.n_v_heads) +
+                  ") are not a multiple of key heads (" + std::to_string(d.n_k_heads) + ")");
+    }
     if (c.rope.yarn)
         check(c.rope.factor >= 1 && c.rope.orig_ctx > 0,
               where + ": YaRN needs factor >= 1 and an original context length");
+}
+
+int ModelConfig::n_linear_layers() const {
+    int n = 0;
+    for (char f : layer_linear) n += f != 0;
+    return n;
 }
 
 float ModelConfig::attn_scale() const {

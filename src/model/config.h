@@ -2,12 +2,13 @@
 // Normalized hyper-parameters, whatever file they came from.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sluice {
 
 class GGUFFile;
 
-enum class ArchId { Qwen3Moe, DeepSeek2 };
+enum class ArchId { Qwen3Moe, DeepSeek2, Qwen35Moe };
 
 // How router logits become expert weights.
 enum class Gating {
@@ -24,6 +25,22 @@ struct RopeConfig {
     int orig_ctx = 0;  // original_max_position_embeddings
     float beta_fast = 32.f, beta_slow = 1.f;
     float mscale = 1.f, mscale_all_dim = 0.f;
+};
+
+// Gated DeltaNet linear attention (Qwen3.5 / Qwen3-Next "linear_attention" layers).
+// Channels of the conv/qkv projection: [q: n_k_heads*k_dim | k: n_k_heads*k_dim | v: n_v_heads*v_dim].
+struct DeltaNetConfig {
+    int n_k_heads = 0, n_v_heads = 0;  // each k head serves n_v_heads / n_k_heads v heads
+    int k_dim = 0, v_dim = 0;
+    int conv_kernel = 0;
+    // v heads in llama.cpp's "tiled" order (GGUF): v head h reads k head h % n_k_heads;
+    // HF order: h / (n_v_heads / n_k_heads).
+    bool v_tiled = false;
+
+    int conv_channels() const { return 2 * n_k_heads * k_dim + n_v_heads * v_dim; }
+    int k_head_of(int v_head) const {
+        return v_tiled ? v_head % n_k_heads : v_head / (n_v_heads / n_k_heads);
+    }
 };
 
 struct ModelConfig {
@@ -55,7 +72,16 @@ struct ModelConfig {
     int kv_lora_rank = 0;
     int qk_nope = 0;  // per-head query/key dims without rotary
     RopeConfig rope;
+    // Hybrid models: layer_linear[l] != 0 marks a linear-attention (DeltaNet) layer; empty: none.
+    std::vector<char> layer_linear;
+    DeltaNetConfig gdn;
+    bool attn_out_gate = false;  // q projection also yields a per-head sigmoid gate on the output
+    bool shexp_gated = false;    // shared expert scaled by sigmoid(w . x)
 
+    bool is_linear_layer(int l) const {
+        return !layer_linear.empty() && layer_linear[(size_t)l] != 0;
+    }
+    int n_linear_layers() const;
     bool is_mla() const { return kv_lora_rank > 0; }
     bool is_moe_layer(int l) const { return l >= n_dense_lead; }
     // softmax(q.k * attn_scale): 1/sqrt(head_dim), times YaRN's mscale^2 where it applies.

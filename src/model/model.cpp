@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 
@@ -17,6 +18,29 @@ std::string shape_str(const std::vector<int64_t>& ne) {
     return s + "]";
 }
 
+std::vector<int64_t> without_trailing_ones(std::vector<int64_t> ne) {
+    while (ne.size() > 1 && ne.back() == 1) ne.pop_back();
+    return ne;
+}
+
+// Multimodal checkpoints keep the text model under "model.language_model.": renamed to the
+// text-only names, other towers (vision) dropped.
+TensorIndex without_prefix(TensorIndex index, const std::string& prefix, const std::string& to) {
+    bool any = false;
+    for (const TensorInfo& t : index.tensors) any = any || t.name.rfind(prefix, 0) == 0;
+    if (!any) return index;
+    TensorIndex out;
+    out.files = index.files;
+    for (TensorInfo& t : index.tensors) {
+        if (t.name.rfind(prefix, 0) == 0)
+            t.name = to + t.name.substr(prefix.size());
+        else if (t.name.rfind(to, 0) == 0)
+            continue;
+        out.add(std::move(t));
+    }
+    return out;
+}
+
 }  // namespace
 
 std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& opts) {
@@ -29,6 +53,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& o
         hf = true;
         m->cfg_ = config_from_hf(path);
         m->index_ = read_safetensors_dir(path);
+        m->index_ = without_prefix(std::move(m->index_), "model.language_model.", "model.");
     } else {
         m->gguf_ = read_gguf(path);
         m->cfg_ = config_from_gguf(*m->gguf_);
@@ -61,12 +86,13 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
     auto find_checked = [&](R role, int layer, int expert,
                             std::vector<int64_t> want) -> const TensorInfo& {
         const TensorInfo* t = info(role, layer, expert, true);
-        if (t->ne != want)
+        if (without_trailing_ones(t->ne) != without_trailing_ones(want))
             fail(where + ": tensor '" + t->name + "' has shape " + shape_str(t->ne) +
                  ", expected " + shape_str(want));
         if (role == R::OutputNorm || role == R::AttnNorm || role == R::FfnNorm ||
             role == R::AttnQNorm || role == R::AttnKNorm || role == R::AttnQANorm ||
-            role == R::AttnKvANorm || role == R::ExpProbsBias)
+            role == R::AttnKvANorm || role == R::ExpProbsBias || role == R::SsmA ||
+            role == R::SsmDtBias || role == R::SsmNorm || role == R::SsmConv)
             check(!dtype_traits(t->dtype).quantized,
                   where + ": tensor '" + t->name + "' must be F32/F16/BF16");
         check(t->dtype != DType::I32, where + ": tensor '" + t->name + "' has integer dtype I32");
@@ -109,11 +135,25 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
         v.scale = block_scales(t);
         return v;
     };
+    // An HF tensor stored differently from the GGUF form: a resident f32 copy, changed.
+    auto hf_fixed = [&](TensorView v, HfFix fix) -> TensorView {
+        const int64_t n = v.cols() * v.rows();
+        AlignedBuffer buf((size_t)n * sizeof(float));
+        float* y = (float*)buf.data();
+        for (int64_t r = 0; r < v.rows(); ++r) get_row(v, r, y + r * v.cols());
+        for (int64_t i = 0; i < n; ++i) y[i] = fix == HfFix::PlusOne ? y[i] + 1.0f : -std::exp(y[i]);
+        v.dtype = DType::F32;
+        v.data = buf.data();
+        resident_.push_back(std::move(buf));
+        return v;
+    };
     enum Need { Required, Optional };
     auto bind = [&](R role, int layer, std::vector<int64_t> want, Need need = Required) {
         const TensorInfo* t = info(role, layer, -1, need == Required);
         if (!t) return TensorView{};
-        return dense(find_checked(role, layer, -1, std::move(want)));
+        TensorView v = dense(find_checked(role, layer, -1, std::move(want)));
+        const HfFix fix = hf ? arch.hf_fix(role) : HfFix::None;
+        return fix == HfFix::None ? v : hf_fixed(v, fix);
     };
     auto present = [&](R role, int layer) { return info(role, layer, -1, false) != nullptr; };
     const int64_t E = c.n_embd, hd = c.head_dim, V = c.n_vocab, H = c.n_head;
@@ -128,8 +168,22 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
     for (int l = 0; l < c.n_layer; ++l) {
         LayerWeights& L = w_.layers[(size_t)l];
         L.attn_norm = bind(R::AttnNorm, l, {E});
-        L.wo = bind(R::AttnOut, l, {H * c.v_head_dim, E});
-        if (c.is_mla()) {
+        if (c.is_linear_layer(l)) {
+            const DeltaNetConfig& d = c.gdn;
+            const int64_t C = d.conv_channels(), NV = d.n_v_heads, VD = (int64_t)NV * d.v_dim;
+            L.ssm_qkv = bind(R::SsmQkv, l, {E, C});
+            L.ssm_z = bind(R::SsmZ, l, {E, VD});
+            L.ssm_beta = bind(R::SsmBeta, l, {E, NV});
+            L.ssm_alpha = bind(R::SsmAlpha, l, {E, NV});
+            L.ssm_a = bind(R::SsmA, l, {NV});
+            L.ssm_dt_bias = bind(R::SsmDtBias, l, {NV});
+            // HF keeps nn.Conv1d's [C, 1, K]; GGUF [C, K]. Same bytes.
+            L.ssm_conv = hf ? bind(R::SsmConv, l, {d.conv_kernel, 1, C})
+                            : bind(R::SsmConv, l, {d.conv_kernel, C});
+            L.ssm_norm = bind(R::SsmNorm, l, {d.v_dim});
+            L.ssm_out = bind(R::SsmOut, l, {VD, E});
+        } else if (c.is_mla()) {
+            L.wo = bind(R::AttnOut, l, {H * c.v_head_dim, E});
             const int64_t qr = c.q_lora_rank, kr = c.kv_lora_rank;
             if (qr > 0) {
                 L.wq_a = bind(R::AttnQA, l, {E, qr});
@@ -148,7 +202,9 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
                 L.wkv_b = bind(R::AttnKvB, l, {kr, H * (c.qk_nope + c.v_head_dim)});
             }
         } else {
-            L.wq = bind(R::AttnQ, l, {E, H * hd});
+            L.wo = bind(R::AttnOut, l, {H * c.v_head_dim, E});
+            // With an output gate, each head's q rows are followed by its gate rows.
+            L.wq = bind(R::AttnQ, l, {E, H * hd * (c.attn_out_gate ? 2 : 1)});
             L.wk = bind(R::AttnK, l, {E, c.n_head_kv * hd});
             L.wv = bind(R::AttnV, l, {E, c.n_head_kv * c.v_head_dim});
             if (arch.name(R::AttnQNorm, hf)) {
@@ -170,6 +226,7 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
             L.shexp_gate = bind(R::ShexpGate, l, {E, c.n_ff_shexp});
             L.shexp_up = bind(R::ShexpUp, l, {E, c.n_ff_shexp});
             L.shexp_down = bind(R::ShexpDown, l, {c.n_ff_shexp, E});
+            if (c.shexp_gated) L.shexp_gate_inp = bind(R::ShexpGateInp, l, {E});
         }
         // Experts: byte ranges only; the expert store decides how they reach memory.
         ExpertLayerLayout& X = layout_.layers[(size_t)l];
@@ -212,10 +269,13 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
 void Model::make_expert_store(const LoadOptions& o) {
     // Scratch: activations of a prefill batch of up to 512 tokens plus logits for it.
     const uint64_t ff = (uint64_t)std::max({cfg_.n_ff_exp, cfg_.n_ff, cfg_.n_ff_shexp});
-    const uint64_t heads = (uint64_t)cfg_.n_head * (cfg_.head_dim + cfg_.v_head_dim);
+    const uint64_t heads = (uint64_t)cfg_.n_head * (2 * cfg_.head_dim + cfg_.v_head_dim) +
+                           (uint64_t)cfg_.gdn.conv_channels() * 3 +
+                           (uint64_t)cfg_.gdn.n_v_heads * cfg_.gdn.v_dim * 2;
     const uint64_t scratch =
         512ull * (8 * (uint64_t)cfg_.n_embd + 4 * ff + 2 * heads) * 4 + 4ull * cfg_.n_vocab * 256;
-    plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, KvCache::bytes_for(cfg_, o.n_ctx),
+    const ResidentState state{KvCache::bytes_for(cfg_, o.n_ctx), KvCache::state_bytes_for(cfg_)};
+    plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, state,
                         scratch, layout_, cfg_.n_expert_used);
     if (o.mem_budget == 0) {
         experts_ = make_mapped_expert_store(layout_, false);
@@ -247,6 +307,7 @@ void Model::forward(const ForwardArgs& a) {
         check(a.tokens[i] >= 0 && a.tokens[i] < cfg_.n_vocab,
               "token id " + std::to_string(a.tokens[i]) + " is outside the vocabulary (0.." +
                   std::to_string(cfg_.n_vocab - 1) + ")");
+    a.kv->advance_recurrent(a.pos0, a.n);
     arch_info(cfg_.arch).forward(*this, a);
 }
 

@@ -32,6 +32,9 @@ struct LayerWeights {
     TensorView ffn_gate, ffn_up, ffn_down;  // dense layers
     TensorView router, router_bias;         // MoE layers. router: [n_expert rows, n_embd]
     TensorView shexp_gate, shexp_up, shexp_down;
+    TensorView shexp_gate_inp;  // [n_embd]: shared expert scaled by sigmoid(w . x)
+    // Gated DeltaNet layers (shapes in TensorRole).
+    TensorView ssm_qkv, ssm_z, ssm_beta, ssm_alpha, ssm_a, ssm_dt_bias, ssm_conv, ssm_norm, ssm_out;
     // FP8 experts: block scales of [gate, up, down] per expert (the store serves the weights).
     std::vector<std::array<const float*, 3>> expert_scale;
 };
@@ -56,6 +59,8 @@ struct ForwardArgs {
 // MLA attention: absorbed (attends over the latent cache directly; decode) or expanded
 // (per-head K/V rebuilt from the latents; cheaper for long prefill batches).
 enum class MlaMode { Auto, Absorbed, Expanded };
+// Linear-attention layers: chunked form for batches, recurrent for single tokens (Auto).
+enum class DeltaNetMode { Auto, Chunked, Recurrent };
 
 struct LoadOptions {
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
@@ -88,6 +93,8 @@ class Model {
     bool speculative_prefetch() const { return spec_prefetch_; }
     void set_mla_mode(MlaMode m) { mla_mode_ = m; }
     MlaMode mla_mode() const { return mla_mode_; }
+    void set_deltanet_mode(DeltaNetMode m) { deltanet_mode_ = m; }
+    DeltaNetMode deltanet_mode() const { return deltanet_mode_; }
     const RopeTable& rope() const { return rope_; }
 
     // Checks tokens and positions, then runs the architecture's forward pass.
@@ -111,6 +118,7 @@ class Model {
     uint64_t dense_bytes_ = 0;
     bool spec_prefetch_ = false;
     MlaMode mla_mode_ = MlaMode::Auto;
+    DeltaNetMode deltanet_mode_ = DeltaNetMode::Auto;
     RopeTable rope_;
     std::function<void(uint64_t, uint64_t)> progress_;
 };

@@ -7,13 +7,15 @@
 
 namespace sluice {
 
-MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache,
+MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentState state,
                        uint64_t scratch, const ExpertLayout& layout, int experts_per_token) {
+    const uint64_t kv_cache = state.kv_cache + state.recurrent_state;
     MemoryPlan p;
     p.budget = budget;
     p.mode = mode;
     p.dense = dense;
-    p.kv_cache = kv_cache;
+    p.kv_cache = state.kv_cache;
+    p.recurrent_state = state.recurrent_state;
     p.scratch = scratch;
     p.experts_total = layout.total_bytes();
     p.slot_bytes = expert_slot_bytes(layout, mode);
@@ -25,7 +27,7 @@ MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv
     const uint64_t min_io = min_slots * p.slot_bytes;
     if (fixed + min_io > budget)
         fail("memory budget " + format_bytes(budget) + " is too small: dense weights " +
-             format_bytes(dense) + " + KV cache " + format_bytes(kv_cache) + " + scratch " +
+             format_bytes(dense) + " + KV cache and state " + format_bytes(kv_cache) + " + scratch " +
              format_bytes(scratch) + " + minimum expert buffers " + format_bytes(min_io) + " = " +
              format_bytes(fixed + min_io) + " (lower --ctx or raise --mem-budget)");
     const uint64_t rest = budget - fixed;
@@ -52,6 +54,8 @@ std::string MemoryPlan::describe() const {
                     (budget ? format_bytes(budget) : std::string("unlimited")) + "\n";
     s += "  dense weights  " + format_bytes(dense) + " (resident)\n";
     s += "  KV cache       " + format_bytes(kv_cache) + "\n";
+    if (recurrent_state)
+        s += "  linear state   " + format_bytes(recurrent_state) + " (DeltaNet conv + recurrent)\n";
     s += "  scratch        " + format_bytes(scratch) + "\n";
     if (io_buffers) s += "  I/O buffers    " + format_bytes(io_buffers) + "\n";
     if (expert_cache)

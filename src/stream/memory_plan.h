@@ -14,6 +14,7 @@ struct MemoryPlan {
     IoMode mode = IoMode::PageCache;
     uint64_t dense = 0;
     uint64_t kv_cache = 0;
+    uint64_t recurrent_state = 0;  // linear-attention layers: conv history + recurrent state
     uint64_t scratch = 0;
     uint64_t io_buffers = 0;    // slots sluice keeps in page-cache mode
     uint64_t expert_cache = 0;  // sluice's own cache (direct mode)
@@ -26,7 +27,11 @@ struct MemoryPlan {
 };
 
 // Throws Error with the numbers if the resident part does not fit the budget.
-MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, uint64_t kv_cache,
+// resident: KV cache and recurrent state, both fixed for the context size.
+struct ResidentState {
+    uint64_t kv_cache = 0, recurrent_state = 0;
+};
+MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentState state,
                        uint64_t scratch, const ExpertLayout& layout, int experts_per_token);
 
 }  // namespace sluice

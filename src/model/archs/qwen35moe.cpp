@@ -1,0 +1,35 @@
+// Qwen3.5-MoE (HF Qwen3_5MoeForCausalLM, GGUF "qwen35moe"): pre-norm layers whose token mixer
+// is Gated DeltaNet linear attention (most layers) or GQA with q/k RMSNorm, partial NeoX RoPE
+// and a sigmoid output gate (every 4th layer), then softmax-top-K routed experts plus a
+// shared expert scaled by a sigmoid gate.
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "model/blocks.h"
+
+namespace sluice {
+
+void forward_qwen35moe(Model& m, const ForwardArgs& a) {
+    const ModelConfig& c = m.config();
+    const Weights& w = m.weights();
+    const int n = a.n, E = c.n_embd;
+    std::vector<float> x((size_t)n * E), h((size_t)n * E), o((size_t)n * E);
+    embed_tokens(w.tok_embd, a.tokens, n, x.data());
+    for (int l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& L = w.layers[(size_t)l];
+        rms_norm(x.data(), L.attn_norm, c.rms_eps, n, E, h.data());
+        if (c.is_linear_layer(l))
+            attention_deltanet(c, L, l, h.data(), n, *a.kv, m.deltanet_mode(), *a.pool, o.data());
+        else
+            attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
+        for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+        rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
+        const LayerWeights* next =
+            m.speculative_prefetch() && l + 1 < c.n_layer ? &w.layers[(size_t)l + 1] : nullptr;
+        moe_block(c, L, next, m.experts(), l, h.data(), n, *a.pool, o.data());
+        for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    }
+    output_logits(c, w, x.data(), n, a.all_logits, *a.pool, a.logits);
+}
+
+}  // namespace sluice
