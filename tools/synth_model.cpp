@@ -1,4 +1,4 @@
-// Writes a synthetic Qwen3-MoE GGUF with real layer shapes and random but sane weights
+// Writes a synthetic MoE GGUF (Qwen3-MoE, DeepSeek-V3 or Qwen3.5-MoE shapes) with real layer shapes and random but sane weights
 // (rows drawn from a pool of quantized Gaussian rows, scaled 1/sqrt(n_in) so activations
 // stay O(1)), with the tokenizer of a small real GGUF. For benchmarks; never for quality.
 //
@@ -10,6 +10,7 @@
 // stream stays dominated by the token-specific embedding.
 //   sluice-synth --shape qwen3-30b-a3b -o /data/q30b.gguf [--layers N]
 //   sluice-synth --shape deepseek-v3 -o /data/dsv3.gguf --layers 5   (1 dense + 4 MoE layers)
+//   sluice-synth --shape qwen3.5-397b -o /data/q35.gguf --layers 12  (9 DeltaNet + 3 attention)
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
@@ -195,6 +196,91 @@ void write_deepseek(const DsShape& d, int vocab, GGUFWriter& w, Synth& s) {
     }
 }
 
+// Qwen3.5-397B-A17B: 60 layers, 3 Gated DeltaNet : 1 gated attention, 512 experts of FFN
+// 1024 (10 used) plus a gated shared expert of 1024. Layer count overridable (the pattern
+// stays 3:1).
+struct Qwen35Shape {
+    int layers = 60, interval = 4, hidden = 4096, n_head = 32, n_head_kv = 2, head_dim = 256,
+        n_rot = 64, lin_k_heads = 16, lin_v_heads = 64, lin_k_dim = 128, lin_v_dim = 128,
+        conv = 4, experts = 512, used = 10, ff_exp = 1024, ff_shexp = 1024;
+    DType expert_type = DType::Q4_K, dense_type = DType::Q8_0, embd_type = DType::Q8_0;
+};
+
+void write_qwen35(const Qwen35Shape& d, int vocab, GGUFWriter& w, Synth& s) {
+    const std::string a = "qwen35moe";
+    w.set_str("general.architecture", a);
+    w.set_str("general.name", "synthetic qwen3.5-397b-a17b");
+    w.set_u32(a + ".block_count", (uint32_t)d.layers);
+    w.set_u32(a + ".context_length", 262144);
+    w.set_u32(a + ".embedding_length", (uint32_t)d.hidden);
+    w.set_u32(a + ".attention.head_count", (uint32_t)d.n_head);
+    w.set_u32(a + ".attention.head_count_kv", (uint32_t)d.n_head_kv);
+    w.set_u32(a + ".attention.key_length", (uint32_t)d.head_dim);
+    w.set_u32(a + ".attention.value_length", (uint32_t)d.head_dim);
+    w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
+    w.set_u32(a + ".rope.dimension_count", (uint32_t)d.n_rot);
+    w.set_i32_array(a + ".rope.dimension_sections", {11, 11, 10, 0});
+    w.set_f32(a + ".rope.freq_base", 1e7f);
+    w.set_u32(a + ".expert_count", (uint32_t)d.experts);
+    w.set_u32(a + ".expert_used_count", (uint32_t)d.used);
+    w.set_u32(a + ".expert_feed_forward_length", (uint32_t)d.ff_exp);
+    w.set_u32(a + ".expert_shared_feed_forward_length", (uint32_t)d.ff_shexp);
+    w.set_u32(a + ".ssm.conv_kernel", (uint32_t)d.conv);
+    w.set_u32(a + ".ssm.state_size", (uint32_t)d.lin_k_dim);
+    w.set_u32(a + ".ssm.group_count", (uint32_t)d.lin_k_heads);
+    w.set_u32(a + ".ssm.time_step_rank", (uint32_t)d.lin_v_heads);
+    w.set_u32(a + ".ssm.inner_size", (uint32_t)(d.lin_v_heads * d.lin_v_dim));
+    w.set_u32(a + ".full_attention_interval", (uint32_t)d.interval);
+    const int64_t H = d.hidden, QD = (int64_t)d.n_head * d.head_dim,
+                  KVD = (int64_t)d.n_head_kv * d.head_dim, NV = d.lin_v_heads,
+                  VD = NV * d.lin_v_dim, C = 2 * (int64_t)d.lin_k_heads * d.lin_k_dim + VD,
+                  F = d.ff_exp;
+    const DType dt = d.dense_type, et = d.expert_type;
+    const RowPool& p_embd = s.pool(d.embd_type, H, std::sqrt((float)H), vocab);
+    const RowPool& p_out = s.pool(d.embd_type, H);
+    const RowPool& p_h = s.pool(dt, H);
+    const RowPool& p_o = s.pool(dt, QD, kOutScale);
+    const RowPool& p_ssm_out = s.pool(dt, VD, kOutScale);
+    const RowPool& p_sh_down = s.pool(dt, d.ff_shexp, kOutScale);
+    const RowPool& p_exp_in = s.pool(et, H);
+    const RowPool& p_exp_down = s.pool(et, F, kOutScale);
+    w.add_tensor("token_embd.weight", d.embd_type, {H, vocab},
+                 [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
+    s.constant("output_norm.weight", H, 1.f);
+    s.quant("output.weight", d.embd_type, {H, vocab}, p_out);
+    for (int l = 0; l < d.layers; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        s.constant(b + "attn_norm.weight", H, 1.f);
+        if ((l + 1) % d.interval != 0) {
+            s.quant(b + "attn_qkv.weight", dt, {H, C}, p_h);
+            s.quant(b + "attn_gate.weight", dt, {H, VD}, p_h);
+            s.gaussian(b + "ssm_beta.weight", {H, NV}, 1.0f / std::sqrt((float)H));
+            s.gaussian(b + "ssm_alpha.weight", {H, NV}, 1.0f / std::sqrt((float)H));
+            s.constant(b + "ssm_a", NV, -1.f);
+            s.constant(b + "ssm_dt.bias", NV, 1.f);
+            s.gaussian(b + "ssm_conv1d.weight", {d.conv, C}, 0.5f);
+            s.constant(b + "ssm_norm.weight", d.lin_v_dim, 1.f);
+            s.quant(b + "ssm_out.weight", dt, {VD, H}, p_ssm_out);
+        } else {
+            s.quant(b + "attn_q.weight", dt, {H, 2 * QD}, p_h);
+            s.quant(b + "attn_k.weight", dt, {H, KVD}, p_h);
+            s.quant(b + "attn_v.weight", dt, {H, KVD}, p_h);
+            s.quant(b + "attn_output.weight", dt, {QD, H}, p_o);
+            s.constant(b + "attn_q_norm.weight", d.head_dim, 1.f);
+            s.constant(b + "attn_k_norm.weight", d.head_dim, 1.f);
+        }
+        s.constant(b + "post_attention_norm.weight", H, 1.f);
+        s.gaussian(b + "ffn_gate_inp.weight", {H, d.experts}, 1.0f / std::sqrt((float)H));
+        s.quant(b + "ffn_gate_exps.weight", et, {H, F, d.experts}, p_exp_in);
+        s.quant(b + "ffn_up_exps.weight", et, {H, F, d.experts}, p_exp_in);
+        s.quant(b + "ffn_down_exps.weight", et, {F, H, d.experts}, p_exp_down);
+        s.quant(b + "ffn_gate_shexp.weight", dt, {H, d.ff_shexp}, p_h);
+        s.quant(b + "ffn_up_shexp.weight", dt, {H, d.ff_shexp}, p_h);
+        s.quant(b + "ffn_down_shexp.weight", dt, {d.ff_shexp, H}, p_sh_down);
+        s.gaussian(b + "ffn_gate_inp_shexp.weight", {H}, 1.0f / std::sqrt((float)H));
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,7 +288,8 @@ int main(int argc, char** argv) {
     std::string shape_name = "qwen3-30b-a3b", out,
                 tok_from = "../shared/models/tiny-qwen3moe-Q8_0.gguf";
     int layers = 0;
-    app.add_option("--shape", shape_name, "qwen3-30b-a3b | tiny-bench | deepseek-v3");
+    app.add_option("--shape", shape_name,
+                   "qwen3-30b-a3b | tiny-bench | deepseek-v3 | qwen3.5-397b");
     app.add_option("-o,--out", out, "output .gguf")->required();
     app.add_option("--layers", layers, "override the layer count (e.g. to fit a disk)");
     app.add_option("--tokenizer-from", tok_from, "GGUF whose tokenizer metadata is copied");
@@ -222,6 +309,16 @@ int main(int argc, char** argv) {
             write_deepseek(d, vocab, w, sy);
             std::fprintf(stderr, "writing %s: deepseek-v3 shape, %d layers (%d dense), %s\n",
                          out.c_str(), d.layers, d.dense_lead,
+                         format_bytes(w.total_tensor_bytes()).c_str());
+            w.write(out);
+            return 0;
+        }
+        if (shape_name == "qwen3.5-397b") {
+            Qwen35Shape d;
+            if (layers > 0) d.layers = layers;
+            write_qwen35(d, vocab, w, sy);
+            std::fprintf(stderr, "writing %s: qwen3.5-397b shape, %d layers (%d full attention), %s\n",
+                         out.c_str(), d.layers, d.layers / d.interval,
                          format_bytes(w.total_tensor_bytes()).c_str());
             w.write(out);
             return 0;

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 
@@ -68,6 +70,18 @@ AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
     // Transparent huge pages for large buffers (THP is often in "madvise" mode): weight
     // streams cross fewer TLB entries. No rounding to 2 MiB: the budget counts every byte.
     if (rounded >= (2u << 20)) ::madvise(p, rounded, MADV_HUGEPAGE);
+}
+
+void AlignedBuffer::prefault() {
+    constexpr size_t kPage = 4096;
+    const size_t nt = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+    std::vector<std::thread> ts;
+    for (size_t t = 0; t < nt; ++t)
+        ts.emplace_back([this, t, nt] {
+            for (size_t i = n_ * t / nt / kPage * kPage; i < n_ * (t + 1) / nt; i += kPage)
+                p_[i] = 0;
+        });
+    for (auto& th : ts) th.join();
 }
 
 AlignedBuffer::~AlignedBuffer() {

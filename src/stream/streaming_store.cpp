@@ -25,6 +25,7 @@ class StreamingStore final : public ExpertStore {
         slots_.resize((size_t)n_slots);
         arena_ =
             AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
+        arena_.prefault();
         for (size_t i = 0; i < slots_.size(); ++i) slots_[i].buf = arena_.data() + i * slot_bytes_;
         io_ = make_io_engine(o.engine, o.queue_depth);
     }

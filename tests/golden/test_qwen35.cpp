@@ -21,7 +21,8 @@ namespace sluice {
 namespace {
 
 // HF -> GGUF, all tensors f32, as convert_hf_to_gguf.py's Qwen3_5MoeTextModel does it.
-std::string to_gguf(const std::string& hf_dir, const std::string& name) {
+// mtp: also one multi-token-prediction block after the decoder layers, as llama.cpp appends it.
+std::string to_gguf(const std::string& hf_dir, const std::string& name, bool mtp = false) {
     auto m = Model::open(hf_dir);  // for the config
     const ModelConfig& c = m->config();
     const DeltaNetConfig& d = c.gdn;
@@ -61,7 +62,8 @@ std::string to_gguf(const std::string& hf_dir, const std::string& name) {
     GGUFWriter w;
     const std::string p = "qwen35moe.";
     w.set_str("general.architecture", "qwen35moe");
-    w.set_u32(p + "block_count", (uint32_t)c.n_layer);
+    w.set_u32(p + "block_count", (uint32_t)c.n_layer + (mtp ? 1 : 0));
+    if (mtp) w.set_u32(p + "nextn_predict_layers", 1);
     w.set_u32(p + "embedding_length", (uint32_t)c.n_embd);
     w.set_u32(p + "context_length", (uint32_t)c.n_ctx_train);
     w.set_u32(p + "attention.head_count", (uint32_t)c.n_head);
@@ -134,6 +136,12 @@ std::string to_gguf(const std::string& hf_dir, const std::string& name) {
             }
             add(gname, ne, std::move(x));
         }
+    }
+    if (mtp) {
+        const std::string b = "blk." + std::to_string(c.n_layer) + ".";
+        add(b + "nextn.eh_proj.weight", {2 * c.n_embd, c.n_embd},
+            std::vector<float>((size_t)2 * c.n_embd * c.n_embd, 0.5f));
+        add(b + "attn_norm.weight", {c.n_embd}, std::vector<float>((size_t)c.n_embd, 1.0f));
     }
     const std::string out = (test::temp_dir("qwen35") / (name + ".gguf")).string();
     w.write(out);
@@ -233,8 +241,9 @@ TEST(Qwen35Config, ReadsHybridLayoutFromBothFormats) {
     EXPECT_EQ(c.gdn.n_v_heads, 4);
     EXPECT_EQ(c.gdn.k_head_of(1), 0);  // HF: grouped
     EXPECT_EQ(c.n_ff_shexp, 48);
-    auto gg = Model::open(to_gguf(test::fixture("qwen35-3to1"), "config"));
+    auto gg = Model::open(to_gguf(test::fixture("qwen35-3to1"), "config", /*mtp=*/true));
     const ModelConfig& g = gg->config();
+    EXPECT_EQ(g.n_layer, 8) << "the MTP block is not a decoder layer";
     EXPECT_EQ(g.layer_linear, c.layer_linear);
     EXPECT_EQ(g.n_rot, 8);
     EXPECT_EQ(g.gdn.k_head_of(1), 1);  // llama.cpp: tiled

@@ -99,6 +99,30 @@ TEST(Streaming, DeepSeekLayersStreamBitIdentically) {
     }
 }
 
+// Qwen3.5-MoE: linear-attention layers and the gated shared expert stay resident; routed
+// experts stream, with the recurrent state carried across prefill and decode steps.
+TEST(Streaming, Qwen35LayersStreamBitIdentically) {
+    const std::string path = test::fixture("qwen35-3to1");
+    const auto ref = run_logits(path, {}, false);
+    for (IoMode mode : {IoMode::Direct, IoMode::PageCache}) {
+        LoadOptions o;
+        o.io = mode;
+        o.n_ctx = 64;
+        o.mem_budget = 7ull << 20;
+        StreamStats st;
+        const auto got = run_logits(path, o, true, &st);
+        ASSERT_EQ(got.size(), ref.size());
+        EXPECT_EQ(std::memcmp(got.data(), ref.data(), ref.size() * sizeof(float)), 0)
+            << io_mode_name(mode);
+        EXPECT_GT(st.misses, 0u);
+        auto m = Model::open(path, o);
+        EXPECT_GT(m->memory_plan().recurrent_state, 0u);
+        EXPECT_LT(m->memory_plan().expert_cache + m->memory_plan().page_cache,
+                  m->memory_plan().experts_total)
+            << "the budget must not hold every expert";
+    }
+}
+
 TEST(Streaming, TightDirectCacheEvictsAndLargeOneHits) {
     const std::string path = test::tiny_gguf("Q4_K_M");
     LoadOptions o;
