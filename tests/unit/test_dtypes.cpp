@@ -116,3 +116,32 @@ TEST(Quant, ZeroBlocksStayZero) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// The scale search must beat the range-based fit on weight-like data with outliers
+// (measured: Q2_K 7.9%, Q3_K 1.8%, Q4_K 6.9%, Q5_K 4.3%, Q6_K 3.3% lower RMSE).
+TEST(Quant, ScaleSearchLowersError) {
+    const int64_t n = 256 * 64;
+    std::vector<float> x = test::random_floats((size_t)n, 11);
+    for (size_t i = 0; i < x.size(); i += 97) x[i] *= 4.0f;  // outliers
+    for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+        double err[2];
+        for (QuantFit fit : {QuantFit::MinMax, QuantFit::Search}) {
+            std::vector<uint8_t> q(row_bytes(t, n));
+            quantize_row(t, x.data(), q.data(), n, fit);
+            std::vector<float> y((size_t)n);
+            dequantize_row_ref(t, q.data(), y.data(), n);
+            double e = 0;
+            for (int64_t i = 0; i < n; ++i) e += (x[(size_t)i] - y[(size_t)i]) * (x[(size_t)i] - y[(size_t)i]);
+            err[fit == QuantFit::Search] = std::sqrt(e / (double)n);
+        }
+        std::printf("  %s rmse: min/max %.5f, search %.5f (%.1f%% lower)\n", dtype_traits(t).name,
+                    err[0], err[1], 100 * (1 - err[1] / err[0]));
+        EXPECT_LT(err[1], err[0] * 0.99) << dtype_traits(t).name;
+    }
+}
+
+}  // namespace
+}  // namespace sluice
