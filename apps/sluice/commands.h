@@ -86,4 +86,15 @@ struct ChatOptions {
 void register_chat(CLI::App& app, ChatOptions& o);
 int cmd_chat(const ChatOptions& o);
 
+struct ConvertOptions {
+    std::string in, out;
+    std::string type;  // convert: every matrix (bf16, f16, f32, q8_0, ...); empty: as stored
+    std::string experts, dense, embd, output;  // quantize
+    int threads = 0;
+    bool quiet = false;
+    CLI::App *convert_cmd = nullptr, *quantize_cmd = nullptr;
+};
+void register_convert(CLI::App& app, ConvertOptions& o);
+int cmd_convert(const ConvertOptions& o);
+
 }  // namespace sluice::cli

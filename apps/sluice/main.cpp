@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
     sluice::cli::register_serve(app, serve);
     sluice::cli::ChatOptions chat;
     sluice::cli::register_chat(app, chat);
+    sluice::cli::ConvertOptions convert;
+    sluice::cli::register_convert(app, convert);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("bench")) return sluice::cli::cmd_bench(bench);
         if (app.got_subcommand("serve")) return sluice::cli::cmd_serve(serve);
         if (app.got_subcommand("chat")) return sluice::cli::cmd_chat(chat);
+        if (app.got_subcommand("convert") || app.got_subcommand("quantize"))
+            return sluice::cli::cmd_convert(convert);
     } catch (const sluice::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

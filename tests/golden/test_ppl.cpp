@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common.h"
+#include "convert/gguf_export.h"
 #include "io/mapped_file.h"
 #include "runtime/loader.h"
 #include "runtime/perplexity.h"
@@ -46,6 +47,38 @@ INSTANTIATE_TEST_SUITE_P(Wikitext, Ppl,
                                            PplCase{"bf16_K3", test::tiny_hf(), 3, 106.71},
                                            PplCase{"bf16_K8", test::tiny_hf(), 8, 102.28}),
                          [](const auto& info) { return info.param.name; });
+
+// `sluice quantize --experts TYPE` of the bf16 model against llama.cpp's files of that type:
+// no worse than 1% (issue 9). Our files keep the dense weights at bf16; docs/quality.md also
+// has every tensor quantized.
+TEST(QuantizedByUs, ExpertsQ4KAndQ2KWithinOnePercentOfLlamaCpp) {
+    const std::string text = read_text_file(test::shared("data/wikitext-2-test.txt"));
+    for (const auto& [type, want] : {std::pair{DType::Q4_K, 105.64}, std::pair{DType::Q2_K, 110.63}}) {
+        const std::string out =
+            (test::temp_dir("quantize") / (std::string(dtype_name(type)) + ".gguf")).string();
+        ExportOptions o;
+        o.types.experts = type;
+        o.threads = 2;
+        const auto reports = export_gguf(test::tiny_hf(), out, o);
+        int n_quant = 0;
+        for (const auto& r : reports)
+            if (r.name.find("_exps.") != std::string::npos) {
+                EXPECT_EQ(r.type, type) << r.name;
+                EXPECT_GT(r.rel_err, 0.0) << r.name;
+                ++n_quant;
+            } else {
+                EXPECT_TRUE(r.type == DType::F32 || r.type == DType::BF16) << r.name;
+            }
+        EXPECT_EQ(n_quant, 6 * 3);
+        LoadedModel lm = load_model(out);
+        const auto tokens = lm.tokenizer->encode(text, true, false);
+        ThreadPool pool(2);
+        const PerplexityResult r = perplexity(*lm.model, *lm.tokenizer, pool, tokens, {256, 256});
+        std::printf("  experts %s: ppl %.4f (llama.cpp's file %.2f, %+.3f%%)\n", dtype_name(type),
+                    r.ppl, want, 100 * (r.ppl / want - 1));
+        EXPECT_LE(r.ppl, want * 1.01);
+    }
+}
 
 }  // namespace
 }  // namespace sluice

@@ -1,151 +1,48 @@
 // Qwen3.5-MoE (Gated DeltaNet + gated attention + shared expert) vs transformers 5.17 on
 // random-weight models: ../shared/models/random-qwen3_5-moe and tests/fixtures/qwen35-*
 // (tools/make_reference.py; qwen35-3to1 has the real 3:1 layer pattern and a 300-token
-// prompt, so chunked prefill crosses chunk boundaries). Each HF model is also converted to a
-// GGUF the way llama.cpp's converter writes qwen35moe (v heads reordered to the tiled order,
-// norms + 1, A_log -> -exp, experts stacked) and must give the same logits.
+// prompt, so chunked prefill crosses chunk boundaries). Each HF model is also converted by
+// `sluice convert` to a GGUF in llama.cpp's qwen35moe layout and must give the same logits.
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <deque>
 
 #include "common.h"
 #include "greedy.h"
 #include "core/error.h"
+#include "convert/gguf_export.h"
 #include "formats/gguf_writer.h"
-#include "formats/safetensors.h"
-#include "model/arch.h"
 #include "model/model.h"
 
 namespace sluice {
 namespace {
 
-// HF -> GGUF, all tensors f32, as convert_hf_to_gguf.py's Qwen3_5MoeTextModel does it.
-// mtp: also one multi-token-prediction block after the decoder layers, as llama.cpp appends it.
+// HF -> GGUF through `sluice convert` (v heads tiled as llama.cpp's converter does, norms + 1,
+// -exp(A_log), stacked experts). mtp: the file then gets one multi-token-prediction block
+// after the decoder layers, as llama.cpp appends it.
 std::string to_gguf(const std::string& hf_dir, const std::string& name, bool mtp = false) {
-    auto m = Model::open(hf_dir);  // for the config
-    const ModelConfig& c = m->config();
-    const DeltaNetConfig& d = c.gdn;
-    const TensorIndex ix = read_safetensors_dir(hf_dir);
-    TensorFiles files(ix);
-    const ArchInfo& arch = arch_info(ArchId::Qwen35Moe);
-    auto load = [&](const std::string& n) {
-        const TensorInfo& t = ix.get(n);
-        TensorView v = files.view(t);
-        std::vector<float> out((size_t)v.rows() * v.cols());
-        for (int64_t r = 0; r < v.rows(); ++r) get_row(v, r, out.data() + r * v.cols());
-        return out;
-    };
-    // Rows grouped by k head [n_k][v_per_k][len] -> tiled [v_per_k][n_k][len].
-    const int nk = d.n_k_heads, vpk = d.n_v_heads / d.n_k_heads;
-    auto tile_rows = [&](std::vector<float>& x, size_t first_row, int len, size_t row_len) {
-        std::vector<float> src(x.begin() + (ptrdiff_t)(first_row * row_len), x.end());
-        for (int k = 0; k < nk; ++k)
-            for (int j = 0; j < vpk; ++j)
-                for (int r = 0; r < len; ++r)
-                    std::copy_n(src.begin() + (ptrdiff_t)((((size_t)k * vpk + j) * len + r) * row_len),
-                                row_len,
-                                x.begin() + (ptrdiff_t)((first_row + ((size_t)j * nk + k) * len + r) *
-                                                         row_len));
-    };
-    auto tile_cols = [&](std::vector<float>& x, size_t n_cols, int len) {
-        const size_t rows = x.size() / n_cols;
-        std::vector<float> y(x.size());
-        for (size_t r = 0; r < rows; ++r)
-            for (int k = 0; k < nk; ++k)
-                for (int j = 0; j < vpk; ++j)
-                    for (int i = 0; i < len; ++i)
-                        y[r * n_cols + ((size_t)j * nk + k) * len + i] =
-                            x[r * n_cols + ((size_t)k * vpk + j) * len + i];
-        x = std::move(y);
-    };
-    GGUFWriter w;
-    const std::string p = "qwen35moe.";
-    w.set_str("general.architecture", "qwen35moe");
-    w.set_u32(p + "block_count", (uint32_t)c.n_layer + (mtp ? 1 : 0));
-    if (mtp) w.set_u32(p + "nextn_predict_layers", 1);
-    w.set_u32(p + "embedding_length", (uint32_t)c.n_embd);
-    w.set_u32(p + "context_length", (uint32_t)c.n_ctx_train);
-    w.set_u32(p + "attention.head_count", (uint32_t)c.n_head);
-    w.set_u32(p + "attention.head_count_kv", (uint32_t)c.n_head_kv);
-    w.set_u32(p + "attention.key_length", (uint32_t)c.head_dim);
-    w.set_u32(p + "attention.value_length", (uint32_t)c.v_head_dim);
-    w.set_f32(p + "attention.layer_norm_rms_epsilon", c.rms_eps);
-    w.set_u32(p + "rope.dimension_count", (uint32_t)c.n_rot);
-    w.set_f32(p + "rope.freq_base", c.rope.theta);
-    w.set_i32_array(p + "rope.dimension_sections", {11, 11, 10, 0});
-    w.set_u32(p + "expert_count", (uint32_t)c.n_expert);
-    w.set_u32(p + "expert_used_count", (uint32_t)c.n_expert_used);
-    w.set_u32(p + "expert_feed_forward_length", (uint32_t)c.n_ff_exp);
-    w.set_u32(p + "expert_shared_feed_forward_length", (uint32_t)c.n_ff_shexp);
-    w.set_u32(p + "ssm.conv_kernel", (uint32_t)d.conv_kernel);
-    w.set_u32(p + "ssm.state_size", (uint32_t)d.k_dim);
-    w.set_u32(p + "ssm.group_count", (uint32_t)d.n_k_heads);
-    w.set_u32(p + "ssm.time_step_rank", (uint32_t)d.n_v_heads);
-    w.set_u32(p + "ssm.inner_size", (uint32_t)(d.n_v_heads * d.v_dim));
-    int interval = 1;
-    while (interval <= c.n_layer && c.is_linear_layer(interval - 1)) ++interval;
-    w.set_u32(p + "full_attention_interval", (uint32_t)interval);
-    std::deque<std::vector<float>> keep;
-    auto add = [&](const std::string& gname, std::vector<int64_t> ne, std::vector<float> x) {
-        keep.push_back(std::move(x));
-        w.add_tensor(gname, DType::F32, std::move(ne), keep.back().data());
-    };
-    using R = TensorRole;
-    auto ne_of = [&](const std::string& n) { return ix.get(n).ne; };
-    for (const RoleNames& rn : arch.names) {
-        const bool per_layer = std::string(rn.gguf).find("{l}") != std::string::npos;
-        for (int l = 0; l < (per_layer ? c.n_layer : 1); ++l) {
-            const std::string gname = tensor_name(rn.gguf, l);
-            if (rn.role == R::ExpGate || rn.role == R::ExpUp || rn.role == R::ExpDown) {
-                std::vector<float> all;
-                std::vector<int64_t> ne;
-                for (int e = 0; e < c.n_expert; ++e) {
-                    const std::string n = tensor_name(rn.hf, l, e);
-                    const auto x = load(n);
-                    all.insert(all.end(), x.begin(), x.end());
-                    ne = ne_of(n);
-                }
-                ne.push_back(c.n_expert);
-                add(gname, ne, std::move(all));
-                continue;
-            }
-            const std::string hname = tensor_name(rn.hf, l);
-            if (!ix.find(hname)) continue;  // e.g. attention roles on linear layers
-            std::vector<float> x = load(hname);
-            std::vector<int64_t> ne = ne_of(hname);
-            if (rn.hf_fix == HfFix::PlusOne)
-                for (float& v : x) v += 1.0f;
-            if (rn.hf_fix == HfFix::NegExp)
-                for (float& v : x) v = -std::exp(v);
-            const size_t qk_rows = (size_t)2 * nk * d.k_dim;
-            switch (rn.role) {
-                case R::SsmQkv: tile_rows(x, qk_rows, d.v_dim, (size_t)c.n_embd); break;
-                case R::SsmZ: tile_rows(x, 0, d.v_dim, (size_t)c.n_embd); break;
-                case R::SsmBeta:
-                case R::SsmAlpha: tile_rows(x, 0, 1, (size_t)c.n_embd); break;
-                case R::SsmA:
-                case R::SsmDtBias: tile_rows(x, 0, 1, 1); break;
-                case R::SsmConv:
-                    tile_rows(x, qk_rows, d.v_dim, (size_t)d.conv_kernel);
-                    ne = {d.conv_kernel, d.conv_channels()};
-                    break;
-                case R::SsmOut: tile_cols(x, (size_t)d.n_v_heads * d.v_dim, d.v_dim); break;
-                case R::ShexpGateInp: ne = {c.n_embd}; break;
-                default: break;
-            }
-            add(gname, ne, std::move(x));
-        }
-    }
-    if (mtp) {
-        const std::string b = "blk." + std::to_string(c.n_layer) + ".";
-        add(b + "nextn.eh_proj.weight", {2 * c.n_embd, c.n_embd},
-            std::vector<float>((size_t)2 * c.n_embd * c.n_embd, 0.5f));
-        add(b + "attn_norm.weight", {c.n_embd}, std::vector<float>((size_t)c.n_embd, 1.0f));
-    }
     const std::string out = (test::temp_dir("qwen35") / (name + ".gguf")).string();
-    w.write(out);
-    return out;
+    ExportOptions o;
+    o.threads = 2;
+    export_gguf(hf_dir, out, o);
+    if (!mtp) return out;
+    const GGUFFile g = read_gguf(out);
+    TensorFiles files(g.index);
+    GGUFWriter w;
+    w.copy_meta(g);
+    const int n_layer = (int)*g.get_uint("qwen35moe.block_count");
+    w.set_u32("qwen35moe.block_count", (uint32_t)n_layer + 1);
+    w.set_u32("qwen35moe.nextn_predict_layers", 1);
+    for (const TensorInfo& t : g.index.tensors)
+        w.add_tensor(t.name, t.dtype, t.ne, files.view(t).data);
+    const int64_t E = (int64_t)*g.get_uint("qwen35moe.embedding_length");
+    const std::string b = "blk." + std::to_string(n_layer) + ".";
+    static std::vector<float> eh((size_t)(2 * E * E), 0.5f), norm((size_t)E, 1.0f);
+    w.add_tensor(b + "nextn.eh_proj.weight", DType::F32, {2 * E, E}, eh.data());
+    w.add_tensor(b + "attn_norm.weight", DType::F32, {E}, norm.data());
+    const std::string mtp_out = (test::temp_dir("qwen35") / (name + "-mtp.gguf")).string();
+    w.write(mtp_out);
+    return mtp_out;
 }
 
 struct Case {
