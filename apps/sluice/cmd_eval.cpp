@@ -182,11 +182,22 @@ void register_eval(CLI::App& app, EvalOptions& o) {
     add_text_options(o.sweep_cmd, o.sweep.file, o.sweep.ctx, o.sweep.chunks);
     o.sweep_cmd->add_option("-t,--threads", o.sweep.threads, "CPU threads (default: all)");
     o.sweep_cmd->add_flag("--json", o.sweep.json, "print one JSON object on stdout");
+
+    o.json_cmd = e->add_subcommand(
+        "json", "share of parseable JSON replies to prompts that ask for JSON (chat models)");
+    add_model_options(o.json_cmd, o.json.m);
+    o.json_cmd->add_option("--prompts", o.json.prompts,
+                           "JSON lines {\"prompt\", \"keys\"} (default: data/eval/json_prompts.jsonl)");
+    o.json_cmd->add_option("--system", o.json.system, "system message");
+    o.json_cmd->add_option("-n,--n-predict", o.json.n_predict, "most tokens per reply")
+        ->check(CLI::Range(1, 1 << 16));
+    o.json_cmd->add_option("--limit", o.json.limit, "first N prompts only");
 }
 
 int cmd_eval(const EvalOptions& o) {
     if (o.kld_cmd->parsed()) return eval_kld(o.kld);
     if (o.sweep_cmd->parsed()) return eval_sweep(o.sweep);
+    if (o.json_cmd->parsed()) return eval_json(o.json);
     return eval_ppl(o.ppl);
 }
 

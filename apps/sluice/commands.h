@@ -44,11 +44,20 @@ struct EvalSweepOptions {
     int threads = 0;
     bool json = false;
 };
+struct EvalJsonOptions {
+    ModelOptions m;
+    std::string prompts;  // default: data/eval/json_prompts.jsonl of this checkout
+    std::string system = "You are a helpful assistant. Reply with JSON only: no prose, no comments.";
+    int n_predict = 256;
+    int limit = 0;  // 0: every prompt
+};
+int eval_json(const EvalJsonOptions& o);  // cmd_eval_json.cpp
 struct EvalOptions {
     EvalPplOptions ppl;
     EvalKldOptions kld;
     EvalSweepOptions sweep;
-    CLI::App *ppl_cmd = nullptr, *kld_cmd = nullptr, *sweep_cmd = nullptr;
+    EvalJsonOptions json;
+    CLI::App *ppl_cmd = nullptr, *kld_cmd = nullptr, *sweep_cmd = nullptr, *json_cmd = nullptr;
 };
 void register_eval(CLI::App& app, EvalOptions& o);
 int cmd_eval(const EvalOptions& o);

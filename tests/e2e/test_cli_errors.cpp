@@ -10,6 +10,7 @@
 #include "common.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include <nlohmann/json.hpp>
 
 namespace sluice {
 namespace {
@@ -220,6 +221,34 @@ TEST(Cli, SeededSamplingIsReproducible) {
     ASSERT_EQ(r1.status, 0);
     EXPECT_EQ(r1.out.substr(r1.out.find("\"tokens\"")), r2.out.substr(r2.out.find("\"tokens\"")));
     EXPECT_NE(r1.out.substr(r1.out.find("\"tokens\"")), r3.out.substr(r3.out.find("\"tokens\"")));
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(Cli, EvalJsonCountsParseableReplies) {
+    const Result r = run("eval json -m " + test::tiny_gguf("Q8_0") + " --limit 2 -n 8 --json 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["prompts"], 2);
+    EXPECT_EQ(j["rows"].size(), 2u);
+    EXPECT_LE(j["parsed"].get<int>(), 2);
+}
+
+TEST(Cli, QuantizeWritesALoadableFileAndRejectsBadTypes) {
+    const std::string out = (test::temp_dir("cli-quantize") / "q.gguf").string();
+    const Result q = run("quantize -m " + test::tiny_gguf("Q8_0") + " -o " + out +
+                         " --experts Q4_K -q 2>&1");
+    ASSERT_EQ(q.status, 0) << q.out;
+    const Result g = run("run -m " + out + " --prompt-ids 1,2,3 -n 2 --temp 0 2>&1");
+    EXPECT_EQ(g.status, 0) << g.out;
+    const Result bad = run("quantize -m " + test::tiny_gguf("Q8_0") + " -o " + out +
+                           " --experts Q9_X 2>&1");
+    EXPECT_NE(bad.status, 0);
+    EXPECT_NE(bad.out.find("not a weight type"), std::string::npos) << bad.out;
 }
 
 }  // namespace
