@@ -117,6 +117,18 @@ TEST(Convert, TypeOptionQuantizesMatricesOnly) {
     EXPECT_EQ(m->expert_layout().layers[0].proj[0].dtype, DType::Q8_0);
 }
 
+// sluice quantize output has llama.cpp's layout: compared with llama.cpp's own Q4_K_M file.
+TEST(Convert, QuantizedFileHasLlamaCppLayout) {
+    const std::string out = (test::temp_dir("convert") / "q4k.gguf").string();
+    ExportOptions o;
+    o.types.experts = DType::Q4_K;
+    export_gguf(test::tiny_hf(), out, o);
+    expect_same_layout(out, test::tiny_gguf("Q4_K_M"), {});
+    const GGUFFile g = read_gguf(out);
+    EXPECT_EQ(g.index.get("blk.0.ffn_up_exps.weight").dtype, DType::Q4_K);
+    EXPECT_EQ(g.index.get("blk.0.attn_q.weight").dtype, DType::BF16);
+}
+
 TEST(Convert, BadInputsAreClearErrors) {
     ExportOptions o;
     EXPECT_THROW(export_gguf("/nonexistent/model", "/tmp/x.gguf", o), Error);
