@@ -21,7 +21,9 @@
 #include "core/error.h"
 #include "core/strings.h"
 #include "formats/gguf.h"
+#include "convert/gguf_export.h"
 #include "formats/gguf_writer.h"
+#include "model/config.h"
 
 using namespace sluice;
 
@@ -118,38 +120,33 @@ constexpr float kOutScale = 0.05f;  // see the note at the top
 
 // s must outlive w.write(): the tensor callbacks read its row pools.
 void write_deepseek(const DsShape& d, int vocab, GGUFWriter& w, Synth& s) {
-    const std::string a = "deepseek2";
-    w.set_str("general.architecture", a);
+    ModelConfig c;
+    c.arch = ArchId::DeepSeek2;
+    c.arch_name = "deepseek2";
+    c.n_layer = d.layers;
+    c.n_ctx_train = 163840;
+    c.n_embd = d.hidden;
+    c.n_ff = d.ff;
+    c.n_head = c.n_head_kv = d.n_head;
+    c.head_dim = d.nope + d.rope;
+    c.v_head_dim = d.v_dim;
+    c.n_rot = d.rope;
+    c.qk_nope = d.nope;
+    c.q_lora_rank = d.q_lora;
+    c.kv_lora_rank = d.kv_lora;
+    c.n_vocab = vocab;
+    c.n_expert = d.experts;
+    c.n_expert_used_trained = d.used;
+    c.n_ff_exp = d.ff_exp;
+    c.n_dense_lead = d.dense_lead;
+    c.n_ff_shexp = d.shared * d.ff_exp;
+    c.gating = Gating::Sigmoid;
+    c.n_group = d.groups;
+    c.topk_group = d.groups_used;
+    c.routed_scale = 2.5f;
+    c.rope = {10000.f, true, true, 40.f, 4096, 32.f, 1.f, 1.f, 1.f};
+    write_config_meta(c, w);
     w.set_str("general.name", "synthetic deepseek-v3");
-    w.set_u32(a + ".block_count", (uint32_t)d.layers);
-    w.set_u32(a + ".context_length", 163840);
-    w.set_u32(a + ".embedding_length", (uint32_t)d.hidden);
-    w.set_u32(a + ".feed_forward_length", (uint32_t)d.ff);
-    w.set_u32(a + ".attention.head_count", (uint32_t)d.n_head);
-    w.set_u32(a + ".attention.head_count_kv", 1);
-    w.set_u32(a + ".attention.key_length", (uint32_t)(d.kv_lora + d.rope));
-    w.set_u32(a + ".attention.value_length", (uint32_t)d.kv_lora);
-    w.set_u32(a + ".attention.key_length_mla", (uint32_t)(d.nope + d.rope));
-    w.set_u32(a + ".attention.value_length_mla", (uint32_t)d.v_dim);
-    w.set_u32(a + ".attention.q_lora_rank", (uint32_t)d.q_lora);
-    w.set_u32(a + ".attention.kv_lora_rank", (uint32_t)d.kv_lora);
-    w.set_u32(a + ".rope.dimension_count", (uint32_t)d.rope);
-    w.set_f32(a + ".rope.freq_base", 10000.f);
-    w.set_str(a + ".rope.scaling.type", "yarn");
-    w.set_f32(a + ".rope.scaling.factor", 40.f);
-    w.set_u32(a + ".rope.scaling.original_context_length", 4096);
-    w.set_f32(a + ".rope.scaling.yarn_log_multiplier", 0.1f);
-    w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
-    w.set_u32(a + ".leading_dense_block_count", (uint32_t)d.dense_lead);
-    w.set_u32(a + ".expert_count", (uint32_t)d.experts);
-    w.set_u32(a + ".expert_used_count", (uint32_t)d.used);
-    w.set_u32(a + ".expert_group_count", (uint32_t)d.groups);
-    w.set_u32(a + ".expert_group_used_count", (uint32_t)d.groups_used);
-    w.set_u32(a + ".expert_feed_forward_length", (uint32_t)d.ff_exp);
-    w.set_u32(a + ".expert_shared_count", (uint32_t)d.shared);
-    w.set_f32(a + ".expert_weights_scale", 2.5f);
-    w.set_bool(a + ".expert_weights_norm", true);
-    w.set_u32(a + ".expert_gating_func", 2);
     const int64_t H = d.hidden, NH = d.n_head, QD = NH * (d.nope + d.rope), F = d.ff_exp;
     const DType dt = d.dense_type, et = d.expert_type;
     const RowPool& p_embd = s.pool(d.embd_type, H, std::sqrt((float)H), vocab);
@@ -207,30 +204,26 @@ struct Qwen35Shape {
 };
 
 void write_qwen35(const Qwen35Shape& d, int vocab, GGUFWriter& w, Synth& s) {
-    const std::string a = "qwen35moe";
-    w.set_str("general.architecture", a);
+    ModelConfig c;
+    c.arch = ArchId::Qwen35Moe;
+    c.arch_name = "qwen35moe";
+    c.n_layer = d.layers;
+    c.n_ctx_train = 262144;
+    c.n_embd = d.hidden;
+    c.n_head = d.n_head;
+    c.n_head_kv = d.n_head_kv;
+    c.head_dim = c.v_head_dim = d.head_dim;
+    c.n_rot = d.n_rot;
+    c.n_vocab = vocab;
+    c.n_expert = d.experts;
+    c.n_expert_used_trained = d.used;
+    c.n_ff_exp = d.ff_exp;
+    c.n_ff_shexp = d.ff_shexp;
+    c.rope.theta = 1e7f;
+    c.gdn = {d.lin_k_heads, d.lin_v_heads, d.lin_k_dim, d.lin_v_dim, d.conv, true};
+    for (int l = 0; l < d.layers; ++l) c.layer_linear.push_back((l + 1) % d.interval != 0);
+    write_config_meta(c, w);
     w.set_str("general.name", "synthetic qwen3.5-397b-a17b");
-    w.set_u32(a + ".block_count", (uint32_t)d.layers);
-    w.set_u32(a + ".context_length", 262144);
-    w.set_u32(a + ".embedding_length", (uint32_t)d.hidden);
-    w.set_u32(a + ".attention.head_count", (uint32_t)d.n_head);
-    w.set_u32(a + ".attention.head_count_kv", (uint32_t)d.n_head_kv);
-    w.set_u32(a + ".attention.key_length", (uint32_t)d.head_dim);
-    w.set_u32(a + ".attention.value_length", (uint32_t)d.head_dim);
-    w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
-    w.set_u32(a + ".rope.dimension_count", (uint32_t)d.n_rot);
-    w.set_i32_array(a + ".rope.dimension_sections", {11, 11, 10, 0});
-    w.set_f32(a + ".rope.freq_base", 1e7f);
-    w.set_u32(a + ".expert_count", (uint32_t)d.experts);
-    w.set_u32(a + ".expert_used_count", (uint32_t)d.used);
-    w.set_u32(a + ".expert_feed_forward_length", (uint32_t)d.ff_exp);
-    w.set_u32(a + ".expert_shared_feed_forward_length", (uint32_t)d.ff_shexp);
-    w.set_u32(a + ".ssm.conv_kernel", (uint32_t)d.conv);
-    w.set_u32(a + ".ssm.state_size", (uint32_t)d.lin_k_dim);
-    w.set_u32(a + ".ssm.group_count", (uint32_t)d.lin_k_heads);
-    w.set_u32(a + ".ssm.time_step_rank", (uint32_t)d.lin_v_heads);
-    w.set_u32(a + ".ssm.inner_size", (uint32_t)(d.lin_v_heads * d.lin_v_dim));
-    w.set_u32(a + ".full_attention_interval", (uint32_t)d.interval);
     const int64_t H = d.hidden, QD = (int64_t)d.n_head * d.head_dim,
                   KVD = (int64_t)d.n_head_kv * d.head_dim, NV = d.lin_v_heads,
                   VD = NV * d.lin_v_dim, C = 2 * (int64_t)d.lin_k_heads * d.lin_k_dim + VD,
@@ -329,22 +322,23 @@ int main(int argc, char** argv) {
         check(sp != nullptr, "unknown --shape '" + shape_name + "'");
         Shape s = *sp;
         if (layers > 0) s.layers = layers;
-        const std::string a = "qwen3moe";
-        w.set_str("general.architecture", a);
+        ModelConfig c;
+        c.arch = ArchId::Qwen3Moe;
+        c.arch_name = "qwen3moe";
+        c.n_layer = s.layers;
+        c.n_ctx_train = 32768;
+        c.n_embd = s.hidden;
+        c.n_ff = s.ff * 8;
+        c.n_head = s.n_head;
+        c.n_head_kv = s.n_head_kv;
+        c.head_dim = c.v_head_dim = c.n_rot = s.head_dim;
+        c.n_vocab = vocab;
+        c.n_expert = s.experts;
+        c.n_expert_used_trained = s.used;
+        c.n_ff_exp = s.ff;
+        c.rope.theta = 1e6f;
+        write_config_meta(c, w);
         w.set_str("general.name", std::string("synthetic ") + s.name);
-        w.set_u32(a + ".block_count", (uint32_t)s.layers);
-        w.set_u32(a + ".context_length", 32768);
-        w.set_u32(a + ".embedding_length", (uint32_t)s.hidden);
-        w.set_u32(a + ".feed_forward_length", (uint32_t)(s.ff * 8));
-        w.set_u32(a + ".attention.head_count", (uint32_t)s.n_head);
-        w.set_u32(a + ".attention.head_count_kv", (uint32_t)s.n_head_kv);
-        w.set_u32(a + ".attention.key_length", (uint32_t)s.head_dim);
-        w.set_u32(a + ".attention.value_length", (uint32_t)s.head_dim);
-        w.set_f32(a + ".rope.freq_base", 1e6f);
-        w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
-        w.set_u32(a + ".expert_count", (uint32_t)s.experts);
-        w.set_u32(a + ".expert_used_count", (uint32_t)s.used);
-        w.set_u32(a + ".expert_feed_forward_length", (uint32_t)s.ff);
 
         const int64_t H = s.hidden, QD = (int64_t)s.n_head * s.head_dim,
                       KD = (int64_t)s.n_head_kv * s.head_dim;

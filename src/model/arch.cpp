@@ -4,9 +4,8 @@
 
 namespace sluice {
 
-void forward_qwen3moe(Model& m, const ForwardArgs& a);
+void forward_qwen_moe(Model& m, const ForwardArgs& a);  // qwen3moe and qwen35moe
 void forward_deepseek2(Model& m, const ForwardArgs& a);
-void forward_qwen35moe(Model& m, const ForwardArgs& a);
 
 namespace {
 
@@ -36,7 +35,7 @@ const std::vector<ArchInfo>& table() {
           {R::ExpUp, "blk.{l}.ffn_up_exps.weight", "model.layers.{l}.mlp.experts.{e}.up_proj.weight"},
           {R::ExpDown, "blk.{l}.ffn_down_exps.weight",
            "model.layers.{l}.mlp.experts.{e}.down_proj.weight"}},
-         forward_qwen3moe},
+         forward_qwen_moe},
         // DeepSeek-V3 / R1 / Kimi K2 (HF DeepseekV3ForCausalLM; llama.cpp "deepseek2").
         {ArchId::DeepSeek2,
          "deepseek2",
@@ -124,7 +123,7 @@ const std::vector<ArchInfo>& table() {
            "model.layers.{l}.mlp.shared_expert.down_proj.weight"},
           {R::ShexpGateInp, "blk.{l}.ffn_gate_inp_shexp.weight",
            "model.layers.{l}.mlp.shared_expert_gate.weight"}},
-         forward_qwen35moe},
+         forward_qwen_moe},
     };
     return t;
 }

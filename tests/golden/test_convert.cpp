@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common.h"
+#include "greedy.h"
 #include "convert/gguf_export.h"
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -70,10 +71,7 @@ void expect_same_layout(const std::string& ours_path, const std::string& theirs_
 std::vector<float> logits(const std::string& path, const std::vector<int32_t>& ids) {
     auto m = Model::open(path);
     ThreadPool pool(2);
-    KvCache kv(m->config(), (int)ids.size());
-    std::vector<float> out(ids.size() * (size_t)m->config().n_vocab);
-    m->forward({ids.data(), (int)ids.size(), 0, &kv, &pool, out.data(), true});
-    return out;
+    return test::logits_all(*m, pool, ids);
 }
 
 TEST(Convert, Qwen3MoeMatchesLlamaCppFileAndHfLogits) {
@@ -95,10 +93,7 @@ TEST(Convert, DeepSeekMatchesLlamaCppFileAndTransformers) {
     const auto ids = ref.get<int32_t>("prompt0.ids");
     const auto want = ref.get<float>("prompt0.logits");
     const auto got = logits(out, ids);
-    ASSERT_EQ(got.size(), want.size());
-    double e = 0;
-    for (size_t i = 0; i < got.size(); ++i) e = std::max(e, (double)std::abs(got[i] - want[i]));
-    EXPECT_LT(e, 1e-4);
+    EXPECT_LT(test::max_abs_diff(got, want), 1e-4);
 }
 
 TEST(Convert, TypeOptionQuantizesMatricesOnly) {

@@ -61,27 +61,6 @@ std::vector<Case> cases() {
     return v;
 }
 
-std::vector<float> run(Model& m, ThreadPool& pool, const std::vector<int32_t>& ids, bool stepwise) {
-    const size_t V = (size_t)m.config().n_vocab;
-    KvCache kv(m.config(), (int)ids.size());
-    std::vector<float> out(ids.size() * V);
-    if (!stepwise) {
-        m.forward({ids.data(), (int)ids.size(), 0, &kv, &pool, out.data(), true});
-    } else {
-        for (size_t t = 0; t < ids.size(); ++t)
-            m.forward({&ids[t], 1, (int)t, &kv, &pool, out.data() + t * V, false});
-    }
-    return out;
-}
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    double e = 0;
-    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-        e = std::max(e, (double)std::abs(a[i] - b[i]));
-    return e;
-}
-
 class Qwen35 : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Qwen35, LogitsAndGreedyMatchTransformers) {
@@ -95,13 +74,13 @@ TEST_P(Qwen35, LogitsAndGreedyMatchTransformers) {
         const auto ids = ref.get<int32_t>(k + ".ids");
         const auto want = ref.get<float>(k + ".logits");
         m->set_deltanet_mode(DeltaNetMode::Chunked);
-        const auto chunked = run(*m, pool, ids, false);
+        const auto chunked = test::logits_all(*m, pool, ids);
         m->set_deltanet_mode(DeltaNetMode::Recurrent);
-        const auto recurrent = run(*m, pool, ids, false);
+        const auto recurrent = test::logits_all(*m, pool, ids);
         m->set_deltanet_mode(DeltaNetMode::Auto);
-        const auto steps = run(*m, pool, ids, true);
-        const double e_ch = max_abs_diff(chunked, want), e_rec = max_abs_diff(recurrent, want),
-                     e_step = max_abs_diff(steps, want), e_cr = max_abs_diff(chunked, recurrent);
+        const auto steps = test::logits_all(*m, pool, ids, true);
+        const double e_ch = test::max_abs_diff(chunked, want), e_rec = test::max_abs_diff(recurrent, want),
+                     e_step = test::max_abs_diff(steps, want), e_cr = test::max_abs_diff(chunked, recurrent);
         std::printf("  %s %s: %zu tokens, max |logit - transformers|: chunked %.2e, recurrent "
                     "%.2e, decode steps %.2e; chunked vs recurrent %.2e\n",
                     c.name.c_str(), k.c_str(), ids.size(), e_ch, e_rec, e_step, e_cr);

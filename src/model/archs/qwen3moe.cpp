@@ -1,5 +1,9 @@
-// Qwen3-MoE (HF Qwen3MoeForCausalLM, GGUF "qwen3moe"): pre-norm decoder layers of GQA
-// attention with q/k RMSNorm and NeoX RoPE, then a softmax-top-K routed SwiGLU MoE.
+// Qwen3-MoE (HF Qwen3MoeForCausalLM, GGUF "qwen3moe") and Qwen3.5-MoE (HF
+// Qwen3_5MoeForCausalLM, GGUF "qwen35moe"): pre-norm decoder layers whose token mixer is GQA
+// with q/k RMSNorm and NeoX RoPE — in Qwen3.5 on a partial rotary dim and with a sigmoid
+// output gate — or, in Qwen3.5's linear-attention layers (3 of every 4), Gated DeltaNet; then
+// softmax-top-K routed SwiGLU experts, plus Qwen3.5's shared expert scaled by a sigmoid gate.
+// The config flags (layer_linear, attn_out_gate, shexp_gated) select the differences.
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -7,7 +11,7 @@
 
 namespace sluice {
 
-void forward_qwen3moe(Model& m, const ForwardArgs& a) {
+void forward_qwen_moe(Model& m, const ForwardArgs& a) {
     const ModelConfig& c = m.config();
     const Weights& w = m.weights();
     const int n = a.n, E = c.n_embd;
@@ -16,7 +20,10 @@ void forward_qwen3moe(Model& m, const ForwardArgs& a) {
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = w.layers[(size_t)l];
         rms_norm(x.data(), L.attn_norm, c.rms_eps, n, E, h.data());
-        attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
+        if (c.is_linear_layer(l))
+            attention_deltanet(c, L, l, h.data(), n, *a.kv, m.deltanet_mode(), *a.pool, o.data());
+        else
+            attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
         const LayerWeights* next =
