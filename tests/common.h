@@ -1,5 +1,6 @@
 #pragma once
 // Test helpers: where shared data lives, reading reference tensors, random data.
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -52,6 +53,17 @@ inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1
 }
 
 // A fresh temporary directory for one test.
+// gtest parameter name from a case's `name` member: non-alphanumerics become '_'.
+struct ParamName {
+    template <class Info>
+    std::string operator()(const Info& info) const {
+        std::string s = info.param.name;
+        for (char& ch : s)
+            if (!isalnum((unsigned char)ch)) ch = '_';
+        return s;
+    }
+};
+
 inline std::filesystem::path temp_dir(const std::string& name) {
     auto p = std::filesystem::temp_directory_path() /
              ("sluice-test-" + name + "-" + std::to_string(::getpid()));

@@ -110,6 +110,30 @@ class Synth {
         });
     }
 
+    // token_embd (the pool's rows in order: one unique row per token), output_norm, output.
+    void embeddings_and_output(DType t, int64_t H, int vocab, const RowPool& embd,
+                               const RowPool& out) {
+        w_.add_tensor("token_embd.weight", t, {H, vocab},
+                      [&embd](uint8_t* dst, size_t n) { embd.copy_in_order(dst, n); });
+        constant("output_norm.weight", H, 1.f);
+        quant("output.weight", t, {H, vocab}, out);
+    }
+    // Router and stacked routed experts of one layer (b: "blk.N.").
+    void routed_experts(const std::string& b, DType t, int64_t H, int64_t F, int n_exp,
+                        const RowPool& in, const RowPool& down) {
+        gaussian(b + "ffn_gate_inp.weight", {H, n_exp}, 1.0f / std::sqrt((float)H));
+        quant(b + "ffn_gate_exps.weight", t, {H, F, n_exp}, in);
+        quant(b + "ffn_up_exps.weight", t, {H, F, n_exp}, in);
+        quant(b + "ffn_down_exps.weight", t, {F, H, n_exp}, down);
+    }
+    // ffn_{gate,up,down}<sfx>.weight of a SwiGLU block (dense FFN: "", shared expert: "_shexp").
+    void swiglu(const std::string& b, const std::string& sfx, DType t, int64_t H, int64_t F,
+                const RowPool& in, const RowPool& down) {
+        quant(b + "ffn_gate" + sfx + ".weight", t, {H, F}, in);
+        quant(b + "ffn_up" + sfx + ".weight", t, {H, F}, in);
+        quant(b + "ffn_down" + sfx + ".weight", t, {F, H}, down);
+    }
+
   private:
     GGUFWriter& w_;
     std::vector<std::unique_ptr<RowPool>> pools_;
@@ -160,10 +184,7 @@ void write_deepseek(const DsShape& d, int vocab, GGUFWriter& w, Synth& s) {
     const RowPool& p_sh_down = s.pool(dt, F * d.shared, kOutScale);
     const RowPool& p_exp_in = s.pool(et, H);
     const RowPool& p_exp_down = s.pool(et, F, kOutScale);
-    w.add_tensor("token_embd.weight", d.embd_type, {H, vocab},
-                 [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
-    s.constant("output_norm.weight", H, 1.f);
-    s.quant("output.weight", d.embd_type, {H, vocab}, p_out);
+    s.embeddings_and_output(d.embd_type, H, vocab, p_embd, p_out);
     for (int l = 0; l < d.layers; ++l) {
         const std::string b = "blk." + std::to_string(l) + ".";
         s.constant(b + "attn_norm.weight", H, 1.f);
@@ -177,19 +198,12 @@ void write_deepseek(const DsShape& d, int vocab, GGUFWriter& w, Synth& s) {
         s.quant(b + "attn_output.weight", dt, {NH * d.v_dim, H}, p_o);
         s.constant(b + "ffn_norm.weight", H, 1.f);
         if (l < d.dense_lead) {
-            s.quant(b + "ffn_gate.weight", dt, {H, d.ff}, p_h);
-            s.quant(b + "ffn_up.weight", dt, {H, d.ff}, p_h);
-            s.quant(b + "ffn_down.weight", dt, {d.ff, H}, p_ff_down);
+            s.swiglu(b, "", dt, H, d.ff, p_h, p_ff_down);
             continue;
         }
-        s.gaussian(b + "ffn_gate_inp.weight", {H, d.experts}, 1.0f / std::sqrt((float)H));
         s.constant(b + "exp_probs_b.bias", d.experts, 0.f);
-        s.quant(b + "ffn_gate_exps.weight", et, {H, F, d.experts}, p_exp_in);
-        s.quant(b + "ffn_up_exps.weight", et, {H, F, d.experts}, p_exp_in);
-        s.quant(b + "ffn_down_exps.weight", et, {F, H, d.experts}, p_exp_down);
-        s.quant(b + "ffn_gate_shexp.weight", dt, {H, F * d.shared}, p_h);
-        s.quant(b + "ffn_up_shexp.weight", dt, {H, F * d.shared}, p_h);
-        s.quant(b + "ffn_down_shexp.weight", dt, {F * d.shared, H}, p_sh_down);
+        s.routed_experts(b, et, H, F, d.experts, p_exp_in, p_exp_down);
+        s.swiglu(b, "_shexp", dt, H, F * d.shared, p_h, p_sh_down);
     }
 }
 
@@ -237,10 +251,7 @@ void write_qwen35(const Qwen35Shape& d, int vocab, GGUFWriter& w, Synth& s) {
     const RowPool& p_sh_down = s.pool(dt, d.ff_shexp, kOutScale);
     const RowPool& p_exp_in = s.pool(et, H);
     const RowPool& p_exp_down = s.pool(et, F, kOutScale);
-    w.add_tensor("token_embd.weight", d.embd_type, {H, vocab},
-                 [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
-    s.constant("output_norm.weight", H, 1.f);
-    s.quant("output.weight", d.embd_type, {H, vocab}, p_out);
+    s.embeddings_and_output(d.embd_type, H, vocab, p_embd, p_out);
     for (int l = 0; l < d.layers; ++l) {
         const std::string b = "blk." + std::to_string(l) + ".";
         s.constant(b + "attn_norm.weight", H, 1.f);
@@ -263,13 +274,8 @@ void write_qwen35(const Qwen35Shape& d, int vocab, GGUFWriter& w, Synth& s) {
             s.constant(b + "attn_k_norm.weight", d.head_dim, 1.f);
         }
         s.constant(b + "post_attention_norm.weight", H, 1.f);
-        s.gaussian(b + "ffn_gate_inp.weight", {H, d.experts}, 1.0f / std::sqrt((float)H));
-        s.quant(b + "ffn_gate_exps.weight", et, {H, F, d.experts}, p_exp_in);
-        s.quant(b + "ffn_up_exps.weight", et, {H, F, d.experts}, p_exp_in);
-        s.quant(b + "ffn_down_exps.weight", et, {F, H, d.experts}, p_exp_down);
-        s.quant(b + "ffn_gate_shexp.weight", dt, {H, d.ff_shexp}, p_h);
-        s.quant(b + "ffn_up_shexp.weight", dt, {H, d.ff_shexp}, p_h);
-        s.quant(b + "ffn_down_shexp.weight", dt, {d.ff_shexp, H}, p_sh_down);
+        s.routed_experts(b, et, H, F, d.experts, p_exp_in, p_exp_down);
+        s.swiglu(b, "_shexp", dt, H, d.ff_shexp, p_h, p_sh_down);
         s.gaussian(b + "ffn_gate_inp_shexp.weight", {H}, 1.0f / std::sqrt((float)H));
     }
 }
@@ -349,10 +355,7 @@ int main(int argc, char** argv) {
         const RowPool& p_attn_out = sy.pool(s.attn_type, QD, kOutScale);
         const RowPool& p_exp_in = sy.pool(s.expert_type, H);
         const RowPool& p_exp_down = sy.pool(s.expert_type, s.ff, kOutScale);
-        w.add_tensor("token_embd.weight", s.embd_type, {H, vocab},
-                     [&p_embd](uint8_t* dst, size_t n) { p_embd.copy_in_order(dst, n); });
-        sy.constant("output_norm.weight", H, 1.f);
-        sy.quant("output.weight", s.embd_type, {H, vocab}, p_out);
+        sy.embeddings_and_output(s.embd_type, H, vocab, p_embd, p_out);
         for (int l = 0; l < s.layers; ++l) {
             const std::string b = "blk." + std::to_string(l) + ".";
             sy.constant(b + "attn_norm.weight", H, 1.f);
@@ -363,10 +366,7 @@ int main(int argc, char** argv) {
             sy.constant(b + "attn_q_norm.weight", s.head_dim, 1.f);
             sy.constant(b + "attn_k_norm.weight", s.head_dim, 1.f);
             sy.constant(b + "ffn_norm.weight", H, 1.f);
-            sy.gaussian(b + "ffn_gate_inp.weight", {H, s.experts}, 1.0f / std::sqrt((float)H));
-            sy.quant(b + "ffn_gate_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
-            sy.quant(b + "ffn_up_exps.weight", s.expert_type, {H, s.ff, s.experts}, p_exp_in);
-            sy.quant(b + "ffn_down_exps.weight", s.expert_type, {s.ff, H, s.experts}, p_exp_down);
+            sy.routed_experts(b, s.expert_type, H, s.ff, s.experts, p_exp_in, p_exp_down);
         }
         std::fprintf(stderr, "writing %s: %s shape, %d layers, %s of tensors\n", out.c_str(),
                      s.name, s.layers, format_bytes(w.total_tensor_bytes()).c_str());

@@ -123,13 +123,7 @@ TEST_P(DeepSeek, LogitsAndGreedyMatchTransformers) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, DeepSeek, ::testing::ValuesIn(cases()),
-                         [](const auto& info) {
-                             std::string s = info.param.name;
-                             for (char& ch : s)
-                                 if (!isalnum((unsigned char)ch)) ch = '_';
-                             return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, DeepSeek, ::testing::ValuesIn(cases()), test::ParamName());
 
 TEST(DeepSeekConfig, ReadsMlaRoutingAndYarnFromBothFormats) {
     auto hf = Model::open(test::fixture("dsv3-noqlora-yarn"));

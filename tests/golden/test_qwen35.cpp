@@ -97,13 +97,7 @@ TEST_P(Qwen35, LogitsAndGreedyMatchTransformers) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Qwen35, ::testing::ValuesIn(cases()),
-                         [](const auto& info) {
-                             std::string s = info.param.name;
-                             for (char& ch : s)
-                                 if (!isalnum((unsigned char)ch)) ch = '_';
-                             return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Fixtures, Qwen35, ::testing::ValuesIn(cases()), test::ParamName());
 
 TEST(Qwen35Config, ReadsHybridLayoutFromBothFormats) {
     auto hf = Model::open(test::fixture("qwen35-3to1"));
