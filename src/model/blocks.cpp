@@ -20,21 +20,19 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
     const int hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head, nkv = c.n_head_kv;
     const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
     std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * v_dim), gate;
+    // With the output gate, wq rows per head are [q (hd) | gate (hd)].
+    std::vector<float> qg(c.attn_out_gate ? (size_t)n * q_dim * 2 : 0);
+    const TensorView* W[3] = {&w.wq, &w.wk, &w.wv};
+    float* Y[3] = {c.attn_out_gate ? qg.data() : q.data(), k.data(), v.data()};
+    matmul_multi(pool, W, 3, h, n, Y);
     if (c.attn_out_gate) {
-        // wq rows per head: [q (hd) | gate (hd)].
-        std::vector<float> qg((size_t)n * q_dim * 2);
-        matmul(pool, w.wq, h, n, qg.data());
         gate.resize((size_t)n * q_dim);
         for (int64_t r = 0; r < (int64_t)n * nh; ++r) {
             const float* src = qg.data() + r * 2 * hd;
             std::copy(src, src + hd, q.data() + r * hd);
             std::copy(src + hd, src + 2 * hd, gate.data() + r * hd);
         }
-    } else {
-        matmul(pool, w.wq, h, n, q.data());
     }
-    matmul(pool, w.wk, h, n, k.data());
-    matmul(pool, w.wv, h, n, v.data());
     for (int t = 0; t < n; ++t) {
         float* qt = q.data() + (size_t)t * q_dim;
         float* kt = k.data() + (size_t)t * kv_dim;
@@ -72,11 +70,7 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
 
 void ffn_swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up,
                 const TensorView& down, const float* x, int n, float* out) {
-    const int64_t F = gate.rows();
-    std::vector<float> g((size_t)n * F), u((size_t)n * F);
-    matmul_pair(pool, gate, up, x, n, g.data(), u.data());
-    for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
-    matmul(pool, down, g.data(), n, out);
+    ffn_swiglu_experts(pool, {{&gate, &up, &down, x, n, out}});
 }
 
 namespace {
@@ -179,28 +173,40 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
         store.prefetch(layer + 1, predicted.data(), (int)predicted.size(), /*speculative=*/true);
     }
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
-    std::vector<std::vector<float>> result((size_t)NE);
-    std::vector<float> xs;
+    // Experts whose bytes are all in memory at the same time are computed as one group (two
+    // parallel regions for the group instead of two per expert).
+    std::vector<std::vector<float>> result((size_t)NE), xs((size_t)NE);
+    std::vector<ExpertWeights> ew((size_t)NE);
     while (!todo.empty()) {
-        // Compute whichever expert's bytes landed first.
-        const int i = store.wait_any(layer, todo.data(), (int)todo.size());
-        const int e = todo[(size_t)i];
-        todo.erase(todo.begin() + i);
-        const auto& toks = routed[(size_t)e];
-        const int m = (int)toks.size();
-        ExpertWeights ew = store.acquire(layer, e);
-        if (!w.expert_scale.empty()) {
-            ew.gate.scale = w.expert_scale[(size_t)e][0];
-            ew.up.scale = w.expert_scale[(size_t)e][1];
-            ew.down.scale = w.expert_scale[(size_t)e][2];
+        std::vector<int> group{todo[(size_t)store.wait_any(layer, todo.data(), (int)todo.size())]};
+        for (int e : todo)
+            if (e != group[0] && store.ready(layer, e)) group.push_back(e);
+        std::vector<SwigluJob> jobs;
+        for (int e : group) {
+            todo.erase(std::find(todo.begin(), todo.end(), e));
+            const auto& toks = routed[(size_t)e];
+            const int m = (int)toks.size();
+            ExpertWeights& w_e = ew[(size_t)e];
+            w_e = store.acquire(layer, e);
+            if (!w.expert_scale.empty()) {
+                w_e.gate.scale = w.expert_scale[(size_t)e][0];
+                w_e.up.scale = w.expert_scale[(size_t)e][1];
+                w_e.down.scale = w.expert_scale[(size_t)e][2];
+            }
+            const float* x = h;  // one token: its row; else the routed tokens' rows gathered
+            if (n > 1) {
+                xs[(size_t)e].resize((size_t)m * E);
+                for (int k = 0; k < m; ++k)
+                    std::copy(h + (size_t)toks[(size_t)k].first * E,
+                              h + (size_t)(toks[(size_t)k].first + 1) * E,
+                              xs[(size_t)e].begin() + (ptrdiff_t)k * E);
+                x = xs[(size_t)e].data();
+            }
+            result[(size_t)e].resize((size_t)m * E);
+            jobs.push_back({&w_e.gate, &w_e.up, &w_e.down, x, m, result[(size_t)e].data()});
         }
-        xs.resize((size_t)m * E);
-        for (int k = 0; k < m; ++k)
-            std::copy(h + (size_t)toks[(size_t)k].first * E,
-                      h + (size_t)(toks[(size_t)k].first + 1) * E, xs.begin() + (ptrdiff_t)k * E);
-        result[(size_t)e].resize((size_t)m * E);
-        ffn_swiglu(pool, ew.gate, ew.up, ew.down, xs.data(), m, result[(size_t)e].data());
-        store.release(layer, e);
+        ffn_swiglu_experts(pool, jobs);
+        for (int e : group) store.release(layer, e);
         // Keep the queue full: experts that found no free slot before can start now.
         if (!todo.empty()) store.prefetch(layer, todo.data(), (int)todo.size());
     }

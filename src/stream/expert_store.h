@@ -68,6 +68,11 @@ class ExpertStore {
         (void)layer, (void)experts, (void)n;
         return 0;
     }
+    // True if acquire(layer, expert) would not wait for I/O now (does not block).
+    virtual bool ready(int layer, int expert) {
+        (void)layer, (void)expert;
+        return true;
+    }
     virtual ExpertWeights acquire(int layer, int expert) = 0;
     virtual void release(int layer, int expert) { (void)layer, (void)expert; }
     virtual const StreamStats& stats() const = 0;

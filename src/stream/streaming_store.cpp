@@ -60,6 +60,12 @@ class StreamingStore final : public ExpertStore {
         }
     }
 
+    bool ready(int layer, int expert) override {
+        reap(false);
+        auto it = map_.find(key(layer, expert));
+        return it != map_.end() && slots_[(size_t)it->second].pending == 0;
+    }
+
     ExpertWeights acquire(int layer, int expert) override {
         check_expert(L_, layer, expert);
         const uint32_t k = key(layer, expert);

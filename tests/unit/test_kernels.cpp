@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
@@ -65,33 +66,54 @@ TEST(Kernels, MatmulRowsMatchesReference) {
     }
 }
 
-// Integer path: every ISA's qdot equals the scalar integer reference, and the reference
-// is close to the float dot of the dequantized row (activation quantization error only).
-TEST(Kernels, QuantizedDotMatchesReference) {
-    const int64_t n = 1024;
-    for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+// gemm: every ISA's tiles equal the reference dot for each (row, token) within float
+// rounding; the reference (dequantized weights x dequantized activations) is within the
+// activation-quantization error of the float dot; and a pair's result does not depend on
+// the tile shape (whole matrix vs one row and one token at a time: bit-identical).
+TEST(Kernels, GemmMatchesReference) {
+    const int64_t nr = 11, nt = 7;  // odd: every tile shape and remainder path runs
+    for (DType t : {DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                    DType::F32, DType::F16, DType::BF16}) {
         const DType act = activation_type_for(t);
-        ASSERT_NE(act, DType::F32);
-        for (uint64_t seed = 0; seed < 8; ++seed) {
-            const auto w = test::random_floats((size_t)n, 100 + seed),
-                       x = test::random_floats((size_t)n, 200 + seed);
-            std::vector<uint8_t> qw(row_bytes(t, n)), qx(row_bytes(act, n));
-            quantize_row_ref(t, w.data(), qw.data(), n);
-            quantize_activations(act, x.data(), qx.data(), n);
-            const float ref = qdot_ref(t, qw.data(), qx.data(), n);
-            const double fdot = dot_ref(t, qw.data(), x.data(), n);
-            EXPECT_NEAR(ref, fdot, 0.02 * std::sqrt((double)n)) << dtype_name(t);
+        const bool plain = act == DType::F32;
+        ASSERT_TRUE(plain == (t == DType::F32 || t == DType::F16 || t == DType::BF16));
+        // Q8_0 with an odd block count exercises the unpaired last block.
+        const int64_t n = t == DType::Q8_0 ? 1024 + 32 : 1024;
+        const size_t ws = row_bytes(t, n), as = plain ? (size_t)n * 4 : row_bytes(act, n);
+        for (uint64_t seed = 0; seed < 3; ++seed) {
+            const auto w = test::random_floats((size_t)(n * nr), 100 + seed),
+                       x = test::random_floats((size_t)(n * nt), 200 + seed);
+            std::vector<uint8_t> qw(ws * nr), qx(as * nt);
+            for (int64_t r = 0; r < nr; ++r)
+                quantize_row_ref(t, w.data() + r * n, qw.data() + r * ws, n);
+            for (int64_t k = 0; k < nt; ++k) {
+                if (plain)
+                    std::memcpy(qx.data() + k * as, x.data() + k * n, as);
+                else
+                    quantize_activations(act, x.data() + k * n, qx.data() + k * as, n);
+            }
+            std::vector<float> ref((size_t)(nr * nt));
+            for (int64_t k = 0; k < nt; ++k)
+                for (int64_t r = 0; r < nr; ++r) {
+                    const double fdot = dot_ref(t, qw.data() + r * ws, x.data() + k * n, n);
+                    ref[(size_t)(k * nr + r)] =
+                        plain ? (float)fdot : qdot_ref(t, qw.data() + r * ws, qx.data() + k * as, n);
+                    EXPECT_NEAR(ref[(size_t)(k * nr + r)], fdot, 0.03 * std::sqrt((double)n))
+                        << dtype_name(t);
+                }
             for (Isa isa : supported_isas()) {
-                const CpuKernels& k = *cpu_kernels_for(isa);
-                EXPECT_NEAR(k.qdot(t, qw.data(), qx.data(), n), ref, 1e-4 * (1 + std::abs(ref)))
-                    << k.name << " " << dtype_name(t) << " seed " << seed;
-                // The 4-token kernel gives each token what the 1-token kernel gives.
-                const void* acts[4] = {qx.data(), qx.data(), qx.data(), qx.data()};
-                float out4[4];
-                k.qdot4(t, qw.data(), acts, n, out4);
-                for (float v : out4)
-                    EXPECT_NEAR(v, ref, 1e-4 * (1 + std::abs(ref)))
-                        << k.name << " qdot4 " << dtype_name(t);
+                const CpuKernels& kk = *cpu_kernels_for(isa);
+                std::vector<float> y((size_t)(nr * nt)), y1(y.size());
+                ASSERT_TRUE(kk.gemm(t, qw.data(), ws, nr, qx.data(), as, nt, n, y.data(), nr));
+                for (int64_t k = 0; k < nt; ++k)
+                    for (int64_t r = 0; r < nr; ++r) {
+                        const float want = ref[(size_t)(k * nr + r)];
+                        ASSERT_NEAR(y[(size_t)(k * nr + r)], want, 2e-5 * (1 + std::abs(want)))
+                            << kk.name << " " << dtype_name(t) << " row " << r << " tok " << k;
+                        kk.gemm(t, qw.data() + r * ws, ws, 1, qx.data() + k * as, as, 1, n,
+                                &y1[(size_t)(k * nr + r)], 1);
+                    }
+                EXPECT_EQ(y, y1) << kk.name << " " << dtype_name(t);
             }
         }
     }

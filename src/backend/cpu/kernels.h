@@ -23,11 +23,13 @@ struct CpuKernels {
                         float* y, int64_t ldy, float* scratch);
     // y[i] += a * x[i]
     void (*axpy)(float a, const float* x, float* y, int64_t n);
-    // Integer dot of a weight row with activations quantized to activation_type_for(t)
-    // (qdot_ref.h); only for dtypes that have such a type.
-    float (*qdot)(DType t, const void* wrow, const void* act, int64_t n);
-    // out[k] = qdot(t, wrow, act[k], n) for k < 4, sharing the weight unpacking.
-    void (*qdot4)(DType t, const void* wrow, const void* const* act, int64_t n, float* out);
+    // y[t * ldy + r] = W.row(r) . act(t) for r < nr, t < nt, where row r starts at w + r * ws.
+    // Quantized W (activation_type_for(dt) != F32): act rows are activation blocks `as` bytes
+    // apart, integer dot products. F32/F16/BF16 W: act rows are f32. Returns false for other
+    // dtypes (the caller dequantizes instead). The result of a (row, token) pair does not
+    // depend on nr, nt or the split.
+    bool (*gemm)(DType dt, const void* w, size_t ws, int64_t nr, const void* act, size_t as,
+                 int64_t nt, int64_t n, float* y, int64_t ldy);
 };
 
 constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows

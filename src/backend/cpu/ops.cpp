@@ -22,48 +22,123 @@ const uint8_t* quantize_rows(DType act, const float* x, int64_t n_tok, int64_t n
     return buf.data();
 }
 
-// Integer dot products straight on the weight blocks (no dequantization of the much larger
-// weights), four tokens per weight-row pass. xq: quantize_rows output for W's activation type.
-void qmatmul(ThreadPool& pool, const TensorView& W, const uint8_t* xq, int64_t n_tok, float* y) {
+bool has_gemm(const TensorView& W) {
+    if (W.scale) return false;
+    return activation_type_for(W.dtype) != DType::F32 || W.dtype == DType::F32 ||
+           W.dtype == DType::F16 || W.dtype == DType::BF16;
+}
+
+// One product of a batch: W against n_tok activation rows of `as` bytes (activation blocks
+// of activation_type_for(W.dtype), or f32 rows for plain-float W). y: [n_tok, W.rows()].
+struct GemmJob {
+    const TensorView* W;
+    const uint8_t* act;
+    size_t as;
+    int64_t n_tok;
+    float* y;
+};
+
+// Every job in one parallel region: tasks are (job, chunk of rows), claimed dynamically, so a
+// decode step's small matrices share one synchronisation and balance across threads.
+void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     const CpuKernels& k = cpu_kernels();
-    const int64_t n_out = W.rows(), n_in = W.cols();
-    const size_t arow = row_bytes(activation_type_for(W.dtype), n_in);
-    const uint8_t* w0 = (const uint8_t*)W.data;
-    const size_t wrow = W.row_size();
-    // Small grain so even a 512-row expert matrix spreads over every thread.
-    pool.parallel_for(n_out, std::max<int64_t>(8, 256 / std::max<int64_t>(1, n_tok)),
-                      [&](int64_t r0, int64_t r1, int) {
-                          for (int64_t r = r0; r < r1; ++r) {
-                              const uint8_t* wr = w0 + (size_t)r * wrow;
-                              int64_t t = 0;
-                              for (; t + 4 <= n_tok; t += 4) {
-                                  const void* acts[4];
-                                  float out[4];
-                                  for (int q = 0; q < 4; ++q) acts[q] = xq + (size_t)(t + q) * arow;
-                                  k.qdot4(W.dtype, wr, acts, n_in, out);
-                                  for (int q = 0; q < 4; ++q) y[(t + q) * n_out + r] = out[q];
-                              }
-                              for (; t < n_tok; ++t)
-                                  y[t * n_out + r] =
-                                      k.qdot(W.dtype, wr, xq + (size_t)t * arow, n_in);
-                          }
-                      });
+    std::vector<int64_t> first(jobs.size() + 1, 0), chunk(jobs.size());
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        // 16-row chunks (a multiple of every tile height) spread even one 512-row expert
+        // matrix over the threads; larger batches take larger chunks.
+        chunk[j] = std::max<int64_t>(16, 256 / std::max<int64_t>(1, jobs[j].n_tok)) / 16 * 16;
+        first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
+    }
+    pool.run(first.back(), [&](int64_t task, int) {
+        const size_t j = (size_t)(std::upper_bound(first.begin(), first.end(), task) -
+                                  first.begin() - 1);
+        const GemmJob& g = jobs[j];
+        const TensorView& W = *g.W;
+        const int64_t r0 = (task - first[j]) * chunk[j], r1 = std::min(W.rows(), r0 + chunk[j]);
+        const size_t ws = W.row_size();
+        const bool ok = k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok, W.cols(),
+                               g.y + r0, W.rows());
+        if (!ok) fail(std::string("no gemm kernel for ") + dtype_name(W.dtype));
+    });
+}
+
+// x: [n_tok, n_in] as the activation rows W's gemm wants; buf holds them if converted.
+GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y,
+                 std::vector<uint8_t>& buf) {
+    const DType act = activation_type_for(W.dtype);
+    if (act == DType::F32) return {&W, (const uint8_t*)x, (size_t)W.cols() * 4, n_tok, y};
+    return {&W, quantize_rows(act, x, n_tok, W.cols(), buf), row_bytes(act, W.cols()), n_tok, y};
 }
 
 }  // namespace
 
 void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, const float* x,
                  int64_t n_tok, float* ya, float* yb) {
-    const DType act = activation_type_for(A.dtype);
-    if (act == DType::F32 || act != activation_type_for(B.dtype) || A.cols() != B.cols()) {
-        matmul(pool, A, x, n_tok, ya);
-        matmul(pool, B, x, n_tok, yb);
+    const TensorView* W[2] = {&A, &B};
+    float* y[2] = {ya, yb};
+    matmul_multi(pool, W, 2, x, n_tok, y);
+}
+
+void matmul_multi(ThreadPool& pool, const TensorView* const* W, int n_w, const float* x,
+                  int64_t n_tok, float* const* y) {
+    bool fused = true;
+    for (int i = 0; i < n_w; ++i) fused = fused && has_gemm(*W[i]) && W[i]->cols() == W[0]->cols();
+    if (!fused) {
+        for (int i = 0; i < n_w; ++i) matmul(pool, *W[i], x, n_tok, y[i]);
         return;
     }
-    thread_local std::vector<uint8_t> buf;
-    const uint8_t* xq = quantize_rows(act, x, n_tok, A.cols(), buf);
-    qmatmul(pool, A, xq, n_tok, ya);
-    qmatmul(pool, B, xq, n_tok, yb);
+    // Activations are converted once per distinct activation type.
+    thread_local std::vector<std::vector<uint8_t>> bufs;
+    bufs.resize((size_t)n_w);
+    std::vector<GemmJob> jobs;
+    for (int i = 0; i < n_w; ++i) {
+        int same = -1;
+        for (int j = 0; j < i && same < 0; ++j)
+            if (activation_type_for(W[j]->dtype) == activation_type_for(W[i]->dtype)) same = j;
+        if (same >= 0) {
+            jobs.push_back({W[i], jobs[(size_t)same].act, jobs[(size_t)same].as, n_tok, y[i]});
+        } else {
+            jobs.push_back(make_job(*W[i], x, n_tok, y[i], bufs[(size_t)i]));
+        }
+    }
+    gemm_jobs(pool, jobs);
+}
+
+void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts) {
+    bool fused = true;
+    for (const SwigluJob& e : experts)
+        fused = fused && has_gemm(*e.gate) && has_gemm(*e.up) && has_gemm(*e.down) &&
+                e.gate->dtype == e.up->dtype;
+    if (!fused) {
+        for (const SwigluJob& e : experts) {
+            const int64_t F = e.gate->rows();
+            std::vector<float> g((size_t)(e.n_tok * F)), u(g.size());
+            matmul_pair(pool, *e.gate, *e.up, e.x, e.n_tok, g.data(), u.data());
+            for (size_t k = 0; k < g.size(); ++k) g[k] = silu(g[k]) * u[k];
+            matmul(pool, *e.down, g.data(), e.n_tok, e.out);
+        }
+        return;
+    }
+    const size_t n = experts.size();
+    thread_local std::vector<std::vector<uint8_t>> xq, hq;
+    thread_local std::vector<std::vector<float>> g, u;
+    xq.resize(n), hq.resize(n), g.resize(n), u.resize(n);
+    std::vector<GemmJob> jobs;
+    for (size_t i = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        g[i].resize((size_t)(e.n_tok * e.gate->rows()));
+        u[i].resize(g[i].size());
+        jobs.push_back(make_job(*e.gate, e.x, e.n_tok, g[i].data(), xq[i]));
+        jobs.push_back({e.up, jobs.back().act, jobs.back().as, e.n_tok, u[i].data()});
+    }
+    gemm_jobs(pool, jobs);
+    jobs.clear();
+    for (size_t i = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        for (size_t k = 0; k < g[i].size(); ++k) g[i][k] = silu(g[i][k]) * u[i][k];
+        jobs.push_back(make_job(*e.down, g[i].data(), e.n_tok, e.out, hq[i]));
+    }
+    gemm_jobs(pool, jobs);
 }
 
 void load_row(const TensorView& W, int64_t r, float* y) {
@@ -99,13 +174,12 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
     if (W.scale) return matmul_scaled(pool, W, x, n_tok, y);
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
-    const DType act = activation_type_for(W.dtype);
-    if (act != DType::F32) {
+    if (has_gemm(W)) {
         thread_local std::vector<uint8_t> buf;
-        qmatmul(pool, W, quantize_rows(act, x, n_tok, n_in, buf), n_tok, y);
+        gemm_jobs(pool, {make_job(W, x, n_tok, y, buf)});
         return;
     }
-    // Tiles of whole row-tiles so each task dequantizes its rows once for all tokens.
+    // Other dtypes: tiles of whole row-tiles so each task dequantizes its rows once.
     const int64_t grain =
         std::max<int64_t>(kRowTile, (4096 / std::max<int64_t>(1, n_tok)) / kRowTile * kRowTile);
     pool.parallel_for((n_out + kRowTile - 1) / kRowTile, std::max<int64_t>(1, grain / kRowTile),

@@ -16,6 +16,22 @@ void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok
 // quantized once. Same results as two matmul calls.
 void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, const float* x,
                  int64_t n_tok, float* ya, float* yb);
+// y[i] = x . W[i]^T for i < n_w in one parallel region; activations converted once per
+// activation type. Same results as n_w matmul calls.
+void matmul_multi(ThreadPool& pool, const TensorView* const* W, int n_w, const float* x,
+                  int64_t n_tok, float* const* y);
+// A group of SwiGLU FFNs (routed experts): out = down(silu(gate x) * up x) for each, with
+// every gate and up product in one parallel region and every down product in a second.
+// x: [n_tok, gate.cols()]; out: [n_tok, down.rows()]. Same results as one at a time.
+struct SwigluJob {
+    const TensorView* gate;
+    const TensorView* up;
+    const TensorView* down;
+    const float* x;
+    int64_t n_tok;
+    float* out;
+};
+void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts);
 // Serial, for use inside a pool task: y[i] = W.row(r0 + i) . x for i < n_rows. x: [W.cols()]
 void rows_dot(const TensorView& W, int64_t r0, int64_t n_rows, const float* x, float* y);
 // Serial: y[W.cols()] = sum over i < n_rows of x[i] * W.row(r0 + i).

@@ -10,7 +10,10 @@ namespace sluice {
 // The activation format a weight dtype pairs with, or nullopt-like F32 if it has none.
 inline DType activation_type_for(DType w) {
     switch (w) {
+        case DType::Q2_K:
+        case DType::Q3_K:
         case DType::Q4_K:
+        case DType::Q5_K:
         case DType::Q6_K:
             return DType::Q8_K;
         case DType::Q8_0:
@@ -22,7 +25,8 @@ inline DType activation_type_for(DType w) {
 
 // x[0..n) -> blocks of activation_type_for(w).
 void quantize_activations(DType act, const float* x, void* dst, int64_t n);
-// sum_i w[i] * a[i] with integer sums inside blocks, float scales outside.
+// sum_i w[i] * a[i] of the dequantized weights and activations, accumulated in double: the
+// oracle for the integer kernels, which must agree up to float rounding.
 float qdot_ref(DType w, const void* wrow, const void* act, int64_t n);
 
 }  // namespace sluice

@@ -1,0 +1,132 @@
+// Mat-vec and mat-mat throughput of the CPU kernels per weight dtype, through the same `matmul`
+// op the model uses, on matrices far larger than the caches, against a read-only memory sweep
+// on the same threads (the roofline for decode).
+//   build/sluice-kbench [--threads N] [--mib M] [--tokens T] [--types q4_K,q8_0,...]
+// Prints one JSON object per dtype: weight GB/s at T=1 and the ratio to the read bandwidth,
+// and GFLOP/s at T tokens.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/ops.h"
+#include "backend/cpu/quant_ref.h"
+#include "backend/cpu/thread_pool.h"
+#include "core/dtype.h"
+
+using namespace sluice;
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+template <typename F>
+double median_s(int reps, F&& f) {
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        const double t0 = now_s();
+        f();
+        t.push_back(now_s() - t0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+// Read-only sweep (f32 dot products of the buffer against one L1-resident vector) split over
+// the pool: the bandwidth a mat-vec can hope for.
+double read_gbs(ThreadPool& pool, const std::vector<float>& buf) {
+    constexpr int64_t kChunk = 4096;
+    const std::vector<float> v((size_t)kChunk, 1.0f);
+    std::vector<float> sums((size_t)pool.size() * 16);
+    const double s = median_s(7, [&] {
+        pool.parallel_for((int64_t)buf.size() / kChunk, 64, [&](int64_t b, int64_t e, int th) {
+            float acc = 0;
+            for (int64_t c = b; c < e; ++c)
+                acc += cpu_kernels().dot_f32(buf.data() + c * kChunk, v.data(), kChunk);
+            sums[(size_t)th * 16] += acc;
+        });
+    });
+    return (double)buf.size() * 4 / s / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int threads = 2, tokens = 32;
+    size_t mib = 512;
+    std::string types = "q4_K,q5_K,q6_K,q8_0,q2_K,q3_K,bf16,f16,f32";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--threads")
+            threads = std::atoi(argv[i + 1]);
+        else if (a == "--mib")
+            mib = (size_t)std::atoll(argv[i + 1]);
+        else if (a == "--tokens")
+            tokens = std::atoi(argv[i + 1]);
+        else if (a == "--types")
+            types = argv[i + 1];
+        else {
+            std::fprintf(stderr, "unknown option %s\n", a.c_str());
+            return 2;
+        }
+    }
+    ThreadPool pool(threads);
+    std::vector<float> sweep(mib << 18, 1.0f);
+    const double bw = read_gbs(pool, sweep);
+    sweep = {};
+    std::printf("{\"isa\": \"%s\", \"threads\": %d, \"read_gb_s\": %.2f}\n", cpu_kernels().name,
+                threads, bw);
+
+    const int64_t n_in = 2048;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    size_t p = 0;
+    while (p < types.size()) {
+        size_t q = types.find(',', p);
+        if (q == std::string::npos) q = types.size();
+        const std::string name = types.substr(p, q - p);
+        p = q + 1;
+        const auto t = dtype_from_name(name);
+        if (!t) {
+            std::fprintf(stderr, "unknown dtype %s\n", name.c_str());
+            return 2;
+        }
+        const size_t rb = row_bytes(*t, n_in);
+        const int64_t n_out = (int64_t)((mib << 20) / rb);
+        // 64 distinct quantized rows tiled over the matrix: real blocks, cheap to make.
+        std::vector<uint8_t> w((size_t)n_out * rb);
+        std::vector<float> xr((size_t)n_in);
+        for (int r = 0; r < 64; ++r) {
+            for (auto& v : xr) v = nd(rng);
+            quantize_row_ref(*t, xr.data(), w.data() + (size_t)r * rb, n_in);
+        }
+        for (int64_t r = 64; r < n_out; ++r)
+            std::memcpy(w.data() + (size_t)r * rb, w.data() + (size_t)(r % 64) * rb, rb);
+        TensorView W;
+        W.dtype = *t;
+        W.data = w.data();
+        W.ne = {n_in, n_out, 1, 1};
+        std::vector<float> x((size_t)n_in * tokens), y((size_t)n_out * tokens);
+        for (auto& v : x) v = nd(rng);
+        const double s1 = median_s(7, [&] { matmul(pool, W, x.data(), 1, y.data()); });
+        // Prefill-like: T tokens on a slice that stays the same size in bytes per token.
+        TensorView Wt = W;
+        Wt.ne[1] = std::max<int64_t>(64, n_out / 16);
+        const double sT = median_s(3, [&] { matmul(pool, Wt, x.data(), tokens, y.data()); });
+        const double gbs = (double)w.size() / s1 / 1e9;
+        std::printf(
+            "{\"dtype\": \"%s\", \"matvec_gb_s\": %.2f, \"of_read_bw\": %.2f, "
+            "\"matmul_t%d_gflop_s\": %.1f}\n",
+            name.c_str(), gbs, gbs / bw, tokens,
+            2.0 * (double)Wt.rows() * (double)n_in * tokens / sT / 1e9);
+        std::fflush(stdout);
+    }
+    return 0;
+}
