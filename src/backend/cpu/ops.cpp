@@ -42,11 +42,14 @@ struct GemmJob {
 // decode step's small matrices share one synchronisation and balance across threads.
 void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     const CpuKernels& k = cpu_kernels();
+    // Row chunks as large as keeps ~8 tasks per thread (balance), at most 1024 / n_tok rows:
+    // a task's software prefetch runs ahead inside its chunk, so tiny chunks start cold.
+    int64_t total_rows = 0;
+    for (const GemmJob& g : jobs) total_rows += g.W->rows();
     std::vector<int64_t> first(jobs.size() + 1, 0), chunk(jobs.size());
     for (size_t j = 0; j < jobs.size(); ++j) {
-        // 16-row chunks (a multiple of every tile height) spread even one 512-row expert
-        // matrix over the threads; larger batches take larger chunks.
-        chunk[j] = std::max<int64_t>(16, 256 / std::max<int64_t>(1, jobs[j].n_tok)) / 16 * 16;
+        const int64_t cap = 1024 / std::max<int64_t>(1, jobs[j].n_tok);
+        chunk[j] = std::max<int64_t>(16, std::min(cap, total_rows / (8 * pool.size())) / 16 * 16);
         first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
     }
     pool.run(first.back(), [&](int64_t task, int) {
