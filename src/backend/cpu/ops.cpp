@@ -23,9 +23,7 @@ const uint8_t* quantize_rows(DType act, const float* x, int64_t n_tok, int64_t n
 }
 
 bool has_gemm(const TensorView& W) {
-    if (W.scale) return false;
-    return activation_type_for(W.dtype) != DType::F32 || W.dtype == DType::F32 ||
-           W.dtype == DType::F16 || W.dtype == DType::BF16;
+    return !W.scale && has_gemm_path(W.dtype);
 }
 
 // One product of a batch: W against n_tok activation rows of `as` bytes (activation blocks
@@ -53,8 +51,8 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
         first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
     }
     pool.run(first.back(), [&](int64_t task, int) {
-        const size_t j = (size_t)(std::upper_bound(first.begin(), first.end(), task) -
-                                  first.begin() - 1);
+        const size_t j =
+            (size_t)(std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1);
         const GemmJob& g = jobs[j];
         const TensorView& W = *g.W;
         const int64_t r0 = (task - first[j]) * chunk[j], r1 = std::min(W.rows(), r0 + chunk[j]);
@@ -156,8 +154,7 @@ void load_row(const TensorView& W, int64_t r, float* y) {
 namespace {
 
 // Block-scaled FP8: rows are widened to f32 (scales applied) one tile at a time.
-void matmul_scaled(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok,
-                   float* y) {
+void matmul_scaled(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y) {
     const CpuKernels& k = cpu_kernels();
     const int64_t n_out = W.rows(), n_in = W.cols();
     pool.parallel_for((n_out + kRowTile - 1) / kRowTile, 1, [&](int64_t tb, int64_t te, int) {

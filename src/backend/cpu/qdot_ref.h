@@ -23,6 +23,13 @@ inline DType activation_type_for(DType w) {
     }
 }
 
+// Whether CpuKernels::gemm multiplies w directly: integer codes with quantized activations,
+// or plain-float weights with f32 activations. Other dtypes are dequantized first.
+inline bool has_gemm_path(DType w) {
+    return activation_type_for(w) != DType::F32 || w == DType::F32 || w == DType::F16 ||
+           w == DType::BF16;
+}
+
 // x[0..n) -> blocks of activation_type_for(w).
 void quantize_activations(DType act, const float* x, void* dst, int64_t n);
 // sum_i w[i] * a[i] of the dequantized weights and activations, accumulated in double: the

@@ -17,9 +17,15 @@ struct VF {  // 16 x f32
     __m512 v;
 };
 
-static inline VI zero() { return {_mm512_setzero_si512()}; }
-static inline VF zerof() { return {_mm512_setzero_ps()}; }
-static inline VI load64(const void* p) { return {_mm512_loadu_si512(p)}; }
+static inline VI zero() {
+    return {_mm512_setzero_si512()};
+}
+static inline VF zerof() {
+    return {_mm512_setzero_ps()};
+}
+static inline VI load64(const void* p) {
+    return {_mm512_loadu_si512(p)};
+}
 // [p[0..32), p[0..32)]
 static inline VI load_dup32(const void* p) {
     return {_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)p))};
@@ -29,9 +35,15 @@ static inline VI load_2x32(const void* p0, const void* p1) {
     return {_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)p0)),
                                _mm256_loadu_si256((const __m256i*)p1), 1)};
 }
-static inline VI splat8(int8_t c) { return {_mm512_set1_epi8(c)}; }
-static inline VI and_(VI a, VI b) { return {_mm512_and_si512(a.v, b.v)}; }
-static inline VI or_(VI a, VI b) { return {_mm512_or_si512(a.v, b.v)}; }
+static inline VI splat8(int8_t c) {
+    return {_mm512_set1_epi8(c)};
+}
+static inline VI and_(VI a, VI b) {
+    return {_mm512_and_si512(a.v, b.v)};
+}
+static inline VI or_(VI a, VI b) {
+    return {_mm512_or_si512(a.v, b.v)};
+}
 template <int N>
 static inline VI srl16(VI a) {
     return {_mm512_srli_epi16(a.v, N)};
@@ -47,15 +59,21 @@ static inline VI srl16_halves(VI a) {
     return {_mm512_mask_blend_epi64(0xF0, _mm512_srli_epi16(a.v, N0), _mm512_srli_epi16(a.v, N1))};
 }
 // u8 x s8, adjacent pairs summed -> 32 x i16. |u| <= 64 and |s| <= 127 keep it exact.
-static inline VI maddubs(VI u, VI s) { return {_mm512_maddubs_epi16(u.v, s.v)}; }
+static inline VI maddubs(VI u, VI s) {
+    return {_mm512_maddubs_epi16(u.v, s.v)};
+}
 // s8 x s8 -> 32 x i16, as maddubs(|w|, sign(w) * a).
 static inline VI mul_s8s8(VI w, VI a) {
     const __mmask64 neg = _mm512_movepi8_mask(w.v);
     return {_mm512_maddubs_epi16(_mm512_abs_epi8(w.v),
                                  _mm512_mask_sub_epi8(a.v, neg, _mm512_setzero_si512(), a.v))};
 }
-static inline VI madd(VI a, VI b) { return {_mm512_madd_epi16(a.v, b.v)}; }
-static inline VI add32(VI a, VI b) { return {_mm512_add_epi32(a.v, b.v)}; }
+static inline VI madd(VI a, VI b) {
+    return {_mm512_madd_epi16(a.v, b.v)};
+}
+static inline VI add32(VI a, VI b) {
+    return {_mm512_add_epi32(a.v, b.v)};
+}
 // 16 x i16 scales (one per 16 elements of a 256-element block) -> the i16 multipliers of the
 // 64 elements [64 * i, 64 * i + 64): lanes 8j..8j+7 hold s[4i + j].
 template <int I>
@@ -67,11 +85,9 @@ static inline VI scales_for(__m256i s) {
         4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I);
     return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
 }
-// i16 lanes [0, 16) = s0, [16, 32) = s1
-static inline VI scales2(int16_t s0, int16_t s1) {
-    return {_mm512_inserti64x4(_mm512_set1_epi16(s0), _mm256_set1_epi16(s1), 1)};
+static inline VI ones16() {
+    return {_mm512_set1_epi16(1)};
 }
-static inline VI ones16() { return {_mm512_set1_epi16(1)}; }
 // acc + float(i32) * s
 static inline VF fmadd_i32(VI i, float s, VF acc) {
     return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), _mm512_set1_ps(s), acc.v)};
@@ -81,9 +97,13 @@ static inline VF fmadd_i32_2(VI i, float s0, float s1, VF acc) {
     const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
     return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), s, acc.v)};
 }
-static inline float hsum(VF a) { return _mm512_reduce_add_ps(a.v); }
+static inline float hsum(VF a) {
+    return _mm512_reduce_add_ps(a.v);
+}
 // f32 vectors for the plain-float kernels
-static inline VF loadf(const float* p) { return {_mm512_loadu_ps(p)}; }
+static inline VF loadf(const float* p) {
+    return {_mm512_loadu_ps(p)};
+}
 static inline VF load_f16(const uint16_t* p) {
     return {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p))};
 }
@@ -91,7 +111,9 @@ static inline VF load_bf16(const uint16_t* p) {
     return {_mm512_castsi512_ps(
         _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16))};
 }
-static inline VF fmadd(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+static inline VF fmadd(VF a, VF b, VF c) {
+    return {_mm512_fmadd_ps(a.v, b.v, c.v)};
+}
 
 #else  // AVX2
 
@@ -102,8 +124,12 @@ struct VF {
     __m256 a, b;
 };
 
-static inline VI zero() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
-static inline VF zerof() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+static inline VI zero() {
+    return {_mm256_setzero_si256(), _mm256_setzero_si256()};
+}
+static inline VF zerof() {
+    return {_mm256_setzero_ps(), _mm256_setzero_ps()};
+}
 static inline VI load64(const void* p) {
     return {_mm256_loadu_si256((const __m256i*)p), _mm256_loadu_si256((const __m256i*)p + 1)};
 }
@@ -114,9 +140,15 @@ static inline VI load_dup32(const void* p) {
 static inline VI load_2x32(const void* p0, const void* p1) {
     return {_mm256_loadu_si256((const __m256i*)p0), _mm256_loadu_si256((const __m256i*)p1)};
 }
-static inline VI splat8(int8_t c) { return {_mm256_set1_epi8(c), _mm256_set1_epi8(c)}; }
-static inline VI and_(VI x, VI y) { return {_mm256_and_si256(x.a, y.a), _mm256_and_si256(x.b, y.b)}; }
-static inline VI or_(VI x, VI y) { return {_mm256_or_si256(x.a, y.a), _mm256_or_si256(x.b, y.b)}; }
+static inline VI splat8(int8_t c) {
+    return {_mm256_set1_epi8(c), _mm256_set1_epi8(c)};
+}
+static inline VI and_(VI x, VI y) {
+    return {_mm256_and_si256(x.a, y.a), _mm256_and_si256(x.b, y.b)};
+}
+static inline VI or_(VI x, VI y) {
+    return {_mm256_or_si256(x.a, y.a), _mm256_or_si256(x.b, y.b)};
+}
 template <int N>
 static inline VI srl16(VI x) {
     return {_mm256_srli_epi16(x.a, N), _mm256_srli_epi16(x.b, N)};
@@ -136,8 +168,12 @@ static inline VI mul_s8s8(VI w, VI x) {
     return {_mm256_maddubs_epi16(_mm256_sign_epi8(w.a, w.a), _mm256_sign_epi8(x.a, w.a)),
             _mm256_maddubs_epi16(_mm256_sign_epi8(w.b, w.b), _mm256_sign_epi8(x.b, w.b))};
 }
-static inline VI madd(VI x, VI y) { return {_mm256_madd_epi16(x.a, y.a), _mm256_madd_epi16(x.b, y.b)}; }
-static inline VI add32(VI x, VI y) { return {_mm256_add_epi32(x.a, y.a), _mm256_add_epi32(x.b, y.b)}; }
+static inline VI madd(VI x, VI y) {
+    return {_mm256_madd_epi16(x.a, y.a), _mm256_madd_epi16(x.b, y.b)};
+}
+static inline VI add32(VI x, VI y) {
+    return {_mm256_add_epi32(x.a, y.a), _mm256_add_epi32(x.b, y.b)};
+}
 template <int I>
 static inline VI scales_for(__m256i s) {
     // Each ymm covers 32 elements: i16 lanes 0..7 (one 128-bit lane) per 16-element group.
@@ -146,10 +182,9 @@ static inline VI scales_for(__m256i s) {
     return {_mm256_set_m128i(_mm_set1_epi16(v[4 * I + 1]), _mm_set1_epi16(v[4 * I])),
             _mm256_set_m128i(_mm_set1_epi16(v[4 * I + 3]), _mm_set1_epi16(v[4 * I + 2]))};
 }
-static inline VI scales2(int16_t s0, int16_t s1) {
-    return {_mm256_set1_epi16(s0), _mm256_set1_epi16(s1)};
+static inline VI ones16() {
+    return {_mm256_set1_epi16(1), _mm256_set1_epi16(1)};
 }
-static inline VI ones16() { return {_mm256_set1_epi16(1), _mm256_set1_epi16(1)}; }
 static inline VF fmadd_i32(VI i, float s, VF acc) {
     const __m256 sv = _mm256_set1_ps(s);
     return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), sv, acc.a),
@@ -166,7 +201,9 @@ static inline float hsum(VF x) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-static inline VF loadf(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+static inline VF loadf(const float* p) {
+    return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
 static inline VF load_f16(const uint16_t* p) {
     return {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)),
             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p + 8)))};
@@ -175,7 +212,9 @@ static inline __m256 bf16x8(const uint16_t* p) {
     return _mm256_castsi256_ps(
         _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
 }
-static inline VF load_bf16(const uint16_t* p) { return {bf16x8(p), bf16x8(p + 8)}; }
+static inline VF load_bf16(const uint16_t* p) {
+    return {bf16x8(p), bf16x8(p + 8)};
+}
 static inline VF fmadd(VF x, VF y, VF c) {
     return {_mm256_fmadd_ps(x.a, y.a, c.a), _mm256_fmadd_ps(x.b, y.b, c.b)};
 }
