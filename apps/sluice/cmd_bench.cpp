@@ -75,6 +75,7 @@ int cmd_bench(const BenchOptions& o) {
     std::vector<float> logits((size_t)c.n_vocab);
     ExpertStore& store = m.experts();
 
+    DeviceForward* dev = m.device();
     const StreamStats s0 = store.stats();
     const uint64_t d0 = process_disk_read_bytes();
     const auto t0 = clock::now();
@@ -84,6 +85,7 @@ int cmd_bench(const BenchOptions& o) {
     const uint64_t d1 = process_disk_read_bytes();
 
     std::vector<double> step_ms;
+    const VramStats v1 = dev ? dev->stats() : VramStats{};
     const auto t1 = clock::now();
     for (int i = 0; i < o.decode; ++i) {
         const auto ts = clock::now();
@@ -92,6 +94,7 @@ int cmd_bench(const BenchOptions& o) {
         step_ms.push_back(1000 * seconds_since(ts));
     }
     const double decode_s = seconds_since(t1);
+    const VramStats v2 = dev ? dev->stats() : VramStats{};
     const StreamStats sd = store.stats() - s1, sp = s1 - s0;
     const uint64_t disk_decode = process_disk_read_bytes() - d1, disk_prefill = d1 - d0;
     const uint64_t peak_rss = process_peak_rss_bytes();
@@ -120,7 +123,34 @@ int cmd_bench(const BenchOptions& o) {
     const double compute_tok_s = o.decode / compute_s;
     const double disk_bound =
         disk_per_tok > 0 && probe.bytes_per_s > 0 ? probe.bytes_per_s / disk_per_tok : 0;
-    const double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
+    double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
+    // GPU: weights touched per token against device memory bandwidth, and expert bytes
+    // copied per token against pinned host -> device bandwidth.
+    nlohmann::json gpu_j;
+    if (dev) {
+        const Weights& w = m.weights();
+        uint64_t touched = m.dense_bytes();
+        if (w.output.data != w.tok_embd.data) touched -= w.tok_embd.nbytes();
+        for (const ExpertLayerLayout& L : m.expert_layout().layers)
+            if (!L.experts.empty()) touched += (uint64_t)c.n_expert_used * L.expert_bytes();
+        const double mem_bw = dev->measure_mem(), h2d_bw = dev->measure_h2d();
+        const double h2d_per_tok = (double)(v2.bytes_h2d - v1.bytes_h2d) / o.decode;
+        const double mem_bound = mem_bw / (double)touched;
+        const double h2d_bound = h2d_per_tok > 0 ? h2d_bw / h2d_per_tok : 0;
+        bound = mem_bound;
+        if (h2d_bound > 0) bound = std::min(bound, h2d_bound);
+        if (disk_bound > 0) bound = std::min(bound, disk_bound);
+        const uint64_t acq = v2.acquires - v1.acquires, hits = v2.hits - v1.hits;
+        gpu_j = {{"device", dev->describe()},
+                 {"weight_bytes_per_token", touched},
+                 {"mem_bw_bytes_per_s", mem_bw},
+                 {"mem_bound_tok_s", mem_bound},
+                 {"h2d_bytes_per_token", h2d_per_tok},
+                 {"h2d_bw_bytes_per_s", h2d_bw},
+                 {"h2d_bound_tok_s", h2d_bound},
+                 {"vram_hit_rate", acq ? (double)hits / (double)acq : 1.0},
+                 {"host_staging_s", v2.host_s - v1.host_s}};
+    }
     const double requested_per_tok = (double)sd.bytes_read / o.decode;
     const double page_hit =
         sd.bytes_read > 0 ? std::clamp(1.0 - (double)disk_decode / (double)sd.bytes_read, 0.0, 1.0)
@@ -156,7 +186,9 @@ int cmd_bench(const BenchOptions& o) {
         {"bound_tok_s", bound},
         {"efficiency", bound > 0 ? decode_tok_s / bound : 0},
         {"peak_rss_bytes", peak_rss},
+        {"backend", dev ? "cuda" : "cpu"},
     };
+    if (dev) j["gpu"] = gpu_j;
     if (o.m.json) {
         print_json(j);
         return 0;
@@ -182,6 +214,17 @@ int cmd_bench(const BenchOptions& o) {
     if (probe.bytes_per_s > 0)
         std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n",
                     probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
+    if (dev)
+        std::printf("gpu             %s  weights %s/token at %.0f GB/s -> %.1f tok/s; host->device "
+                    "%s/token at %.1f GB/s -> %.1f tok/s; VRAM expert hit rate %.1f%%\n",
+                    dev->describe().c_str(),
+                    format_bytes(gpu_j["weight_bytes_per_token"].get<uint64_t>()).c_str(),
+                    gpu_j["mem_bw_bytes_per_s"].get<double>() / 1e9,
+                    gpu_j["mem_bound_tok_s"].get<double>(),
+                    format_bytes((uint64_t)gpu_j["h2d_bytes_per_token"].get<double>()).c_str(),
+                    gpu_j["h2d_bw_bytes_per_s"].get<double>() / 1e9,
+                    gpu_j["h2d_bound_tok_s"].get<double>(),
+                    100 * gpu_j["vram_hit_rate"].get<double>());
     std::printf("bound           %.3f tok/s (disk %.3f, compute-only %.3f) -> efficiency %.1f%%\n",
                 bound, disk_bound, compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
     std::printf("peak RSS        %s\n", format_bytes(peak_rss).c_str());

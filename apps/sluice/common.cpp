@@ -30,6 +30,11 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
         ->check(CLI::IsMember({"page-cache", "direct", "mmap"}));
     app->add_option("--io-engine", o.io_engine, "auto (io_uring if available), uring, threads")
         ->check(CLI::IsMember({"auto", "uring", "threads"}));
+    app->add_option("--backend", o.backend, "compute on: cpu (default) or cuda")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
+    app->add_option("--gpu-mem", o.gpu_mem,
+                    "with --backend cuda: most VRAM to use, e.g. 4GiB; routed experts beyond it "
+                    "are cached in VRAM and copied from host memory as routed");
     app->add_flag("--prefetch,!--no-prefetch", o.prefetch,
                   "speculatively prefetch the next layer's experts");
 }
@@ -45,6 +50,8 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
     lo.mem_budget = o.mem_budget.empty() ? 0 : parse_size(o.mem_budget);
     lo.io = parse_io_mode(o.io);
     lo.io_engine = o.io_engine;
+    lo.backend = o.backend == "cuda" ? Backend::Cuda : Backend::Cpu;
+    lo.gpu_mem = o.gpu_mem.empty() ? 0 : parse_size(o.gpu_mem);
     lo.n_ctx = n_ctx;
     if (!o.json && isatty(2))
         lo.on_progress = [](uint64_t done, uint64_t total) {
@@ -58,6 +65,8 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
     lm.model->set_speculative_prefetch(o.prefetch);
     if (!o.json && lo.mem_budget > 0)
         std::fprintf(stderr, "%s", lm.model->memory_plan().describe().c_str());
+    if (!o.json && lm.model->device())
+        std::fprintf(stderr, "%s", lm.model->device()->describe().c_str());
     return lm;
 }
 

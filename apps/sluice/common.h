@@ -18,6 +18,8 @@ struct ModelOptions {
     std::string mem_budget;     // "" = no budget: everything memory-mapped
     std::string io = "direct";  // measured fastest under a cap: docs/benchmarks.md
     std::string io_engine = "auto";
+    std::string backend = "cpu";
+    std::string gpu_mem;  // "" = the GPU's free memory less 1 GiB
     bool prefetch = true;  // speculative next-layer prefetch (measured +27%: docs/benchmarks.md)
 };
 

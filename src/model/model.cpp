@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "formats/safetensors.h"
+#include "model/gpu_forward.h"
 #include "model/rope.h"
 
 namespace sluice {
@@ -65,6 +66,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& o
     m->bind_weights(arch_info(m->cfg_.arch), hf, resident);
     m->rope_ = make_rope_table(m->cfg_);
     m->make_expert_store(opts);
+    if (opts.backend == Backend::Cuda) m->device_ = make_cuda_forward(*m, {opts.gpu_mem, opts.n_ctx, opts.gpu_expert_slots});
     return m;
 }
 
@@ -308,7 +310,10 @@ void Model::forward(const ForwardArgs& a) {
               "token id " + std::to_string(a.tokens[i]) + " is outside the vocabulary (0.." +
                   std::to_string(cfg_.n_vocab - 1) + ")");
     a.kv->advance_recurrent(a.pos0, a.n);
-    arch_info(cfg_.arch).forward(*this, a);
+    if (device_)
+        device_->forward(*this, a);
+    else
+        arch_info(cfg_.arch).forward(*this, a);
 }
 
 }  // namespace sluice

@@ -19,6 +19,7 @@
 #include "model/kv_cache.h"
 #include "stream/expert_store.h"
 #include "stream/memory_plan.h"
+#include "stream/vram_stats.h"
 
 namespace sluice {
 
@@ -62,7 +63,25 @@ enum class MlaMode { Auto, Absorbed, Expanded };
 // Linear-attention layers: chunked form for batches, recurrent for single tokens (Auto).
 enum class DeltaNetMode { Auto, Chunked, Recurrent };
 
+// A forward pass that runs elsewhere than the CPU ops (the CUDA backend: gpu_forward.h).
+class Model;
+class DeviceForward {
+  public:
+    virtual ~DeviceForward() = default;
+    virtual void forward(Model& m, const ForwardArgs& a) = 0;
+    virtual std::string describe() const = 0;  // device and memory plan, one line each
+    virtual VramStats stats() const = 0;
+    // Physical bounds for bench, bytes/s: host -> device copies, device memory.
+    virtual double measure_h2d() = 0;
+    virtual double measure_mem() = 0;
+};
+
+enum class Backend { Cpu, Cuda };
+
 struct LoadOptions {
+    Backend backend = Backend::Cpu;
+    uint64_t gpu_mem = 0;     // CUDA: VRAM for everything; 0: the device's free memory less 1 GiB
+    int gpu_expert_slots = 0;  // CUDA: > 0 caps the experts held in VRAM (tests)
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
@@ -97,8 +116,10 @@ class Model {
     DeltaNetMode deltanet_mode() const { return deltanet_mode_; }
     const RopeTable& rope() const { return rope_; }
 
-    // Checks tokens and positions, then runs the architecture's forward pass.
+    // Checks tokens and positions, then runs the architecture's forward pass (on the
+    // device, when one was chosen at load).
     void forward(const ForwardArgs& a);
+    DeviceForward* device() { return device_.get(); }
 
   private:
     Model() = default;
@@ -115,6 +136,7 @@ class Model {
     ExpertLayout layout_;
     MemoryPlan plan_;
     std::unique_ptr<ExpertStore> experts_;
+    std::unique_ptr<DeviceForward> device_;
     uint64_t dense_bytes_ = 0;
     bool spec_prefetch_ = false;
     MlaMode mla_mode_ = MlaMode::Auto;

@@ -1,0 +1,179 @@
+#pragma once
+// CUDA backend: device memory, streams and the ops of the GPU forward pass. No CUDA types in
+// this header, so host-only code includes it; the kernels live in the .cu files beside it.
+// Conventions as in the CPU backend: activations are f32 in device memory, row-major per
+// token; a weight matrix is a TensorView whose data is a device pointer (GGUF row-major:
+// row r = output feature r, cols() elements in the dtype's blocks).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace sluice::cuda {
+
+// True if a CUDA device can be used; otherwise *why (if given) says why not.
+bool available(std::string* why = nullptr);
+
+struct DeviceInfo {
+    std::string name;
+    int cc_major = 0, cc_minor = 0, n_sm = 0;
+    uint64_t total_bytes = 0, free_bytes = 0;
+};
+DeviceInfo device_info();
+
+// Whether matmul/expert kernels exist for this weight dtype.
+bool supports(DType t);
+
+// Device memory, freed on destruction.
+class DeviceBuffer {
+  public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes);
+    ~DeviceBuffer();
+    DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    void* data() const { return p_; }
+    float* f32() const { return (float*)p_; }
+    size_t size() const { return n_; }
+
+  private:
+    void* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Page-locked host memory (DMA source for host-to-device copies).
+class PinnedBuffer {
+  public:
+    PinnedBuffer() = default;
+    explicit PinnedBuffer(size_t bytes);
+    ~PinnedBuffer();
+    PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    void* data() const { return p_; }
+    size_t size() const { return n_; }
+
+  private:
+    void* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Host memory registered for DMA in place (e.g. a read-only file mapping whose pages are in
+// the page cache): copies from it need no staging. ok() is false, with error() saying why,
+// when the driver refuses; unregistered on destruction.
+class HostRegistration {
+  public:
+    HostRegistration(const void* p, size_t n);
+    ~HostRegistration();
+    HostRegistration(const HostRegistration&) = delete;
+    HostRegistration& operator=(const HostRegistration&) = delete;
+    bool ok() const { return ok_; }
+    const std::string& error() const { return error_; }
+
+  private:
+    void* p_ = nullptr;
+    bool ok_ = false;
+    std::string error_;
+};
+
+// One routed-expert projection set on the device: for each expert e of a layer,
+// table[3 * e + p] points at projection p (0 gate, 1 up, 2 down) or is null when the expert
+// is not resident. The kernels read expert ids and the table from device memory, so a
+// decode step with every expert resident needs no host round trip.
+struct ExpertTable {
+    const void* const* table = nullptr;  // device: [n_expert * 3]
+    DType dtype[3] = {DType::F32, DType::F32, DType::F32};
+    int64_t n_ff = 0, n_embd = 0;  // gate/up: [n_ff rows, n_embd]; down: [n_embd rows, n_ff]
+};
+
+// The compute stream and everything issued on it. Calls return at once (work is queued);
+// results are visible to later ops on the same Gpu and to download() after sync.
+class Gpu {
+  public:
+    Gpu();
+    ~Gpu();
+    Gpu(const Gpu&) = delete;
+    Gpu& operator=(const Gpu&) = delete;
+
+    void sync();
+    // Synchronous host -> device copy (weights at load).
+    void upload(void* dst, const void* src, size_t n);
+    // Host -> device on the compute stream; src must stay valid until sync (pinned: async).
+    void upload_async(void* dst, const void* src, size_t n);
+    // Device -> host: queued on the compute stream, then waits for it.
+    void download(void* dst, const void* src, size_t n);
+    void copy(void* dst, const void* src, size_t n);  // device -> device, queued
+    // Copies on the copy stream, ordered before compute work queued after the next
+    // wait_copies(). src: pinned host memory that stays valid until then.
+    void copy_h2d_side(void* dst, const void* src, size_t n);
+    void wait_copies();  // compute stream waits for every side copy queued so far
+    void sync_copies();  // host waits for every side copy queued so far
+    // Marks i < kSideMarks on the side stream: wait_side_mark(i) returns once every side
+    // copy queued before mark_side(i) has finished (staging buffers reusable).
+    static constexpr int kSideMarks = 8;
+    void mark_side(int i);
+    void wait_side_mark(int i);
+
+    // y: [n, W.rows()] = x: [n, W.cols()] . W^T (accumulate: y +=). Small n: fused
+    // dequantizing mat-vec; larger n: weights dequantized to f16 tiles and multiplied on
+    // the tensor cores (f32 accumulation).
+    void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false);
+    // y: [n, W.cols()] = rows ids[0..n) of W (device ids), as f32.
+    void get_rows(const TensorView& W, const int32_t* ids, int n, float* y);
+    // y = x / rms(x) * w per row. x, y: [rows, n]; w: [n] f32.
+    void rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y);
+    // In place per token t < n_tok and head h < n_head of x: [n_tok, n_head, stride]:
+    // optional RMSNorm over head_dim (norm_w: [head_dim] f32 or null), then RoPE of the first
+    // n_rot dims at position pos0 + t (inv_freq: [n_rot / 2] device f32).
+    void head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
+                        const float* norm_w, float eps, const float* inv_freq, int n_rot, float mag,
+                        bool pairs, int pos0);
+    // Causal GQA attention of n new tokens at positions pos0.. over the cache.
+    // q: [n, n_head * hd]; k_cache: [n_ctx, n_kv * hd]; v_cache: [n_ctx, n_kv * vd];
+    // out: [n, n_head * vd].
+    void attention(const float* q, const float* k_cache, const float* v_cache, int n, int pos0,
+                   int n_head, int n_kv, int hd, int vd, float scale, float* out);
+    void add(float* x, const float* y, size_t n);  // x += y
+    // Softmax over n_expert logits per token, top k, optional renormalisation, times scale.
+    // logits: [n, n_expert]; ids, weights: [n, k].
+    void route_softmax_topk(const float* logits, int n, int n_expert, int k, bool norm, float scale,
+                            int32_t* ids, float* weights);
+
+    // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
+    // act: [n_slots, n_ff] = silu(gate x) * (up x); y: [n_slots, n_embd] = down act.
+    void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
+                         const float* x, float* act);
+    void experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, const float* act,
+                      float* y);
+    // out[t] (+)= sum over j < k of w[t * k + j] * y[t * k + j]. y: [n * k, n]; out: [n, dim].
+    void combine(const float* y, const float* w, int n, int k, int dim, float* out,
+                 bool accumulate);
+    // Batches grouped by expert: xs[i] = x[idx[i]] (idx: device, [m]); rows of dim floats.
+    void gather_rows(const float* x, const int32_t* idx, int m, int dim, float* xs);
+    // out[idx[i]] += w[i] * y[i] for i < m (idx distinct within a call).
+    void scatter_add(const float* y, const int32_t* idx, const float* w, int m, int dim,
+                     float* out);
+    // act[i] = silu(g[i]) * u[i], i < n.
+    void swiglu(const float* g, const float* u, size_t n, float* act);
+    // Gated shared expert: y[t] *= sigmoid(h[t] . w) for t < n. y, h: [n, dim]; w: [dim].
+    void scale_by_sigmoid_dot(float* y, const float* h, const float* w, int n, int dim);
+
+    // Measured bandwidths in bytes/s (median of several runs): pinned host -> device copies
+    // of `bytes`, and a device -> device copy of `bytes` counting bytes read plus written.
+    double measure_h2d(size_t bytes);
+    double measure_d2d(size_t bytes);
+
+    // Opaque handles for the .cu files.
+    struct Impl;
+    Impl& impl() { return *p_; }
+
+  private:
+    std::unique_ptr<Impl> p_;
+};
+
+}  // namespace sluice::cuda

@@ -1,0 +1,252 @@
+#pragma once
+// Device decoders: the 32 weights of chunk c (elements [32c, 32c + 32)) of a row, for every
+// dtype the GPU kernels take. Element order and arithmetic follow the GGUF layouts in
+// core/quant_blocks.h (the CPU's dequant_block.h is the reference the tests compare with).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/quant_blocks.h"
+
+namespace sluice::cuda {
+
+__device__ __forceinline__ float h2f(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
+__device__ __forceinline__ uint16_t ld16(const uint8_t* p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+template <DType T>
+struct Chunk;
+
+template <>
+struct Chunk<DType::F32> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const float4* p = (const float4*)(row + (size_t)c * 128);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float4 v = p[i];
+            w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::F16> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint4* p = (const uint4*)(row + (size_t)c * 64);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint4 v = p[i];
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                w[8 * i + 2 * j] = h2f((uint16_t)(u[j] & 0xffff));
+                w[8 * i + 2 * j + 1] = h2f((uint16_t)(u[j] >> 16));
+            }
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::BF16> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint4* p = (const uint4*)(row + (size_t)c * 64);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint4 v = p[i];
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                w[8 * i + 2 * j] = __uint_as_float(u[j] << 16);
+                w[8 * i + 2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+            }
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::Q8_0> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)c * sizeof(block_q8_0);
+        const float d = h2f(ld16(b));
+        const uint16_t* q = (const uint16_t*)(b + 2);  // blocks are 34 bytes: 2-byte aligned
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const uint16_t v = q[i];
+            w[2 * i] = d * (float)(int8_t)(v & 0xff);
+            w[2 * i + 1] = d * (float)(int8_t)(v >> 8);
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::Q4_0> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)c * sizeof(block_q4_0);
+        const float d = h2f(ld16(b));
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const uint8_t v = b[2 + i];
+            w[i] = d * (float)((v & 0xf) - 8);
+            w[i + 16] = d * (float)((v >> 4) - 8);
+        }
+    }
+};
+
+// 6-bit scale and min j (0..7) of Q4_K/Q5_K.
+__device__ __forceinline__ void k4_scale_min(int j, const uint8_t* q, int& sc, int& mn) {
+    if (j < 4) {
+        sc = q[j] & 63;
+        mn = q[j + 4] & 63;
+    } else {
+        sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+        mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+template <>
+struct Chunk<DType::Q4_K> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q4_K);
+        const int j = c & 7;
+        int sc, mn;
+        k4_scale_min(j, b + 4, sc, mn);
+        const float d = h2f(ld16(b)) * (float)sc, m = h2f(ld16(b + 2)) * (float)mn;
+        const uint4* q = (const uint4*)(b + 16 + 32 * (j >> 1));  // 144-byte blocks: aligned
+        const int shift = 4 * (j & 1);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const uint4 v = q[i];
+            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int k = 0; k < 16; ++k)
+                w[16 * i + k] = d * (float)((u[k >> 2] >> (8 * (k & 3) + shift)) & 0xf) - m;
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::Q5_K> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q5_K);
+        const int j = c & 7;
+        int sc, mn;
+        k4_scale_min(j, b + 4, sc, mn);
+        const float d = h2f(ld16(b)) * (float)sc, m = h2f(ld16(b + 2)) * (float)mn;
+        const uint8_t* qh = b + 16;
+        const uint8_t* ql = b + 48 + 32 * (j >> 1);
+        const int shift = 4 * (j & 1);
+        const uint8_t hbit = (uint8_t)(1 << j);
+#pragma unroll
+        for (int l = 0; l < 32; ++l)
+            w[l] = d * (float)(((ql[l] >> shift) & 0xf) + ((qh[l] & hbit) ? 16 : 0)) - m;
+    }
+};
+
+template <>
+struct Chunk<DType::Q6_K> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q6_K);
+        const int j = c & 7, h = j >> 2, k = j & 3;
+        const uint8_t* ql = b + 64 * h + 32 * (k & 1);
+        const uint8_t* qh = b + 128 + 32 * h;
+        const int8_t* sc = (const int8_t*)(b + 192 + 8 * h + 2 * k);
+        const float d = h2f(ld16(b + 208));
+        const float d0 = d * (float)sc[0], d1 = d * (float)sc[1];
+        const int lshift = 4 * (k >> 1), hshift = 2 * k;
+#pragma unroll
+        for (int l = 0; l < 32; ++l) {
+            const int q = (((ql[l] >> lshift) & 0xf) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+            w[l] = (l < 16 ? d0 : d1) * (float)q;
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::Q2_K> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q2_K);
+        const int j = c & 7, h = j >> 2, shift = 2 * (j & 3);
+        const uint8_t* q = b + 16 + 32 * h;
+        const float d = h2f(ld16(b + 80)), dmin = h2f(ld16(b + 82));
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const uint8_t s = b[8 * h + 2 * (j & 3) + half];
+            const float dl = d * (float)(s & 0xf), ml = dmin * (float)(s >> 4);
+#pragma unroll
+            for (int l = 0; l < 16; ++l)
+                w[16 * half + l] = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+        }
+    }
+};
+
+template <>
+struct Chunk<DType::Q3_K> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q3_K);
+        const int j = c & 7, h = j >> 2, shift = 2 * (j & 3);
+        const uint8_t* hmask = b;
+        const uint8_t* q = b + 32 + 32 * h;
+        const uint8_t* s = b + 96;
+        const float d = h2f(ld16(b + 108));
+        const uint8_t m = (uint8_t)(1 << (4 * h + (j & 3)));
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int is = 8 * h + 2 * (j & 3) + half;  // 6-bit scale, stored + 32
+            const int lo = is < 8 ? (s[is] & 0xf) : (s[is - 8] >> 4);
+            const int hi = (s[8 + is % 4] >> (2 * (is / 4))) & 3;
+            const float dl = d * (float)((lo | (hi << 4)) - 32);
+#pragma unroll
+            for (int l = 0; l < 16; ++l) {
+                const int k = l + 16 * half;
+                w[k] = dl * (float)((int)((q[k] >> shift) & 3) - ((hmask[k] & m) ? 0 : 4));
+            }
+        }
+    }
+};
+
+// Calls f.template operator()<T>() with the dtype as a template argument; false if the GPU
+// has no kernels for it.
+template <typename F>
+bool dispatch_dtype(DType t, F&& f) {
+    switch (t) {
+        case DType::F32:
+            f.template operator()<DType::F32>();
+            return true;
+        case DType::F16:
+            f.template operator()<DType::F16>();
+            return true;
+        case DType::BF16:
+            f.template operator()<DType::BF16>();
+            return true;
+        case DType::Q8_0:
+            f.template operator()<DType::Q8_0>();
+            return true;
+        case DType::Q4_0:
+            f.template operator()<DType::Q4_0>();
+            return true;
+        case DType::Q2_K:
+            f.template operator()<DType::Q2_K>();
+            return true;
+        case DType::Q3_K:
+            f.template operator()<DType::Q3_K>();
+            return true;
+        case DType::Q4_K:
+            f.template operator()<DType::Q4_K>();
+            return true;
+        case DType::Q5_K:
+            f.template operator()<DType::Q5_K>();
+            return true;
+        case DType::Q6_K:
+            f.template operator()<DType::Q6_K>();
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace sluice::cuda

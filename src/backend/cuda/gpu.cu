@@ -1,0 +1,228 @@
+// Device discovery, memory, streams and copies.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend/cuda/gpu_impl.cuh"
+
+namespace sluice::cuda {
+
+void fail_cuda(const char* what, cudaError_t e, const char* file, int line) {
+    fail(std::string("CUDA error: ") + cudaGetErrorString(e) + " (" + what + " at " + file + ":" +
+         std::to_string(line) + ")");
+}
+
+void fail_cublas(const char* what, cublasStatus_t s, const char* file, int line) {
+    fail(std::string("cuBLAS error: ") + cublasGetStatusString(s) + " (" + what + " at " + file +
+         ":" + std::to_string(line) + ")");
+}
+
+bool available(std::string* why) {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+        cudaGetLastError();  // clear the sticky error
+        return false;
+    }
+    return true;
+}
+
+DeviceInfo device_info() {
+    int dev = 0;
+    SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+    cudaDeviceProp p{};
+    SLUICE_CUDA_CHECK(cudaGetDeviceProperties(&p, dev));
+    DeviceInfo d;
+    d.name = p.name;
+    d.cc_major = p.major;
+    d.cc_minor = p.minor;
+    d.n_sm = p.multiProcessorCount;
+    size_t free_b = 0, total_b = 0;
+    SLUICE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    d.free_bytes = free_b;
+    d.total_bytes = total_b;
+    return d;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
+    if (bytes == 0) return;
+    const cudaError_t e = cudaMalloc(&p_, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail("CUDA: cannot allocate " + std::to_string(bytes >> 20) + " MiB of device memory (" +
+             cudaGetErrorString(e) + ")");
+    }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+        if (p_) cudaFree(p_);
+        p_ = o.p_, n_ = o.n_;
+        o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
+    if (bytes == 0) return;
+    const cudaError_t e = cudaMallocHost(&p_, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail("CUDA: cannot allocate " + std::to_string(bytes >> 20) +
+             " MiB of pinned host memory (" + cudaGetErrorString(e) + ")");
+    }
+}
+
+PinnedBuffer::~PinnedBuffer() {
+    if (p_) cudaFreeHost(p_);
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+        if (p_) cudaFreeHost(p_);
+        p_ = o.p_, n_ = o.n_;
+        o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+}
+
+HostRegistration::HostRegistration(const void* p, size_t n) : p_(const_cast<void*>(p)) {
+    const cudaError_t e = cudaHostRegister(p_, n, cudaHostRegisterReadOnly);
+    ok_ = e == cudaSuccess;
+    if (!ok_) {
+        error_ = cudaGetErrorString(e);
+        cudaGetLastError();
+    }
+}
+
+HostRegistration::~HostRegistration() {
+    if (ok_) cudaHostUnregister(p_);
+}
+
+void Gpu::Impl::reserve(DeviceBuffer& b, size_t bytes) {
+    if (b.size() >= bytes) return;
+    // cudaFree waits for queued kernels that may still read the old buffer.
+    const size_t grown = std::max(bytes, b.size() * 2);
+    b = DeviceBuffer();
+    b = DeviceBuffer(grown);
+}
+
+Gpu::Gpu() : p_(std::make_unique<Impl>()) {
+    std::string why;
+    if (!available(&why)) fail("CUDA backend: " + why);
+    SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&p_->compute, cudaStreamNonBlocking));
+    SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&p_->side, cudaStreamNonBlocking));
+    SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&p_->side_done, cudaEventDisableTiming));
+    for (cudaEvent_t& e : p_->side_mark)
+        SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    SLUICE_CUBLAS_CHECK(cublasCreate(&p_->blas));
+    SLUICE_CUBLAS_CHECK(cublasSetStream(p_->blas, p_->compute));
+}
+
+Gpu::~Gpu() {
+    if (p_->compute) cudaStreamSynchronize(p_->compute);
+    if (p_->side) cudaStreamSynchronize(p_->side);
+    if (p_->blas) cublasDestroy(p_->blas);
+    if (p_->side_done) cudaEventDestroy(p_->side_done);
+    for (cudaEvent_t e : p_->side_mark)
+        if (e) cudaEventDestroy(e);
+    if (p_->side) cudaStreamDestroy(p_->side);
+    if (p_->compute) cudaStreamDestroy(p_->compute);
+}
+
+void Gpu::sync() {
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(p_->compute));
+}
+
+void Gpu::upload(void* dst, const void* src, size_t n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, p_->compute));
+    sync();
+}
+
+void Gpu::upload_async(void* dst, const void* src, size_t n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, p_->compute));
+}
+
+void Gpu::download(void* dst, const void* src, size_t n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, p_->compute));
+    sync();
+}
+
+void Gpu::copy(void* dst, const void* src, size_t n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, p_->compute));
+}
+
+void Gpu::copy_h2d_side(void* dst, const void* src, size_t n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, p_->side));
+}
+
+void Gpu::wait_copies() {
+    SLUICE_CUDA_CHECK(cudaEventRecord(p_->side_done, p_->side));
+    SLUICE_CUDA_CHECK(cudaStreamWaitEvent(p_->compute, p_->side_done, 0));
+}
+
+void Gpu::sync_copies() {
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(p_->side));
+}
+
+void Gpu::mark_side(int i) {
+    SLUICE_CUDA_CHECK(cudaEventRecord(p_->side_mark[i], p_->side));
+}
+
+void Gpu::wait_side_mark(int i) {
+    SLUICE_CUDA_CHECK(cudaEventSynchronize(p_->side_mark[i]));
+}
+
+namespace {
+
+template <typename F>
+double median_seconds(cudaStream_t s, int reps, F&& f) {
+    cudaEvent_t a, b;
+    SLUICE_CUDA_CHECK(cudaEventCreate(&a));
+    SLUICE_CUDA_CHECK(cudaEventCreate(&b));
+    f();  // warm-up
+    std::vector<float> ms;
+    for (int i = 0; i < reps; ++i) {
+        SLUICE_CUDA_CHECK(cudaEventRecord(a, s));
+        f();
+        SLUICE_CUDA_CHECK(cudaEventRecord(b, s));
+        SLUICE_CUDA_CHECK(cudaEventSynchronize(b));
+        float t = 0;
+        SLUICE_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
+        ms.push_back(t);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2] / 1000.0;
+}
+
+}  // namespace
+
+double Gpu::measure_h2d(size_t bytes) {
+    PinnedBuffer h(bytes);
+    DeviceBuffer d(bytes);
+    std::memset(h.data(), 1, bytes);
+    const double s = median_seconds(p_->compute, 5, [&] {
+        SLUICE_CUDA_CHECK(
+            cudaMemcpyAsync(d.data(), h.data(), bytes, cudaMemcpyHostToDevice, p_->compute));
+    });
+    return (double)bytes / s;
+}
+
+double Gpu::measure_d2d(size_t bytes) {
+    DeviceBuffer a(bytes), b(bytes);
+    SLUICE_CUDA_CHECK(cudaMemsetAsync(a.data(), 1, bytes, p_->compute));
+    const double s = median_seconds(p_->compute, 5, [&] {
+        SLUICE_CUDA_CHECK(
+            cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, p_->compute));
+    });
+    return 2.0 * (double)bytes / s;
+}
+
+}  // namespace sluice::cuda

@@ -1,0 +1,41 @@
+#pragma once
+// Shared by the CUDA translation units: the Gpu's streams and scratch, and error checks.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+
+namespace sluice::cuda {
+
+[[noreturn]] void fail_cuda(const char* what, cudaError_t e, const char* file, int line);
+[[noreturn]] void fail_cublas(const char* what, cublasStatus_t s, const char* file, int line);
+
+#define SLUICE_CUDA_CHECK(expr)                                                          \
+    do {                                                                                 \
+        const cudaError_t e_ = (expr);                                                   \
+        if (e_ != cudaSuccess) ::sluice::cuda::fail_cuda(#expr, e_, __FILE__, __LINE__); \
+    } while (0)
+#define SLUICE_CUBLAS_CHECK(expr)                                       \
+    do {                                                                \
+        const cublasStatus_t s_ = (expr);                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                \
+            ::sluice::cuda::fail_cublas(#expr, s_, __FILE__, __LINE__); \
+    } while (0)
+// After a kernel launch: launch errors (bad configuration) surface here, not later.
+#define SLUICE_CUDA_LAUNCHED() SLUICE_CUDA_CHECK(cudaGetLastError())
+
+struct Gpu::Impl {
+    cudaStream_t compute = nullptr, side = nullptr;
+    cudaEvent_t side_done = nullptr;
+    cudaEvent_t side_mark[Gpu::kSideMarks] = {};
+    cublasHandle_t blas = nullptr;
+    // f16 tiles of dequantized weights and converted activations for tensor-core matmuls.
+    DeviceBuffer w16, x16, y32;
+    // Grows the scratch buffers; only between ops (the stream is ordered).
+    void reserve(DeviceBuffer& b, size_t bytes);
+};
+
+}  // namespace sluice::cuda

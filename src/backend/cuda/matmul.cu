@@ -1,0 +1,265 @@
+// Weight-matrix ops: dequantizing mat-vec kernels (decode, small batches, routed experts
+// addressed through device tables) and the tensor-core path for larger batches.
+#include <algorithm>
+
+#include "backend/cuda/dequant.cuh"
+#include "backend/cuda/gpu_impl.cuh"
+
+namespace sluice::cuda {
+namespace {
+
+constexpr int kWarps = 8;  // rows per block in the mat-vec kernels: one warp per row
+constexpr int kMaxVecTokens = 8;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float dot32(const float* w, const float* x) {
+    const float4* xv = (const float4*)x;
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const float4 v = xv[i];
+        s += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
+    }
+    return s;
+}
+
+// y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; one warp per row, lanes over 32-chunks.
+// Each lane's sum runs in chunk order and the warp reduction is fixed, so results do not
+// depend on the launch shape.
+template <DType T, int NT>
+__global__ void matvec_kernel(const uint8_t* W, size_t row_bytes, int rows, int cols,
+                              const float* x, int ldx, float* y, int ldy, int accumulate) {
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    const uint8_t* row = W + (size_t)r * row_bytes;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+    const int n_chunks = cols / 32;
+    for (int c = lane; c < n_chunks; c += 32) {
+        float w[32];
+        Chunk<T>::load(row, c, w);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[t] += dot32(w, x + (size_t)t * ldx + 32 * c);
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) {
+            float* o = y + (size_t)t * ldy + r;
+            *o = accumulate ? *o + s : s;
+        }
+    }
+}
+
+template <DType T, int NT>
+void launch_matvec(cudaStream_t s, const TensorView& W, const float* x, float* y, int ldy,
+                   bool accumulate) {
+    const int rows = (int)W.rows(), cols = (int)W.cols();
+    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, 0, s>>>(
+        (const uint8_t*)W.data, W.row_size(), rows, cols, x, cols, y, ldy, accumulate ? 1 : 0);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+template <DType T>
+void matvec_any(cudaStream_t s, const TensorView& W, const float* x, int n, float* y,
+                bool accumulate) {
+    const int64_t cols = W.cols(), rows = W.rows();
+    for (int t0 = 0; t0 < n; t0 += kMaxVecTokens) {
+        const float* xt = x + (size_t)t0 * cols;
+        float* yt = y + (size_t)t0 * rows;
+        switch (std::min(n - t0, kMaxVecTokens)) {
+            case 1:
+                launch_matvec<T, 1>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 2:
+                launch_matvec<T, 2>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 3:
+                launch_matvec<T, 3>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 4:
+                launch_matvec<T, 4>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 5:
+                launch_matvec<T, 5>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 6:
+                launch_matvec<T, 6>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            case 7:
+                launch_matvec<T, 7>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+            default:
+                launch_matvec<T, 8>(s, W, xt, yt, (int)rows, accumulate);
+                break;
+        }
+    }
+}
+
+// out: [rows, cols] f32 = rows [r0, r0 + rows) of W dequantized. One thread per 32-chunk.
+template <DType T>
+__global__ void dequant_kernel(const uint8_t* W, size_t row_bytes, int64_t r0, int rows, int cols,
+                               float* out) {
+    const int n_chunks = cols / 32;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)rows * n_chunks) return;
+    const int64_t r = i / n_chunks;
+    const int c = (int)(i % n_chunks);
+    float w[32];
+    Chunk<T>::load(W + (size_t)(r0 + r) * row_bytes, c, w);
+    float4* o = (float4*)(out + r * cols + 32 * c);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+        o[k] = make_float4(w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]);
+}
+
+// y: [n, cols] = rows ids[t] of W.
+template <DType T>
+__global__ void get_rows_kernel(const uint8_t* W, size_t row_bytes, int cols, const int32_t* ids,
+                                float* y) {
+    const int t = blockIdx.y;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols / 32) return;
+    float w[32];
+    Chunk<T>::load(W + (size_t)ids[t] * row_bytes, c, w);
+    float* o = y + (size_t)t * cols + 32 * c;
+#pragma unroll
+    for (int k = 0; k < 32; ++k) o[k] = w[k];
+}
+
+// Routed experts, one warp per (row, slot): act[s, r] = silu(gate_e[r] . x_s) * (up_e[r] . x_s).
+template <DType TG, DType TU>
+__global__ void experts_gate_up_kernel(const void* const* table, const int32_t* ids, int tok_div,
+                                       int n_ff, int n_embd, size_t g_row_bytes, size_t u_row_bytes,
+                                       const float* x, float* act) {
+    const int lane = threadIdx.x & 31, s = blockIdx.y;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (r >= n_ff) return;
+    const int e = ids[s];
+    const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
+    const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
+    const float* xs = x + (size_t)(s / tok_div) * n_embd;
+    float ag = 0.f, au = 0.f;
+    for (int c = lane; c < n_embd / 32; c += 32) {
+        float w[32];
+        Chunk<TG>::load(g, c, w);
+        ag += dot32(w, xs + 32 * c);
+        Chunk<TU>::load(u, c, w);
+        au += dot32(w, xs + 32 * c);
+    }
+    ag = warp_sum(ag);
+    au = warp_sum(au);
+    if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
+}
+
+// y[s, r] = down_e[r] . act_s.
+template <DType T>
+__global__ void experts_down_kernel(const void* const* table, const int32_t* ids, int n_embd,
+                                    int n_ff, size_t row_bytes, const float* act, float* y) {
+    const int lane = threadIdx.x & 31, s = blockIdx.y;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if (r >= n_embd) return;
+    const uint8_t* d = (const uint8_t*)table[3 * ids[s] + 2] + (size_t)r * row_bytes;
+    const float* a = act + (size_t)s * n_ff;
+    float acc = 0.f;
+    for (int c = lane; c < n_ff / 32; c += 32) {
+        float w[32];
+        Chunk<T>::load(d, c, w);
+        acc += dot32(w, a + 32 * c);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[(size_t)s * n_embd + r] = acc;
+}
+
+[[noreturn]] void no_kernel(DType t) {
+    fail(std::string("CUDA backend: no kernels for weight type ") + dtype_name(t));
+}
+
+}  // namespace
+
+bool supports(DType t) {
+    int seen = 0;  // a capturing lambda: nvcc warns on the function-pointer conversion otherwise
+    return dispatch_dtype(t, [&]<DType T>() { seen = (int)T; });
+}
+
+void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate) {
+    if (n <= 0) return;
+    const cudaStream_t s = p_->compute;
+    check(W.cols() % 32 == 0,
+          "CUDA matmul: row length " + std::to_string(W.cols()) + " is not a multiple of 32");
+    if (n <= kMaxVecTokens) {
+        if (!dispatch_dtype(W.dtype, [&]<DType T>() { matvec_any<T>(s, W, x, n, y, accumulate); }))
+            no_kernel(W.dtype);
+        return;
+    }
+    // Larger batches: f32 tiles of W (TF32 tensor cores, f32 accumulation); tiles of at most
+    // 64 MiB so the output projection of a large vocabulary needs no full f32 copy.
+    const int64_t rows = W.rows(), cols = W.cols();
+    const int64_t tile_rows = std::max<int64_t>(64, (64ll << 20) / (cols * 4));
+    p_->reserve(p_->w16, (size_t)std::min(rows, tile_rows) * (size_t)cols * 4);
+    for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
+        const int tr = (int)std::min(tile_rows, rows - r0);
+        float* wt = p_->w16.f32();
+        const int64_t threads = (int64_t)tr * (cols / 32);
+        if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+                dequant_kernel<T><<<(unsigned)((threads + 255) / 256), 256, 0, s>>>(
+                    (const uint8_t*)W.data, W.row_size(), r0, tr, (int)cols, wt);
+            }))
+            no_kernel(W.dtype);
+        SLUICE_CUDA_LAUNCHED();
+        // Column-major view: Y^T [rows, n] = W_tile [tr, cols] . X^T [cols, n].
+        const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+        SLUICE_CUBLAS_CHECK(cublasGemmEx(p_->blas, CUBLAS_OP_T, CUBLAS_OP_N, tr, n, (int)cols,
+                                         &alpha, wt, CUDA_R_32F, (int)cols, x, CUDA_R_32F,
+                                         (int)cols, &beta, y + r0, CUDA_R_32F, (int)rows,
+                                         CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    }
+}
+
+void Gpu::get_rows(const TensorView& W, const int32_t* ids, int n, float* y) {
+    if (n <= 0) return;
+    const int cols = (int)W.cols();
+    const dim3 grid((unsigned)((cols / 32 + 127) / 128), (unsigned)n);
+    if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+            get_rows_kernel<T>
+                <<<grid, 128, 0, p_->compute>>>((const uint8_t*)W.data, W.row_size(), cols, ids, y);
+        }))
+        no_kernel(W.dtype);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
+                          const float* x, float* act) {
+    if (n_slots <= 0) return;
+    check(t.dtype[0] == t.dtype[1], "CUDA experts: gate and up weights differ in type");
+    const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
+    const size_t rb = row_bytes(t.dtype[0], t.n_embd);
+    if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
+            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, 0, p_->compute>>>(
+                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act);
+        }))
+        no_kernel(t.dtype[0]);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, const float* act,
+                       float* y) {
+    if (n_slots <= 0) return;
+    const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n_slots);
+    const size_t rb = row_bytes(t.dtype[2], t.n_ff);
+    if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
+            experts_down_kernel<T><<<grid, 32 * kWarps, 0, p_->compute>>>(
+                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y);
+        }))
+        no_kernel(t.dtype[2]);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+}  // namespace sluice::cuda

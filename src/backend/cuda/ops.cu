@@ -1,0 +1,325 @@
+// Element-wise and per-row ops of the GPU forward pass: norms, RoPE, attention, routing,
+// expert combination. All f32.
+#include <cfloat>
+
+#include "backend/cuda/gpu_impl.cuh"
+
+namespace sluice::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024). Every thread gets the result.
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    const float r = total;
+    __syncthreads();  // part/total may be reused by the caller's next reduction
+    return r;
+}
+
+__device__ float block_max(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : -FLT_MAX;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s = fmaxf(s, __shfl_xor_sync(0xffffffffu, s, o));
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    const float r = total;
+    __syncthreads();
+    return r;
+}
+
+__global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n, float* y) {
+    const float* xr = x + (size_t)blockIdx.x * n;
+    float* yr = y + (size_t)blockIdx.x * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    const float scale = rsqrtf(block_sum(ss) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+// One block per (token, head); x row of head_dim floats staged in shared memory.
+__global__ void head_norm_rope_kernel(float* x, int n_head, int stride, int head_dim,
+                                      const float* norm_w, float eps, const float* inv_freq,
+                                      int n_rot, float mag, int pairs, int pos0) {
+    extern __shared__ float v[];
+    const int t = blockIdx.x / n_head, h = blockIdx.x % n_head;
+    float* xh = x + ((size_t)t * n_head + h) * stride;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        v[i] = xh[i];
+        ss += v[i] * v[i];
+    }
+    float scale = 1.f;
+    if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
+    __syncthreads();
+    const int half = n_rot / 2;
+    const float pos = (float)(pos0 + t);
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        const float wi = norm_w ? norm_w[i] * scale : 1.f;
+        float out = v[i] * wi;
+        if (i < n_rot) {
+            const int k = pairs ? i / 2 : i % half;              // frequency index
+            const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
+            const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
+            const float wo = norm_w ? norm_w[other] * scale : 1.f;
+            const float a = first ? out : v[other] * wo;
+            const float b = first ? v[other] * wo : out;
+            float sn, cs;
+            sincosf(pos * inv_freq[k], &sn, &cs);
+            cs *= mag, sn *= mag;
+            out = first ? a * cs - b * sn : b * cs + a * sn;
+        }
+        xh[i] = out;
+    }
+}
+
+// One block per (token, head): scores over the causal prefix in shared memory, softmax,
+// weighted sum of V.
+__global__ void attention_kernel(const float* q, const float* kc, const float* vc, int pos0,
+                                 int n_head, int n_kv, int hd, int vd, float scale, float* out) {
+    extern __shared__ float sm[];
+    float* qs = sm;       // [hd]
+    float* sc = sm + hd;  // [n_pos]
+    const int t = blockIdx.x / n_head, h = blockIdx.x % n_head, g = h / (n_head / n_kv);
+    const int n_pos = pos0 + t + 1;
+    const float* qh = q + ((size_t)t * n_head + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+    __syncthreads();
+    const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
+    float mx = -FLT_MAX;
+    for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+        const float* k = kc + (size_t)p * k_stride + (size_t)g * hd;
+        float s = 0.f;
+        for (int i = 0; i < hd; i += 4) {
+            const float4 kv = *(const float4*)(k + i);
+            s += qs[i] * kv.x + qs[i + 1] * kv.y + qs[i + 2] * kv.z + qs[i + 3] * kv.w;
+        }
+        s *= scale;
+        sc[p] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_max(mx);
+    float sum = 0.f;
+    for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+        const float e = __expf(sc[p] - mx);
+        sc[p] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / block_sum(sum);  // block_sum's barriers also publish sc[]
+    float* o = out + ((size_t)t * n_head + h) * vd;
+    for (int d = threadIdx.x; d < vd; d += blockDim.x) {
+        const float* v = vc + (size_t)g * vd + d;
+        float acc = 0.f;
+        for (int p = 0; p < n_pos; ++p) acc += sc[p] * v[(size_t)p * v_stride];
+        o[d] = acc * inv;
+    }
+}
+
+__global__ void add_kernel(float* x, const float* y, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void swiglu_kernel(const float* g, const float* u, size_t n, float* act) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) act[i] = g[i] / (1.0f + __expf(-g[i])) * u[i];
+}
+
+// One warp per token: softmax, then k rounds of arg-max (ties to the lower index).
+__global__ void route_kernel(const float* logits, int n_expert, int k, int norm, float scale,
+                             int32_t* ids, float* weights) {
+    extern __shared__ float p[];  // [n_expert]
+    const int t = blockIdx.x, lane = threadIdx.x;
+    const float* l = logits + (size_t)t * n_expert;
+    float mx = -FLT_MAX;
+    for (int e = lane; e < n_expert; e += 32) mx = fmaxf(mx, l[e]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+    for (int e = lane; e < n_expert; e += 32) {
+        p[e] = expf(l[e] - mx);
+        sum += p[e];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    __syncwarp();
+    float chosen_sum = 0.f;
+    for (int j = 0; j < k; ++j) {
+        float best = -1.f;
+        int bi = n_expert;
+        for (int e = lane; e < n_expert; e += 32)
+            if (p[e] > best) best = p[e], bi = e;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+        }
+        if (lane == 0) {
+            ids[(size_t)t * k + j] = bi;
+            weights[(size_t)t * k + j] = best / sum;
+            p[bi] = -2.f;  // taken
+        }
+        chosen_sum += best / sum;
+        __syncwarp();
+    }
+    if (lane == 0) {
+        const float f = (norm ? 1.0f / (chosen_sum + 1e-20f) : 1.0f) * scale;
+        for (int j = 0; j < k; ++j) weights[(size_t)t * k + j] *= f;
+    }
+}
+
+__global__ void combine_kernel(const float* y, const float* w, int k, int dim, float* out,
+                               int accumulate) {
+    const int t = blockIdx.y;
+    const int d = blockIdx.x * blockDim.x + threadIdx.x;
+    if (d >= dim) return;
+    float acc = accumulate ? out[(size_t)t * dim + d] : 0.f;
+    for (int j = 0; j < k; ++j) acc += w[(size_t)t * k + j] * y[((size_t)t * k + j) * dim + d];
+    out[(size_t)t * dim + d] = acc;
+}
+
+__global__ void gather_kernel(const float* x, const int32_t* idx, int dim, float* xs) {
+    const int i = blockIdx.y;
+    for (int d = blockIdx.x * blockDim.x + threadIdx.x; d < dim; d += gridDim.x * blockDim.x)
+        xs[(size_t)i * dim + d] = x[(size_t)idx[i] * dim + d];
+}
+
+__global__ void scatter_add_kernel(const float* y, const int32_t* idx, const float* w, int dim,
+                                   float* out) {
+    const int i = blockIdx.y;
+    for (int d = blockIdx.x * blockDim.x + threadIdx.x; d < dim; d += gridDim.x * blockDim.x)
+        out[(size_t)idx[i] * dim + d] += w[i] * y[(size_t)i * dim + d];
+}
+
+__global__ void sigmoid_dot_kernel(float* y, const float* h, const float* w, int dim) {
+    const size_t t = blockIdx.x;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) s += h[t * dim + i] * w[i];
+    const float g = 1.0f / (1.0f + expf(-block_sum(s)));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) y[t * dim + i] *= g;
+}
+
+unsigned blocks_for(size_t n) {
+    return (unsigned)((n + kThreads - 1) / kThreads);
+}
+
+}  // namespace
+
+void Gpu::rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y) {
+    if (rows <= 0) return;
+    rms_norm_kernel<<<rows, kThreads, 0, p_->compute>>>(x, w, eps, n, y);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
+                         const float* norm_w, float eps, const float* inv_freq, int n_rot,
+                         float mag, bool pairs, int pos0) {
+    if (n_tok <= 0) return;
+    head_norm_rope_kernel<<<n_tok * n_head, 128, (size_t)head_dim * 4, p_->compute>>>(
+        x, n_head, stride, head_dim, norm_w, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos0);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, int n, int pos0,
+                    int n_head, int n_kv, int hd, int vd, float scale, float* out) {
+    if (n <= 0) return;
+    check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
+    const size_t smem = (size_t)(hd + pos0 + n) * sizeof(float);
+    // Shared memory holds every score of a row; raise the limit once for long contexts.
+    static int max_smem = -1;
+    if (max_smem < 0) {
+        int dev = 0;
+        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+        int optin = 0;
+        SLUICE_CUDA_CHECK(
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        cudaFuncAttributes fa{};
+        SLUICE_CUDA_CHECK(
+            cudaFuncGetAttributes(&fa, attention_kernel));  // static part (reductions)
+        max_smem = optin - (int)fa.sharedSizeBytes;
+        SLUICE_CUDA_CHECK(cudaFuncSetAttribute(
+            attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    }
+    check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(pos0 + n) +
+                                        " positions exceeds this kernel's shared-memory limit (" +
+                                        std::to_string(max_smem / 4 - hd) +
+                                        "); use a shorter --ctx");
+    attention_kernel<<<n * n_head, kThreads, smem, p_->compute>>>(q, k_cache, v_cache, pos0, n_head,
+                                                                  n_kv, hd, vd, scale, out);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::add(float* x, const float* y, size_t n) {
+    if (n == 0) return;
+    add_kernel<<<blocks_for(n), kThreads, 0, p_->compute>>>(x, y, n);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::swiglu(const float* g, const float* u, size_t n, float* act) {
+    if (n == 0) return;
+    swiglu_kernel<<<blocks_for(n), kThreads, 0, p_->compute>>>(g, u, n, act);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::route_softmax_topk(const float* logits, int n, int n_expert, int k, bool norm,
+                             float scale, int32_t* ids, float* weights) {
+    if (n <= 0) return;
+    check(n_expert <= 8192 && k <= n_expert, "CUDA routing: unsupported expert count");
+    route_kernel<<<n, 32, (size_t)n_expert * 4, p_->compute>>>(logits, n_expert, k, norm ? 1 : 0,
+                                                               scale, ids, weights);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::combine(const float* y, const float* w, int n, int k, int dim, float* out,
+                  bool accumulate) {
+    if (n <= 0) return;
+    combine_kernel<<<dim3(blocks_for((size_t)dim), (unsigned)n), kThreads, 0, p_->compute>>>(
+        y, w, k, dim, out, accumulate ? 1 : 0);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::gather_rows(const float* x, const int32_t* idx, int m, int dim, float* xs) {
+    if (m <= 0) return;
+    gather_kernel<<<dim3(blocks_for((size_t)dim), (unsigned)m), kThreads, 0, p_->compute>>>(
+        x, idx, dim, xs);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::scatter_add(const float* y, const int32_t* idx, const float* w, int m, int dim,
+                      float* out) {
+    if (m <= 0) return;
+    scatter_add_kernel<<<dim3(blocks_for((size_t)dim), (unsigned)m), kThreads, 0, p_->compute>>>(
+        y, idx, w, dim, out);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::scale_by_sigmoid_dot(float* y, const float* h, const float* w, int n, int dim) {
+    if (n <= 0) return;
+    sigmoid_dot_kernel<<<n, kThreads, 0, p_->compute>>>(y, h, w, dim);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+}  // namespace sluice::cuda

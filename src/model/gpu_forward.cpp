@@ -1,0 +1,417 @@
+// GQA + routed-SwiGLU decoder layers (Qwen3-MoE and the like) on a CUDA GPU. Same math and
+// order of operations as qwen3moe.cpp and blocks.cpp on the CPU.
+#include "model/gpu_forward.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include "stream/vram_cache.h"
+
+namespace sluice {
+namespace {
+
+using cuda::DeviceBuffer;
+
+// Batches up to this many tokens run every routed expert through the table kernels
+// (one launch per projection for the whole layer); larger ones group tokens by expert.
+constexpr int kTableTokens = 8;
+
+struct GpuLayer {
+    TensorView wq, wk, wv, wo, router, ffn_gate, ffn_up, ffn_down, shexp_gate, shexp_up, shexp_down;
+    const float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr,
+                *shexp_gate_inp = nullptr;
+};
+
+struct DeviceKv {
+    DeviceBuffer k, v;  // [n_layer][n_ctx][n_kv * hd], [n_layer][n_ctx][n_kv * vd]
+};
+
+class CudaForward final : public DeviceForward {
+  public:
+    CudaForward(Model& m, const GpuOptions& o);
+    void forward(Model& m, const ForwardArgs& a) override;
+    std::string describe() const override { return describe_; }
+    VramStats stats() const override { return experts_ ? experts_->stats() : VramStats{}; }
+    double measure_h2d() override { return gpu_.measure_h2d(256ull << 20); }
+    double measure_mem() override { return gpu_.measure_d2d(1ull << 30); }
+
+  private:
+    TensorView upload_matrix(const TensorView& w, const std::string& what);
+    const float* upload_f32(const TensorView& w);
+    float* buf(int i, size_t floats);
+    void moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x);
+    void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
+                         const std::vector<int32_t>& hid, const std::vector<float>& hw,
+                         const std::vector<int>& uniq);
+
+    cuda::Gpu gpu_;
+    std::vector<DeviceBuffer> weights_;
+    std::vector<GpuLayer> layers_;
+    TensorView tok_embd_, output_;
+    const float* output_norm_ = nullptr;
+    const float* inv_freq_ = nullptr;
+    std::unique_ptr<VramExpertCache> experts_;
+    std::map<const KvCache*, DeviceKv> kv_;
+    std::vector<DeviceBuffer> scratch_;
+    uint64_t dense_bytes_ = 0;
+    std::string describe_;
+    std::unique_ptr<ThreadPool> load_pool_;
+    // SLUICE_GPU_PROFILE=1: the device is synchronised between phases and the time of each
+    // is summed (slower overall; for finding where a step goes), printed at exit.
+    struct Profile {
+        bool on = false;
+        std::chrono::steady_clock::time_point t;
+        std::map<std::string, double> s;
+    } prof_;
+    void phase(const char* name) {
+        if (!prof_.on) return;
+        gpu_.sync();
+        const auto now = std::chrono::steady_clock::now();
+        prof_.s[name] += std::chrono::duration<double>(now - prof_.t).count();
+        prof_.t = now;
+    }
+
+  public:
+    ~CudaForward() override {
+        if (!prof_.on) return;
+        for (const auto& [k, v] : prof_.s)
+            std::fprintf(stderr, "gpu profile %-12s %9.3f s\n", k.c_str(), v);
+    }
+};
+
+TensorView CudaForward::upload_matrix(const TensorView& w, const std::string& what) {
+    if (w.empty()) return w;
+    check(cuda::supports(w.dtype), std::string("--backend cuda: ") + what + " has weight type " +
+                                       dtype_name(w.dtype) + ", which the CUDA kernels lack");
+    check(w.cols() % 32 == 0, "--backend cuda: " + what + " rows are not a multiple of 32");
+    weights_.emplace_back(w.nbytes());
+    gpu_.upload(weights_.back().data(), w.data, w.nbytes());
+    dense_bytes_ += w.nbytes();
+    TensorView d = w;
+    d.data = weights_.back().data();
+    return d;
+}
+
+const float* CudaForward::upload_f32(const TensorView& w) {
+    if (w.empty()) return nullptr;
+    std::vector<float> host((size_t)w.cols() * (size_t)w.rows());
+    for (int64_t r = 0; r < w.rows(); ++r) get_row(w, r, host.data() + r * w.cols());
+    weights_.emplace_back(host.size() * 4);
+    gpu_.upload(weights_.back().data(), host.data(), host.size() * 4);
+    dense_bytes_ += host.size() * 4;
+    return weights_.back().f32();
+}
+
+CudaForward::CudaForward(Model& m, const GpuOptions& o) {
+    const ModelConfig& c = m.config();
+    const Weights& w = m.weights();
+    auto unsupported = [&](const std::string& what) {
+        fail("--backend cuda: " + c.arch_name + " uses " + what +
+             ", which the CUDA backend does not implement yet; use --backend cpu");
+    };
+    if (c.is_mla()) unsupported("multi-head latent attention");
+    for (int l = 0; l < c.n_layer; ++l)
+        if (c.is_linear_layer(l)) unsupported("linear-attention (Gated DeltaNet) layers");
+    if (c.attn_out_gate) unsupported("a gated attention output");
+    if (c.gating != Gating::Softmax) unsupported("sigmoid routing");
+    if (c.n_group > 1 && c.topk_group < c.n_group) unsupported("group-limited routing");
+
+    const cuda::DeviceInfo info = cuda::device_info();
+    tok_embd_ = upload_matrix(w.tok_embd, "token_embd");
+    output_ = w.output.data == w.tok_embd.data ? tok_embd_ : upload_matrix(w.output, "output");
+    output_norm_ = upload_f32(w.output_norm);
+    {
+        const RopeTable& r = m.rope();
+        weights_.emplace_back(r.inv_freq.size() * 4 + 4);
+        gpu_.upload(weights_.back().data(), r.inv_freq.data(), r.inv_freq.size() * 4);
+        inv_freq_ = weights_.back().f32();
+    }
+    layers_.resize((size_t)c.n_layer);
+    for (int l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& L = w.layers[(size_t)l];
+        GpuLayer& G = layers_[(size_t)l];
+        const std::string at = "layer " + std::to_string(l) + " ";
+        G.attn_norm = upload_f32(L.attn_norm);
+        G.ffn_norm = upload_f32(L.ffn_norm);
+        G.q_norm = upload_f32(L.q_norm);
+        G.k_norm = upload_f32(L.k_norm);
+        G.wq = upload_matrix(L.wq, at + "attn_q");
+        G.wk = upload_matrix(L.wk, at + "attn_k");
+        G.wv = upload_matrix(L.wv, at + "attn_v");
+        G.wo = upload_matrix(L.wo, at + "attn_output");
+        G.router = upload_matrix(L.router, at + "ffn_gate_inp");
+        G.ffn_gate = upload_matrix(L.ffn_gate, at + "ffn_gate");
+        G.ffn_up = upload_matrix(L.ffn_up, at + "ffn_up");
+        G.ffn_down = upload_matrix(L.ffn_down, at + "ffn_down");
+        G.shexp_gate = upload_matrix(L.shexp_gate, at + "ffn_gate_shexp");
+        G.shexp_up = upload_matrix(L.shexp_up, at + "ffn_up_shexp");
+        G.shexp_down = upload_matrix(L.shexp_down, at + "ffn_down_shexp");
+        G.shexp_gate_inp = upload_f32(L.shexp_gate_inp);
+        for (const ExpertProj& p : m.expert_layout().layers[(size_t)l].proj)
+            if (!m.expert_layout().layers[(size_t)l].experts.empty())
+                check(cuda::supports(p.dtype),
+                      "--backend cuda: " + at + "experts have weight type " +
+                          std::string(dtype_name(p.dtype)) + ", which the CUDA kernels lack");
+    }
+    // VRAM plan: dense weights (uploaded), KV cache for the loader's context, scratch for a
+    // 512-token batch, the rest for expert slots.
+    const uint64_t free_now = cuda::device_info().free_bytes;
+    const uint64_t budget = o.gpu_mem                        ? o.gpu_mem
+                            : info.free_bytes > (1ull << 30) ? info.free_bytes - (1ull << 30)
+                                                             : 0;
+    check(budget > dense_bytes_, "--gpu-mem: " + std::to_string(budget >> 20) +
+                                     " MiB cannot hold the dense weights (" +
+                                     std::to_string(dense_bytes_ >> 20) + " MiB)");
+    const uint64_t kv = KvCache::bytes_for(c, o.n_ctx);
+    const uint64_t ff = (uint64_t)std::max({c.n_ff_exp, c.n_ff, c.n_ff_shexp});
+    const uint64_t scratch = 512ull * 4 *
+                                 (6ull * c.n_embd + 4 * ff + (uint64_t)c.n_expert +
+                                  (uint64_t)c.n_head * (c.head_dim + c.v_head_dim) * 2) +
+                             4ull * c.n_vocab * 16 + (64ull << 20) * 2;
+    const uint64_t rest = budget - dense_bytes_;
+    check(rest > kv + scratch, "--gpu-mem: " + std::to_string(budget >> 20) +
+                                   " MiB leaves no room for the KV cache (" +
+                                   std::to_string(kv >> 20) + " MiB) and scratch");
+    const uint64_t reserve = kv + scratch + (256ull << 20);
+    const uint64_t expert_vram =
+        std::min<uint64_t>(rest - kv - scratch, free_now > reserve ? free_now - reserve : 0);
+    const ExpertLayout& X = m.expert_layout();
+    if (X.total_bytes() > 0) {
+        // With the OS page cache as the host cache (no budget, or --io page-cache/mmap),
+        // misses are read from the file straight into pinned staging.
+        // SLUICE_GPU_PIN_FILE=1 registers the mapped file for DMA in place instead of pread
+        // (on the H100 VM, registering a 16 GiB mapping did not finish within 120 s).
+        using HP = VramExpertCache::HostPath;
+        const std::string mode = m.experts().mode();
+        HP path = HP::Store;
+        if (mode == "mmap" || mode == "page-cache") {
+            const char* pin = std::getenv("SLUICE_GPU_PIN_FILE");
+            path = pin && *pin == '1' ? HP::Mapped : HP::Pread;
+        }
+        experts_ = std::make_unique<VramExpertCache>(gpu_, X, expert_vram, c.n_expert_used,
+                                                     o.max_expert_slots, path);
+        if (experts_->all_resident()) {
+            load_pool_ = std::make_unique<ThreadPool>(4);
+            experts_->load_all(m.experts(), *load_pool_);
+        }
+    }
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "gpu: %s (sm_%d%d, %.1f GiB free), dense %.2f GiB, KV %.2f GiB, experts: %d "
+                  "slots of %.2f MiB (%s)\n",
+                  info.name.c_str(), info.cc_major, info.cc_minor, info.free_bytes / 1073741824.0,
+                  dense_bytes_ / 1073741824.0, kv / 1073741824.0,
+                  experts_ ? experts_->n_slots() : 0,
+                  experts_ ? experts_->slot_bytes() / 1048576.0 : 0.0,
+                  !experts_                  ? "none"
+                  : experts_->all_resident() ? "all resident"
+                                             : "cached");
+    describe_ = line;
+    if (experts_ && !experts_->all_resident()) {
+        const char* names[] = {"own host cache (pinned staging)", "pread into pinned staging",
+                               "DMA from the registered page cache"};
+        describe_ +=
+            std::string("gpu: expert misses via ") + names[(int)experts_->host_path()] + "\n";
+        if (!experts_->host_path_note().empty())
+            describe_ += "gpu: " + experts_->host_path_note() + "\n";
+    }
+    const char* pe = std::getenv("SLUICE_GPU_PROFILE");
+    prof_.on = pe && *pe && *pe != '0';
+}
+
+float* CudaForward::buf(int i, size_t floats) {
+    if (scratch_.size() <= (size_t)i) scratch_.resize((size_t)i + 1);
+    DeviceBuffer& b = scratch_[(size_t)i];
+    if (b.size() < floats * 4) {
+        gpu_.sync();
+        b = DeviceBuffer();
+        b = DeviceBuffer(floats * 4);
+    }
+    return b.f32();
+}
+
+// Scratch buffer ids.
+enum Buf { X, H, Q, K, V, ATT, RLOG, IDS, WTS, ACT, Y, G, U, XS, TOK, LOGITS, IDX, GW };
+
+void CudaForward::forward(Model& m, const ForwardArgs& a) {
+    const ModelConfig& c = m.config();
+    const int n = a.n, E = c.n_embd, hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head,
+              nkv = c.n_head_kv;
+    const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
+    DeviceKv& kv = kv_[a.kv];
+    const size_t n_ctx = (size_t)a.kv->n_ctx();
+    if (kv.k.size() < (size_t)c.n_layer * n_ctx * kv_dim * 4) {
+        kv.k = DeviceBuffer((size_t)c.n_layer * n_ctx * kv_dim * 4);
+        kv.v = DeviceBuffer((size_t)c.n_layer * n_ctx * v_dim * 4);
+    }
+    float* x = buf(X, (size_t)n * E);
+    float* h = buf(H, (size_t)n * E);
+    float* q = buf(Q, (size_t)n * q_dim);
+    float* k = buf(K, (size_t)n * kv_dim);
+    float* v = buf(V, (size_t)n * v_dim);
+    float* att = buf(ATT, (size_t)n * nh * vd);
+    int32_t* tok = (int32_t*)buf(TOK, (size_t)n);
+    prof_.t = std::chrono::steady_clock::now();
+    gpu_.upload_async(tok, a.tokens, (size_t)n * 4);
+    gpu_.get_rows(tok_embd_, tok, n, x);
+    phase("embed");
+    const RopeTable& rope = m.rope();
+    for (int l = 0; l < c.n_layer; ++l) {
+        const GpuLayer& L = layers_[(size_t)l];
+        gpu_.rms_norm(x, L.attn_norm, c.rms_eps, n, E, h);
+        gpu_.matmul(L.wq, h, n, q);
+        gpu_.matmul(L.wk, h, n, k);
+        gpu_.matmul(L.wv, h, n, v);
+        gpu_.head_norm_rope(q, n, nh, hd, hd, L.q_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
+                            rope.mag, rope.pairs, a.pos0);
+        gpu_.head_norm_rope(k, n, nkv, hd, hd, L.k_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
+                            rope.mag, rope.pairs, a.pos0);
+        phase("attn_proj");
+        float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
+        float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
+        gpu_.copy(kc + (size_t)a.pos0 * kv_dim, k, (size_t)n * kv_dim * 4);
+        gpu_.copy(vc + (size_t)a.pos0 * v_dim, v, (size_t)n * v_dim * 4);
+        gpu_.attention(q, kc, vc, n, a.pos0, nh, nkv, hd, vd, c.attn_scale(), att);
+        phase("attention");
+        gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
+        gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
+        phase("attn_out");
+        if (!c.is_moe_layer(l)) {
+            float* g = buf(G, (size_t)n * c.n_ff);
+            float* u = buf(U, (size_t)n * c.n_ff);
+            gpu_.matmul(L.ffn_gate, h, n, g);
+            gpu_.matmul(L.ffn_up, h, n, u);
+            gpu_.swiglu(g, u, (size_t)n * c.n_ff, g);
+            gpu_.matmul(L.ffn_down, g, n, x, true);
+            phase("dense_ffn");
+            continue;
+        }
+        moe(m, a, l, h, x);
+        phase("moe");
+    }
+    const int first = a.all_logits ? 0 : n - 1, rows = n - first;
+    gpu_.rms_norm(x + (size_t)first * E, output_norm_, c.rms_eps, rows, E, h);
+    float* lg = buf(LOGITS, (size_t)rows * c.n_vocab);
+    gpu_.matmul(output_, h, rows, lg);
+    gpu_.download(a.logits, lg, (size_t)rows * c.n_vocab * 4);
+    phase("output");
+}
+
+// Tokens grouped by expert: each expert's weights are read once for the batch. Experts are
+// made resident in chunks the VRAM cache can hold at once.
+void CudaForward::grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
+                                  const std::vector<int32_t>& hid, const std::vector<float>& hw,
+                                  const std::vector<int>& uniq) {
+    const ModelConfig& c = m.config();
+    const int n = a.n, E = c.n_embd, NE = c.n_expert, KU = c.n_expert_used, F = c.n_ff_exp;
+    std::vector<std::vector<int32_t>> toks((size_t)NE);
+    std::vector<std::vector<float>> tw((size_t)NE);
+    for (int tk = 0; tk < n; ++tk)
+        for (int j = 0; j < KU; ++j) {
+            const int e = hid[(size_t)tk * KU + j];
+            toks[(size_t)e].push_back(tk);
+            tw[(size_t)e].push_back(hw[(size_t)tk * KU + j]);
+        }
+    std::vector<int32_t> idx_all;
+    std::vector<float> w_all;
+    std::vector<size_t> off;
+    for (int e : uniq) {
+        off.push_back(idx_all.size());
+        idx_all.insert(idx_all.end(), toks[(size_t)e].begin(), toks[(size_t)e].end());
+        w_all.insert(w_all.end(), tw[(size_t)e].begin(), tw[(size_t)e].end());
+    }
+    int32_t* idx = (int32_t*)buf(IDX, idx_all.size());
+    float* gw = buf(GW, w_all.size());
+    float* xs = buf(XS, (size_t)n * E);
+    float* g = buf(G, (size_t)n * F);
+    float* u = buf(U, (size_t)n * F);
+    float* y = buf(Y, (size_t)n * E);
+    gpu_.upload_async(idx, idx_all.data(), idx_all.size() * 4);
+    gpu_.upload_async(gw, w_all.data(), w_all.size() * 4);
+    const size_t chunk = experts_->all_resident() ? uniq.size() : (size_t)experts_->n_slots();
+    for (size_t c0 = 0; c0 < uniq.size(); c0 += chunk) {
+        const size_t c1 = std::min(uniq.size(), c0 + chunk);
+        if (!experts_->all_resident()) {
+            gpu_.sync();  // the previous chunk's slots may be evicted now
+            experts_->ensure(m.experts(), *a.pool, l, uniq.data() + c0, (int)(c1 - c0));
+        }
+        for (size_t i = c0; i < c1; ++i) {
+            const int e = uniq[i], mt = (int)toks[(size_t)e].size();
+            gpu_.gather_rows(h, idx + off[i], mt, E, xs);
+            gpu_.matmul(experts_->view(l, e, 0), xs, mt, g);
+            gpu_.matmul(experts_->view(l, e, 1), xs, mt, u);
+            gpu_.swiglu(g, u, (size_t)mt * F, g);
+            gpu_.matmul(experts_->view(l, e, 2), g, mt, y);
+            gpu_.scatter_add(y, idx + off[i], gw + off[i], mt, E, x);
+        }
+    }
+    gpu_.sync();  // idx_all / w_all go out of scope
+}
+
+void CudaForward::moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x) {
+    const ModelConfig& c = m.config();
+    const GpuLayer& L = layers_[(size_t)l];
+    const int n = a.n, E = c.n_embd, NE = c.n_expert, KU = c.n_expert_used, F = c.n_ff_exp;
+    float* rlog = buf(RLOG, (size_t)n * NE);
+    int32_t* ids = (int32_t*)buf(IDS, (size_t)n * KU);
+    float* wts = buf(WTS, (size_t)n * KU);
+    gpu_.matmul(L.router, h, n, rlog);
+    gpu_.route_softmax_topk(rlog, n, NE, KU, c.norm_topk_prob, c.routed_scale, ids, wts);
+    const bool table_path = n <= kTableTokens;
+    auto table_kernels = [&] {
+        const cuda::ExpertTable t = experts_->table(l);
+        float* act = buf(ACT, (size_t)n * KU * F);
+        float* y = buf(Y, (size_t)n * KU * E);
+        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
+        gpu_.experts_down(t, ids, n * KU, act, y);
+        gpu_.combine(y, wts, n, KU, E, x, /*accumulate=*/true);
+    };
+    if (experts_->all_resident() && table_path) {
+        table_kernels();  // no host round trip: ids and expert table stay on the device
+    } else {
+        std::vector<int32_t> hid((size_t)n * KU);
+        std::vector<float> hw((size_t)n * KU);
+        gpu_.download(hid.data(), ids, hid.size() * 4);
+        gpu_.download(hw.data(), wts, hw.size() * 4);
+        std::vector<int> uniq;
+        std::vector<char> seen((size_t)NE, 0);
+        for (int32_t e : hid)
+            if (!seen[(size_t)e]) seen[(size_t)e] = 1, uniq.push_back(e);
+        std::sort(uniq.begin(), uniq.end());
+        const bool all_fit = (int)uniq.size() <= experts_->n_slots();
+        if (table_path && all_fit) {
+            experts_->ensure(m.experts(), *a.pool, l, uniq.data(), (int)uniq.size());
+            table_kernels();
+        } else {
+            grouped_experts(m, a, l, h, x, hid, hw, uniq);
+        }
+    }
+    if (!L.shexp_gate.empty()) {
+        const int FS = c.n_ff_shexp;
+        float* g = buf(G, (size_t)n * std::max(F, FS));
+        float* u = buf(U, (size_t)n * std::max(F, FS));
+        float* y = buf(Y, (size_t)n * std::max(KU, 1) * E);
+        gpu_.matmul(L.shexp_gate, h, n, g);
+        gpu_.matmul(L.shexp_up, h, n, u);
+        gpu_.swiglu(g, u, (size_t)n * FS, g);
+        gpu_.matmul(L.shexp_down, g, n, y);
+        if (L.shexp_gate_inp) gpu_.scale_by_sigmoid_dot(y, h, L.shexp_gate_inp, n, E);
+        gpu_.add(x, y, (size_t)n * E);
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<DeviceForward> make_cuda_forward(Model& m, const GpuOptions& o) {
+    std::string why;
+    if (!cuda::available(&why)) fail("--backend cuda: no usable CUDA device (" + why + ")");
+    return std::make_unique<CudaForward>(m, o);
+}
+
+}  // namespace sluice

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The CUDA tests, on a machine with an NVIDIA GPU: every weight op vs the CPU reference for
+# each dtype, and the whole model CUDA vs CPU (tests/gpu/test_cuda.cpp).
+#   tests/gpu/run.sh              configure + build build-gpu/ (needs the Debian packages of
+#                                 scripts/install-deps.sh and nvcc), then run
+#   SLUICE_GPU_BIN=DIR tests/gpu/run.sh   run a test_cuda built elsewhere (DIR/test_cuda,
+#                                 shared libraries it needs in DIR/lib)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export SLUICE_SOURCE_DIR=$PWD
+if [ -n "${SLUICE_GPU_BIN:-}" ]; then
+  export LD_LIBRARY_PATH="$SLUICE_GPU_BIN/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  test_bin="$SLUICE_GPU_BIN/test_cuda"
+else
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_CUDA=ON >/dev/null
+  cmake --build build-gpu --target test_cuda sluice
+  test_bin=build-gpu/tests/test_cuda
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$test_bin"
