@@ -46,6 +46,7 @@ class CudaForward final : public DeviceForward {
     const float* upload_f32(const TensorView& w);
     float* buf(int i, size_t floats);
     void moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x);
+    void step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
     void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                          const std::vector<int32_t>& hid, const std::vector<float>& hw,
                          const std::vector<int>& uniq);
@@ -58,6 +59,15 @@ class CudaForward final : public DeviceForward {
     const float* inv_freq_ = nullptr;
     std::unique_ptr<VramExpertCache> experts_;
     std::map<const KvCache*, DeviceKv> kv_;
+    struct GraphState {
+        cuda::Graph graph;
+        uint64_t graph_gen = 0;     // gen_ when captured
+        uint64_t warm_gen = ~0ull;  // gen_ of the last uncaptured decode step
+    };
+    std::map<const KvCache*, GraphState> graphs_;
+    uint64_t gen_ = 0;  // bumped whenever a device buffer a graph may hold is reallocated
+    bool capturing_ = false;
+    bool graphs_on_ = true;  // SLUICE_GPU_GRAPH=0 turns replay off (for comparisons)
     std::vector<DeviceBuffer> scratch_;
     uint64_t dense_bytes_ = 0;
     std::string describe_;
@@ -223,43 +233,85 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
     }
     const char* pe = std::getenv("SLUICE_GPU_PROFILE");
     prof_.on = pe && *pe && *pe != '0';
+    const char* ge = std::getenv("SLUICE_GPU_GRAPH");
+    graphs_on_ = !(ge && *ge == '0');
 }
 
 float* CudaForward::buf(int i, size_t floats) {
     if (scratch_.size() <= (size_t)i) scratch_.resize((size_t)i + 1);
     DeviceBuffer& b = scratch_[(size_t)i];
     if (b.size() < floats * 4) {
+        check(!capturing_, "internal: CUDA scratch grew during graph capture");
         gpu_.sync();
         b = DeviceBuffer();
         b = DeviceBuffer(floats * 4);
+        ++gen_;  // captured graphs hold the old pointers
     }
     return b.f32();
 }
 
 // Scratch buffer ids.
-enum Buf { X, H, Q, K, V, ATT, RLOG, IDS, WTS, ACT, Y, G, U, XS, TOK, LOGITS, IDX, GW };
+enum Buf { X, H, Q, K, V, ATT, RLOG, IDS, WTS, ACT, Y, G, U, XS, TOK, LOGITS, IDX, GW, POS };
 
 void CudaForward::forward(Model& m, const ForwardArgs& a) {
+    const ModelConfig& c = m.config();
+    const int n = a.n, kv_dim = c.n_head_kv * c.head_dim, v_dim = c.n_head_kv * c.v_head_dim;
+    DeviceKv& kv = kv_[a.kv];
+    const int n_ctx = a.kv->n_ctx();
+    if (kv.k.size() < (size_t)c.n_layer * n_ctx * kv_dim * 4) {
+        gpu_.sync();
+        kv.k = DeviceBuffer((size_t)c.n_layer * n_ctx * kv_dim * 4);
+        kv.v = DeviceBuffer((size_t)c.n_layer * n_ctx * v_dim * 4);
+        ++gen_;
+    }
+    const int rows = a.all_logits ? n : 1;
+    float* lg = buf(LOGITS, (size_t)rows * c.n_vocab);
+    int32_t* tok = (int32_t*)buf(TOK, (size_t)n);
+    int32_t* pos = (int32_t*)buf(POS, 1);
+    prof_.t = std::chrono::steady_clock::now();
+    gpu_.upload_async(tok, a.tokens, (size_t)n * 4);
+    // A decode step with every weight resident has no host round trip: it is captured once
+    // per KV cache (after one uncaptured step has sized the buffers) and replayed, the
+    // position read from device memory.
+    const bool graph = n == 1 && graphs_on_ && !prof_.on && (!experts_ || experts_->all_resident());
+    if (!graph) {
+        step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg);
+    } else {
+        gpu_.upload_async(pos, &a.pos0, 4);
+        GraphState& g = graphs_[a.kv];
+        if (g.warm_gen != gen_) {
+            g.warm_gen = gen_;
+            step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg);
+        } else {
+            if (!g.graph.ready() || g.graph_gen != gen_) {
+                gpu_.begin_capture();
+                capturing_ = true;
+                step(m, a, kv, cuda::Pos{0, pos, n_ctx}, lg);
+                capturing_ = false;
+                gpu_.end_capture(g.graph);
+                g.graph_gen = gen_;
+            }
+            gpu_.launch(g.graph);
+        }
+    }
+    gpu_.download(a.logits, lg, (size_t)rows * c.n_vocab * 4);
+    phase("output");
+}
+
+void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos,
+                       float* lg) {
     const ModelConfig& c = m.config();
     const int n = a.n, E = c.n_embd, hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head,
               nkv = c.n_head_kv;
     const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
-    DeviceKv& kv = kv_[a.kv];
     const size_t n_ctx = (size_t)a.kv->n_ctx();
-    if (kv.k.size() < (size_t)c.n_layer * n_ctx * kv_dim * 4) {
-        kv.k = DeviceBuffer((size_t)c.n_layer * n_ctx * kv_dim * 4);
-        kv.v = DeviceBuffer((size_t)c.n_layer * n_ctx * v_dim * 4);
-    }
     float* x = buf(X, (size_t)n * E);
     float* h = buf(H, (size_t)n * E);
     float* q = buf(Q, (size_t)n * q_dim);
     float* k = buf(K, (size_t)n * kv_dim);
     float* v = buf(V, (size_t)n * v_dim);
     float* att = buf(ATT, (size_t)n * nh * vd);
-    int32_t* tok = (int32_t*)buf(TOK, (size_t)n);
-    prof_.t = std::chrono::steady_clock::now();
-    gpu_.upload_async(tok, a.tokens, (size_t)n * 4);
-    gpu_.get_rows(tok_embd_, tok, n, x);
+    gpu_.get_rows(tok_embd_, (const int32_t*)buf(TOK, (size_t)n), n, x);
     phase("embed");
     const RopeTable& rope = m.rope();
     for (int l = 0; l < c.n_layer; ++l) {
@@ -269,15 +321,15 @@ void CudaForward::forward(Model& m, const ForwardArgs& a) {
         gpu_.matmul(L.wk, h, n, k);
         gpu_.matmul(L.wv, h, n, v);
         gpu_.head_norm_rope(q, n, nh, hd, hd, L.q_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
-                            rope.mag, rope.pairs, a.pos0);
+                            rope.mag, rope.pairs, pos);
         gpu_.head_norm_rope(k, n, nkv, hd, hd, L.k_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
-                            rope.mag, rope.pairs, a.pos0);
+                            rope.mag, rope.pairs, pos);
         phase("attn_proj");
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
-        gpu_.copy(kc + (size_t)a.pos0 * kv_dim, k, (size_t)n * kv_dim * 4);
-        gpu_.copy(vc + (size_t)a.pos0 * v_dim, v, (size_t)n * v_dim * 4);
-        gpu_.attention(q, kc, vc, n, a.pos0, nh, nkv, hd, vd, c.attn_scale(), att);
+        gpu_.store_rows(kc, kv_dim, pos, k, n);
+        gpu_.store_rows(vc, v_dim, pos, v, n);
+        gpu_.attention(q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
         phase("attention");
         gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
         gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
@@ -297,10 +349,7 @@ void CudaForward::forward(Model& m, const ForwardArgs& a) {
     }
     const int first = a.all_logits ? 0 : n - 1, rows = n - first;
     gpu_.rms_norm(x + (size_t)first * E, output_norm_, c.rms_eps, rows, E, h);
-    float* lg = buf(LOGITS, (size_t)rows * c.n_vocab);
     gpu_.matmul(output_, h, rows, lg);
-    gpu_.download(a.logits, lg, (size_t)rows * c.n_vocab * 4);
-    phase("output");
 }
 
 // Tokens grouped by expert: each expert's weights are read once for the batch. Experts are

@@ -1,8 +1,10 @@
 #include "stream/vram_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -83,41 +85,60 @@ VramExpertCache::VramExpertCache(cuda::Gpu& gpu, const ExpertLayout& layout, uin
 
 void VramExpertCache::read_and_copy(ThreadPool& pool, int layer, const std::vector<int>& misses,
                                     const std::vector<int>& slots) {
-    // Rounds of kPerRound experts, each round in its own group of staging buffers: the reads
-    // of a round overlap the copies of the rounds before it.
-    constexpr int kPerRound = kStaging / cuda::Gpu::kSideMarks;
+    // Rounds of up to kPerRound experts in two alternating groups of staging buffers. Every
+    // piece of a round is read in parallel, and an expert's copy to the GPU is queued by the
+    // thread that finishes its last piece, so copies overlap the round's remaining reads
+    // (and the next round's reads overlap this round's copies).
+    constexpr int kGroups = 2;
+    // Knobs for measuring (docs/benchmarks.md): SLUICE_GPU_ROUND experts per round (1..16,
+    // default 8), SLUICE_GPU_EARLY_COPY=0 queues the copies after a round's reads.
+    static const int kPerRound = [] {
+        const char* e = std::getenv("SLUICE_GPU_ROUND");
+        return e ? std::clamp(std::atoi(e), 1, kStaging / kGroups) : 8;
+    }();
+    static const bool early = [] {
+        const char* e = std::getenv("SLUICE_GPU_EARLY_COPY");
+        return !(e && *e == '0');
+    }();
     constexpr uint64_t kPiece = 256 << 10;
     const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
+    const uint64_t bytes = proj_offset(L, 3);
     struct Piece {
         int i, p;
         uint64_t lo, hi;
     };
     for (size_t r0 = 0; r0 < misses.size(); r0 += kPerRound) {
-        const int group = round_++ % cuda::Gpu::kSideMarks;
-        if (round_ > cuda::Gpu::kSideMarks) gpu_.wait_side_mark(group);
+        const int group = round_++ % kGroups;
+        if (round_ > kGroups) gpu_.wait_side_mark(group);
         const size_t nr = std::min<size_t>(kPerRound, misses.size() - r0);
         std::vector<Piece> pieces;
-        for (size_t i = 0; i < nr; ++i)
+        std::vector<std::atomic<int>> left(nr);
+        for (size_t i = 0; i < nr; ++i) {
+            place(layer, misses[r0 + i], slots[r0 + i]);
+            int count = 0;
             for (int p = 0; p < 3; ++p) {
                 const uint64_t nb = L.experts[(size_t)misses[r0 + i]][(size_t)p].nbytes;
-                for (uint64_t lo = 0; lo < nb; lo += kPiece)
+                for (uint64_t lo = 0; lo < nb; lo += kPiece, ++count)
                     pieces.push_back({(int)i, p, lo, std::min(nb, lo + kPiece)});
             }
+            left[i].store(count);
+            stats_.bytes_h2d += bytes;
+        }
         pool.run((int64_t)pieces.size(), [&](int64_t k, int) {
             const Piece& pc = pieces[(size_t)k];
-            const ExpertSlice& s = L.experts[(size_t)misses[r0 + (size_t)pc.i]][(size_t)pc.p];
+            const size_t r = r0 + (size_t)pc.i;
+            const ExpertSlice& s = L.experts[(size_t)misses[r]][(size_t)pc.p];
             uint8_t* stage = (uint8_t*)staging_[(size_t)(group * kPerRound + pc.i)].data();
             files_[(size_t)s.file].pread_all(stage + proj_offset(L, pc.p) + pc.lo, pc.hi - pc.lo,
                                              s.offset + pc.lo);
+            if (early && left[(size_t)pc.i].fetch_sub(1) == 1)
+                gpu_.copy_h2d_side((uint8_t*)pool_.data() + (uint64_t)slots[r] * slot_bytes_, stage,
+                                   bytes);
         });
-        for (size_t i = 0; i < nr; ++i) {
-            const int slot = slots[r0 + i];
-            place(layer, misses[r0 + i], slot);
-            gpu_.copy_h2d_side((uint8_t*)pool_.data() + (uint64_t)slot * slot_bytes_,
-                               staging_[(size_t)(group * kPerRound + (int)i)].data(),
-                               proj_offset(L, 3));
-            stats_.bytes_h2d += proj_offset(L, 3);
-        }
+        if (!early)
+            for (size_t i = 0; i < nr; ++i)
+                gpu_.copy_h2d_side((uint8_t*)pool_.data() + (uint64_t)slots[r0 + i] * slot_bytes_,
+                                   staging_[(size_t)(group * kPerRound + (int)i)].data(), bytes);
         gpu_.mark_side(group);
     }
 }

@@ -91,6 +91,28 @@ struct ExpertTable {
     int64_t n_ff = 0, n_embd = 0;  // gate/up: [n_ff rows, n_embd]; down: [n_embd rows, n_ff]
 };
 
+// Position of a batch's first token: pos0, or (when dev is set) the int at dev, read when the
+// kernels run, so a captured graph replays at any position below max.
+struct Pos {
+    int pos0 = 0;
+    const int* dev = nullptr;
+    int max = 0;
+};
+
+// Work captured once and replayed (a decode step): fewer launch costs.
+class Graph {
+  public:
+    Graph() = default;
+    ~Graph();
+    Graph(const Graph&) = delete;
+    Graph& operator=(const Graph&) = delete;
+    bool ready() const { return exec_ != nullptr; }
+
+  private:
+    friend class Gpu;
+    void* exec_ = nullptr;
+};
+
 // The compute stream and everything issued on it. Calls return at once (work is queued);
 // results are visible to later ops on the same Gpu and to download() after sync.
 class Gpu {
@@ -129,15 +151,17 @@ class Gpu {
     void rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y);
     // In place per token t < n_tok and head h < n_head of x: [n_tok, n_head, stride]:
     // optional RMSNorm over head_dim (norm_w: [head_dim] f32 or null), then RoPE of the first
-    // n_rot dims at position pos0 + t (inv_freq: [n_rot / 2] device f32).
+    // n_rot dims at position pos + t (inv_freq: [n_rot / 2] device f32).
     void head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
                         const float* norm_w, float eps, const float* inv_freq, int n_rot, float mag,
-                        bool pairs, int pos0);
-    // Causal GQA attention of n new tokens at positions pos0.. over the cache.
+                        bool pairs, const Pos& pos);
+    // Causal GQA attention of n new tokens at positions pos.. over the cache.
     // q: [n, n_head * hd]; k_cache: [n_ctx, n_kv * hd]; v_cache: [n_ctx, n_kv * vd];
     // out: [n, n_head * vd].
-    void attention(const float* q, const float* k_cache, const float* v_cache, int n, int pos0,
-                   int n_head, int n_kv, int hd, int vd, float scale, float* out);
+    void attention(const float* q, const float* k_cache, const float* v_cache, int n,
+                   const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out);
+    // Rows base[(pos + i) * row] = src[i * row] for i < n (KV cache writes).
+    void store_rows(float* base, int row, const Pos& pos, const float* src, int n);
     void add(float* x, const float* y, size_t n);  // x += y
     // Softmax over n_expert logits per token, top k, optional renormalisation, times scale.
     // logits: [n, n_expert]; ids, weights: [n, k].
@@ -162,6 +186,12 @@ class Gpu {
     void swiglu(const float* g, const float* u, size_t n, float* act);
     // Gated shared expert: y[t] *= sigmoid(h[t] . w) for t < n. y, h: [n, dim]; w: [dim].
     void scale_by_sigmoid_dot(float* y, const float* h, const float* w, int n, int dim);
+
+    // Ops queued between begin_capture and end_capture are recorded into g, not run;
+    // launch(g) runs them. No synchronising call may happen while capturing.
+    void begin_capture();
+    void end_capture(Graph& g);
+    void launch(const Graph& g);
 
     // Measured bandwidths in bytes/s (median of several runs): pinned host -> device copies
     // of `bytes`, and a device -> device copy of `bytes` counting bytes read plus written.

@@ -170,6 +170,30 @@ void Gpu::sync_copies() {
     SLUICE_CUDA_CHECK(cudaStreamSynchronize(p_->side));
 }
 
+Graph::~Graph() {
+    if (exec_) cudaGraphExecDestroy((cudaGraphExec_t)exec_);
+}
+
+void Gpu::begin_capture() {
+    SLUICE_CUDA_CHECK(cudaStreamBeginCapture(p_->compute, cudaStreamCaptureModeThreadLocal));
+}
+
+void Gpu::end_capture(Graph& g) {
+    cudaGraph_t graph = nullptr;
+    SLUICE_CUDA_CHECK(cudaStreamEndCapture(p_->compute, &graph));
+    if (g.exec_) cudaGraphExecDestroy((cudaGraphExec_t)g.exec_);
+    g.exec_ = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    SLUICE_CUDA_CHECK(e);
+    g.exec_ = exec;
+}
+
+void Gpu::launch(const Graph& g) {
+    SLUICE_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g.exec_, p_->compute));
+}
+
 void Gpu::mark_side(int i) {
     SLUICE_CUDA_CHECK(cudaEventRecord(p_->side_mark[i], p_->side));
 }

@@ -62,7 +62,8 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
 // One block per (token, head); x row of head_dim floats staged in shared memory.
 __global__ void head_norm_rope_kernel(float* x, int n_head, int stride, int head_dim,
                                       const float* norm_w, float eps, const float* inv_freq,
-                                      int n_rot, float mag, int pairs, int pos0) {
+                                      int n_rot, float mag, int pairs, int pos0,
+                                      const int* pos_dev) {
     extern __shared__ float v[];
     const int t = blockIdx.x / n_head, h = blockIdx.x % n_head;
     float* xh = x + ((size_t)t * n_head + h) * stride;
@@ -75,7 +76,7 @@ __global__ void head_norm_rope_kernel(float* x, int n_head, int stride, int head
     if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
     __syncthreads();
     const int half = n_rot / 2;
-    const float pos = (float)(pos0 + t);
+    const float pos = (float)((pos_dev ? *pos_dev : pos0) + t);
     for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
         const float wi = norm_w ? norm_w[i] * scale : 1.f;
         float out = v[i] * wi;
@@ -98,12 +99,13 @@ __global__ void head_norm_rope_kernel(float* x, int n_head, int stride, int head
 // One block per (token, head): scores over the causal prefix in shared memory, softmax,
 // weighted sum of V.
 __global__ void attention_kernel(const float* q, const float* kc, const float* vc, int pos0,
-                                 int n_head, int n_kv, int hd, int vd, float scale, float* out) {
+                                 const int* pos_dev, int n_head, int n_kv, int hd, int vd,
+                                 float scale, float* out) {
     extern __shared__ float sm[];
     float* qs = sm;       // [hd]
     float* sc = sm + hd;  // [n_pos]
     const int t = blockIdx.x / n_head, h = blockIdx.x % n_head, g = h / (n_head / n_kv);
-    const int n_pos = pos0 + t + 1;
+    const int n_pos = (pos_dev ? *pos_dev : pos0) + t + 1;
     const float* qh = q + ((size_t)t * n_head + h) * hd;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
     __syncthreads();
@@ -135,6 +137,14 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
         for (int p = 0; p < n_pos; ++p) acc += sc[p] * v[(size_t)p * v_stride];
         o[d] = acc * inv;
     }
+}
+
+__global__ void store_rows_kernel(float* base, int row, int pos0, const int* pos_dev,
+                                  const float* src) {
+    const int i = blockIdx.y;
+    const int p = (pos_dev ? *pos_dev : pos0) + i;
+    for (int d = blockIdx.x * blockDim.x + threadIdx.x; d < row; d += gridDim.x * blockDim.x)
+        base[(size_t)p * row + d] = src[(size_t)i * row + d];
 }
 
 __global__ void add_kernel(float* x, const float* y, size_t n) {
@@ -236,18 +246,20 @@ void Gpu::rms_norm(const float* x, const float* w, float eps, int rows, int n, f
 
 void Gpu::head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
                          const float* norm_w, float eps, const float* inv_freq, int n_rot,
-                         float mag, bool pairs, int pos0) {
+                         float mag, bool pairs, const Pos& pos) {
     if (n_tok <= 0) return;
     head_norm_rope_kernel<<<n_tok * n_head, 128, (size_t)head_dim * 4, p_->compute>>>(
-        x, n_head, stride, head_dim, norm_w, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos0);
+        x, n_head, stride, head_dim, norm_w, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos.pos0,
+        pos.dev);
     SLUICE_CUDA_LAUNCHED();
 }
 
-void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, int n, int pos0,
-                    int n_head, int n_kv, int hd, int vd, float scale, float* out) {
+void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, int n,
+                    const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out) {
     if (n <= 0) return;
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
-    const size_t smem = (size_t)(hd + pos0 + n) * sizeof(float);
+    const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
+    const size_t smem = (size_t)(hd + last) * sizeof(float);
     // Shared memory holds every score of a row; raise the limit once for long contexts.
     static int max_smem = -1;
     if (max_smem < 0) {
@@ -263,12 +275,19 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
         SLUICE_CUDA_CHECK(cudaFuncSetAttribute(
             attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
     }
-    check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(pos0 + n) +
+    check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                         " positions exceeds this kernel's shared-memory limit (" +
                                         std::to_string(max_smem / 4 - hd) +
                                         "); use a shorter --ctx");
-    attention_kernel<<<n * n_head, kThreads, smem, p_->compute>>>(q, k_cache, v_cache, pos0, n_head,
-                                                                  n_kv, hd, vd, scale, out);
+    attention_kernel<<<n * n_head, kThreads, smem, p_->compute>>>(
+        q, k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, out);
+    SLUICE_CUDA_LAUNCHED();
+}
+
+void Gpu::store_rows(float* base, int row, const Pos& pos, const float* src, int n) {
+    if (n <= 0) return;
+    store_rows_kernel<<<dim3(blocks_for((size_t)row), (unsigned)n), kThreads, 0, p_->compute>>>(
+        base, row, pos.pos0, pos.dev, src);
     SLUICE_CUDA_LAUNCHED();
 }
 
