@@ -67,7 +67,12 @@ int cmd_run(const RunOptions& o) {
                 i, ms, (unsigned long long)d.acquires, 100 * d.hit_rate(),
                 format_bytes(d.bytes_read).c_str(), 1000 * d.io_wait_s);
         };
+    DeviceForward* dev = lm.model->device();
+    const VramStats v0 = dev ? dev->stats() : VramStats{};
     const GenerateResult r = generate(*lm.model, tok, pool, prompt, gp, on_text);
+    const VramStats v1 = dev ? dev->stats() : VramStats{};
+    const uint64_t v_acq = v1.acquires - v0.acquires, v_hits = v1.hits - v0.hits,
+                   v_bytes = v1.bytes_h2d - v0.bytes_h2d;
     const StreamStats st = lm.model->experts().stats() - s0;
     const uint64_t disk = process_disk_read_bytes() - disk0;
     if (o.m.json) {
@@ -79,7 +84,10 @@ int cmd_run(const RunOptions& o) {
                     {"stop_reason", r.stop_reason},
                     {"streaming", stats_json(st)},
                     {"disk_read_bytes", disk},
-                    {"memory_plan", plan_json(lm.model->memory_plan())}});
+                    {"memory_plan", plan_json(lm.model->memory_plan())},
+                    {"backend", dev ? "cuda" : "cpu"},
+                    {"gpu_experts",
+                     {{"acquired", v_acq}, {"vram_hits", v_hits}, {"bytes_to_gpu", v_bytes}}}});
     } else {
         std::cout << std::endl;
         std::fprintf(stderr,
@@ -90,6 +98,12 @@ int cmd_run(const RunOptions& o) {
                      "experts: %llu used, hit rate %.1f%%, %s read, %s from disk, io wait %.2f s\n",
                      (unsigned long long)st.acquires, 100 * st.hit_rate(),
                      format_bytes(st.bytes_read).c_str(), format_bytes(disk).c_str(), st.io_wait_s);
+        if (dev && v_acq > 0)  // all-resident runs route on the device: nothing to count
+            std::fprintf(
+                stderr,
+                "gpu experts: %llu made resident, VRAM hit rate %.1f%%, %s copied to the GPU\n",
+                (unsigned long long)v_acq, 100.0 * (double)v_hits / (double)v_acq,
+                format_bytes(v_bytes).c_str());
     }
     return 0;
 }

@@ -26,42 +26,37 @@ DeviceInfo device_info();
 // Whether matmul/expert kernels exist for this weight dtype.
 bool supports(DType t);
 
-// Device memory, freed on destruction.
-class DeviceBuffer {
+// Device memory or page-locked host memory (the DMA source of host-to-device copies),
+// freed on destruction.
+enum class MemKind { Device, Pinned };
+template <MemKind K>
+class Buffer {
   public:
-    DeviceBuffer() = default;
-    explicit DeviceBuffer(size_t bytes);
-    ~DeviceBuffer();
-    DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    Buffer() = default;
+    explicit Buffer(size_t bytes);  // throws Error when the allocation fails
+    ~Buffer() { release(); }
+    Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    Buffer& operator=(Buffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            p_ = o.p_, n_ = o.n_;
+            o.p_ = nullptr, o.n_ = 0;
+        }
+        return *this;
+    }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
     void* data() const { return p_; }
     float* f32() const { return (float*)p_; }
     size_t size() const { return n_; }
 
   private:
+    void release() noexcept;
     void* p_ = nullptr;
     size_t n_ = 0;
 };
-
-// Page-locked host memory (DMA source for host-to-device copies).
-class PinnedBuffer {
-  public:
-    PinnedBuffer() = default;
-    explicit PinnedBuffer(size_t bytes);
-    ~PinnedBuffer();
-    PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-    PinnedBuffer(const PinnedBuffer&) = delete;
-    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-    void* data() const { return p_; }
-    size_t size() const { return n_; }
-
-  private:
-    void* p_ = nullptr;
-    size_t n_ = 0;
-};
+using DeviceBuffer = Buffer<MemKind::Device>;
+using PinnedBuffer = Buffer<MemKind::Pinned>;
 
 // Host memory registered for DMA in place (e.g. a read-only file mapping whose pages are in
 // the page cache): copies from it need no staging. ok() is false, with error() saying why,

@@ -34,37 +34,33 @@ struct Chunk<DType::F32> {
     }
 };
 
+// 16-bit floats: 32 values in four 16-byte loads; to_f32 widens one 16-bit value.
+template <typename ToF32>
+__device__ __forceinline__ void load_half_chunk(const uint8_t* row, int c, float* w, ToF32 to_f32) {
+    const uint4* p = (const uint4*)(row + (size_t)c * 64);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint4 v = p[i];
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            w[8 * i + 2 * j] = to_f32((uint16_t)(u[j] & 0xffff));
+            w[8 * i + 2 * j + 1] = to_f32((uint16_t)(u[j] >> 16));
+        }
+    }
+}
+
 template <>
 struct Chunk<DType::F16> {
     __device__ static void load(const uint8_t* row, int c, float* w) {
-        const uint4* p = (const uint4*)(row + (size_t)c * 64);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint4 v = p[i];
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                w[8 * i + 2 * j] = h2f((uint16_t)(u[j] & 0xffff));
-                w[8 * i + 2 * j + 1] = h2f((uint16_t)(u[j] >> 16));
-            }
-        }
+        load_half_chunk(row, c, w, [](uint16_t h) { return h2f(h); });
     }
 };
 
 template <>
 struct Chunk<DType::BF16> {
     __device__ static void load(const uint8_t* row, int c, float* w) {
-        const uint4* p = (const uint4*)(row + (size_t)c * 64);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint4 v = p[i];
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                w[8 * i + 2 * j] = __uint_as_float(u[j] << 16);
-                w[8 * i + 2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-            }
-        }
+        load_half_chunk(row, c, w, [](uint16_t h) { return __uint_as_float((uint32_t)h << 16); });
     }
 };
 
@@ -209,44 +205,22 @@ struct Chunk<DType::Q3_K> {
     }
 };
 
+// The dtypes with a Chunk decoder: the GPU's row of the dtype table.
+template <DType... Ts>
+struct DTypeList {};
+using GpuTypes = DTypeList<DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0,
+                           DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K>;
+
+template <typename F, DType... Ts>
+bool dispatch_in(DType t, F& f, DTypeList<Ts...>) {
+    return ((t == Ts ? (f.template operator()<Ts>(), true) : false) || ...);
+}
+
 // Calls f.template operator()<T>() with the dtype as a template argument; false if the GPU
 // has no kernels for it.
 template <typename F>
 bool dispatch_dtype(DType t, F&& f) {
-    switch (t) {
-        case DType::F32:
-            f.template operator()<DType::F32>();
-            return true;
-        case DType::F16:
-            f.template operator()<DType::F16>();
-            return true;
-        case DType::BF16:
-            f.template operator()<DType::BF16>();
-            return true;
-        case DType::Q8_0:
-            f.template operator()<DType::Q8_0>();
-            return true;
-        case DType::Q4_0:
-            f.template operator()<DType::Q4_0>();
-            return true;
-        case DType::Q2_K:
-            f.template operator()<DType::Q2_K>();
-            return true;
-        case DType::Q3_K:
-            f.template operator()<DType::Q3_K>();
-            return true;
-        case DType::Q4_K:
-            f.template operator()<DType::Q4_K>();
-            return true;
-        case DType::Q5_K:
-            f.template operator()<DType::Q5_K>();
-            return true;
-        case DType::Q6_K:
-            f.template operator()<DType::Q6_K>();
-            return true;
-        default:
-            return false;
-    }
+    return dispatch_in(t, f, GpuTypes{});
 }
 
 }  // namespace sluice::cuda

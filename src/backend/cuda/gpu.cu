@@ -45,51 +45,32 @@ DeviceInfo device_info() {
     return d;
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
+template <MemKind K>
+Buffer<K>::Buffer(size_t bytes) : n_(bytes) {
     if (bytes == 0) return;
-    const cudaError_t e = cudaMalloc(&p_, bytes);
+    const cudaError_t e =
+        K == MemKind::Device ? cudaMalloc(&p_, bytes) : cudaMallocHost(&p_, bytes);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        fail("CUDA: cannot allocate " + std::to_string(bytes >> 20) + " MiB of device memory (" +
+        p_ = nullptr;
+        fail("CUDA: cannot allocate " + std::to_string(bytes >> 20) + " MiB of " +
+             (K == MemKind::Device ? "device" : "pinned host") + " memory (" +
              cudaGetErrorString(e) + ")");
     }
 }
 
-DeviceBuffer::~DeviceBuffer() {
-    if (p_) cudaFree(p_);
+template <MemKind K>
+void Buffer<K>::release() noexcept {
+    if (!p_) return;
+    if (K == MemKind::Device)
+        cudaFree(p_);
+    else
+        cudaFreeHost(p_);
+    p_ = nullptr;
 }
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-    if (this != &o) {
-        if (p_) cudaFree(p_);
-        p_ = o.p_, n_ = o.n_;
-        o.p_ = nullptr, o.n_ = 0;
-    }
-    return *this;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
-    if (bytes == 0) return;
-    const cudaError_t e = cudaMallocHost(&p_, bytes);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        fail("CUDA: cannot allocate " + std::to_string(bytes >> 20) +
-             " MiB of pinned host memory (" + cudaGetErrorString(e) + ")");
-    }
-}
-
-PinnedBuffer::~PinnedBuffer() {
-    if (p_) cudaFreeHost(p_);
-}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-        if (p_) cudaFreeHost(p_);
-        p_ = o.p_, n_ = o.n_;
-        o.p_ = nullptr, o.n_ = 0;
-    }
-    return *this;
-}
+template class Buffer<MemKind::Device>;
+template class Buffer<MemKind::Pinned>;
 
 HostRegistration::HostRegistration(const void* p, size_t n) : p_(const_cast<void*>(p)) {
     const cudaError_t e = cudaHostRegister(p_, n, cudaHostRegisterReadOnly);

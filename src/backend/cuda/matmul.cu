@@ -67,40 +67,22 @@ void launch_matvec(cudaStream_t s, const TensorView& W, const float* x, float* y
     SLUICE_CUDA_LAUNCHED();
 }
 
+// The kernel instance for nt tokens (1 <= nt <= NT).
+template <DType T, int NT = kMaxVecTokens>
+void launch_matvec_n(cudaStream_t s, int nt, const TensorView& W, const float* x, float* y, int ldy,
+                     bool accumulate) {
+    if constexpr (NT > 1)
+        if (nt < NT) return launch_matvec_n<T, NT - 1>(s, nt, W, x, y, ldy, accumulate);
+    launch_matvec<T, NT>(s, W, x, y, ldy, accumulate);
+}
+
 template <DType T>
 void matvec_any(cudaStream_t s, const TensorView& W, const float* x, int n, float* y,
                 bool accumulate) {
     const int64_t cols = W.cols(), rows = W.rows();
-    for (int t0 = 0; t0 < n; t0 += kMaxVecTokens) {
-        const float* xt = x + (size_t)t0 * cols;
-        float* yt = y + (size_t)t0 * rows;
-        switch (std::min(n - t0, kMaxVecTokens)) {
-            case 1:
-                launch_matvec<T, 1>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 2:
-                launch_matvec<T, 2>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 3:
-                launch_matvec<T, 3>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 4:
-                launch_matvec<T, 4>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 5:
-                launch_matvec<T, 5>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 6:
-                launch_matvec<T, 6>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            case 7:
-                launch_matvec<T, 7>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-            default:
-                launch_matvec<T, 8>(s, W, xt, yt, (int)rows, accumulate);
-                break;
-        }
-    }
+    for (int t0 = 0; t0 < n; t0 += kMaxVecTokens)
+        launch_matvec_n<T>(s, std::min(n - t0, kMaxVecTokens), W, x + (size_t)t0 * cols,
+                           y + (size_t)t0 * rows, (int)rows, accumulate);
 }
 
 // out: [rows, cols] f32 = rows [r0, r0 + rows) of W dequantized. One thread per 32-chunk.
