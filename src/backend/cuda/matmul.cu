@@ -28,14 +28,61 @@ __device__ __forceinline__ float dot32(const float* w, const float* x) {
     return s;
 }
 
+// Activations staged in shared memory, each 32-chunk padded to kPad floats: lane l reads
+// chunk l, and a 144-byte stride spreads a warp's 16-byte reads over all banks (profiled:
+// reading x from global/L1 at a 128-byte lane stride made the mat-vec L1-bound, 92% busy).
+constexpr int kPad = 36;
+// Most bytes staged: the device's opt-in shared memory per block (227 KiB on sm_90, 163 KiB
+// on sm_80); larger activations are read from global memory.
+size_t max_stage() {
+    static const size_t bytes = [] {
+        int dev = 0, optin = 0;
+        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+        SLUICE_CUDA_CHECK(
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        return (size_t)optin;
+    }();
+    return bytes;
+}
+size_t stage_bytes(int n_vec, int len) {
+    return (size_t)n_vec * (size_t)(len / 32) * kPad * sizeof(float);
+}
+// xs[t][c * kPad + i] = x[t * ldx + 32c + i] for t < n_vec. Block-wide; ends with a barrier.
+__device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) {
+    const int nc = len / 32;
+    for (int i = threadIdx.x; i < n_vec * len; i += blockDim.x) {
+        const int t = i / len, k = i % len;
+        xs[(size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)] = x[(size_t)t * ldx + k];
+    }
+    __syncthreads();
+}
+extern __shared__ __align__(16) float x_stage[];
+
+// Raises a kernel's dynamic shared-memory limit once (per kernel instance) when needed.
+template <typename K>
+void allow_smem(K kernel, size_t bytes, size_t& allowed) {
+    if (bytes <= allowed) return;
+    SLUICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)max_stage()));
+    allowed = max_stage();
+}
+
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; one warp per row, lanes over 32-chunks.
 // Each lane's sum runs in chunk order and the warp reduction is fixed, so results do not
-// depend on the launch shape.
+// depend on the launch shape or on staging.
 template <DType T, int NT>
 __global__ void matvec_kernel(const uint8_t* W, size_t row_bytes, int rows, int cols,
-                              const float* x, int ldx, float* y, int ldy, int accumulate) {
+                              const float* x, int ldx, float* y, int ldy, int accumulate,
+                              int staged) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const float* xb = x;
+    int cs = 32;
+    size_t ts = (size_t)ldx;
+    if (staged) {
+        stage_x(x, ldx, NT, cols, x_stage);
+        xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
+    }
     if (r >= rows) return;
     const uint8_t* row = W + (size_t)r * row_bytes;
     float acc[NT];
@@ -46,7 +93,7 @@ __global__ void matvec_kernel(const uint8_t* W, size_t row_bytes, int rows, int 
         float w[32];
         Chunk<T>::load(row, c, w);
 #pragma unroll
-        for (int t = 0; t < NT; ++t) acc[t] += dot32(w, x + (size_t)t * ldx + 32 * c);
+        for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
     }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
@@ -62,8 +109,13 @@ template <DType T, int NT>
 void launch_matvec(cudaStream_t s, const TensorView& W, const float* x, float* y, int ldy,
                    bool accumulate) {
     const int rows = (int)W.rows(), cols = (int)W.cols();
-    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, 0, s>>>(
-        (const uint8_t*)W.data, W.row_size(), rows, cols, x, cols, y, ldy, accumulate ? 1 : 0);
+    const size_t smem = stage_bytes(NT, cols);
+    const bool staged = smem <= max_stage();
+    static size_t allowed = 48 << 10;
+    if (staged) allow_smem(matvec_kernel<T, NT>, smem, allowed);
+    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, staged ? smem : 0, s>>>(
+        (const uint8_t*)W.data, W.row_size(), rows, cols, x, cols, y, ldy, accumulate ? 1 : 0,
+        staged ? 1 : 0);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -117,24 +169,30 @@ __global__ void get_rows_kernel(const uint8_t* W, size_t row_bytes, int cols, co
 }
 
 // Routed experts, one warp per (row, slot): act[s, r] = silu(gate_e[r] . x_s) * (up_e[r] . x_s).
+// x_s is staged (padded) in shared memory when `staged`.
 template <DType TG, DType TU>
 __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* ids, int tok_div,
                                        int n_ff, int n_embd, size_t g_row_bytes, size_t u_row_bytes,
-                                       const float* x, float* act) {
+                                       const float* x, float* act, int staged) {
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const float* xb = x + (size_t)(s / tok_div) * n_embd;
+    int cs = 32;
+    if (staged) {
+        stage_x(xb, n_embd, 1, n_embd, x_stage);
+        xb = x_stage, cs = kPad;
+    }
     if (r >= n_ff) return;
     const int e = ids[s];
     const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
     const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
-    const float* xs = x + (size_t)(s / tok_div) * n_embd;
     float ag = 0.f, au = 0.f;
     for (int c = lane; c < n_embd / 32; c += 32) {
         float w[32];
         Chunk<TG>::load(g, c, w);
-        ag += dot32(w, xs + 32 * c);
+        ag += dot32(w, xb + cs * c);
         Chunk<TU>::load(u, c, w);
-        au += dot32(w, xs + 32 * c);
+        au += dot32(w, xb + cs * c);
     }
     ag = warp_sum(ag);
     au = warp_sum(au);
@@ -144,17 +202,23 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
 // y[s, r] = down_e[r] . act_s.
 template <DType T>
 __global__ void experts_down_kernel(const void* const* table, const int32_t* ids, int n_embd,
-                                    int n_ff, size_t row_bytes, const float* act, float* y) {
+                                    int n_ff, size_t row_bytes, const float* act, float* y,
+                                    int staged) {
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const float* a = act + (size_t)s * n_ff;
+    int cs = 32;
+    if (staged) {
+        stage_x(a, n_ff, 1, n_ff, x_stage);
+        a = x_stage, cs = kPad;
+    }
     if (r >= n_embd) return;
     const uint8_t* d = (const uint8_t*)table[3 * ids[s] + 2] + (size_t)r * row_bytes;
-    const float* a = act + (size_t)s * n_ff;
     float acc = 0.f;
     for (int c = lane; c < n_ff / 32; c += 32) {
         float w[32];
         Chunk<T>::load(d, c, w);
-        acc += dot32(w, a + 32 * c);
+        acc += dot32(w, a + cs * c);
     }
     acc = warp_sum(acc);
     if (lane == 0) y[(size_t)s * n_embd + r] = acc;
@@ -224,8 +288,12 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
-            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, 0, p_->compute>>>(
-                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act);
+            const size_t smem = stage_bytes(1, (int)t.n_embd);
+            const bool staged = smem <= max_stage();
+            static size_t allowed = 48 << 10;
+            if (staged) allow_smem(experts_gate_up_kernel<T, T>, smem, allowed);
+            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, staged ? smem : 0, p_->compute>>>(
+                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, staged ? 1 : 0);
         }))
         no_kernel(t.dtype[0]);
     SLUICE_CUDA_LAUNCHED();
@@ -237,8 +305,12 @@ void Gpu::experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, co
     const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
-            experts_down_kernel<T><<<grid, 32 * kWarps, 0, p_->compute>>>(
-                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y);
+            const size_t smem = stage_bytes(1, (int)t.n_ff);
+            const bool staged = smem <= max_stage();
+            static size_t allowed = 48 << 10;
+            if (staged) allow_smem(experts_down_kernel<T>, smem, allowed);
+            experts_down_kernel<T><<<grid, 32 * kWarps, staged ? smem : 0, p_->compute>>>(
+                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y, staged ? 1 : 0);
         }))
         no_kernel(t.dtype[2]);
     SLUICE_CUDA_LAUNCHED();
