@@ -35,6 +35,10 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
     app->add_option("--gpu-mem", o.gpu_mem,
                     "with --backend cuda: most VRAM to use, e.g. 4GiB; routed experts beyond it "
                     "are cached in VRAM and copied from host memory as routed");
+    app->add_option("--gpu-misses", o.gpu_misses,
+                    "with --backend cuda: experts not in VRAM are copied to the GPU (copy) or "
+                    "computed on the CPU (cpu); auto: cpu when they come from the page cache")
+        ->check(CLI::IsMember({"auto", "copy", "cpu"}));
     app->add_flag("--prefetch,!--no-prefetch", o.prefetch,
                   "speculatively prefetch the next layer's experts");
 }
@@ -52,6 +56,9 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
     lo.io_engine = o.io_engine;
     lo.backend = o.backend == "cuda" ? Backend::Cuda : Backend::Cpu;
     lo.gpu_mem = o.gpu_mem.empty() ? 0 : parse_size(o.gpu_mem);
+    lo.gpu_misses = o.gpu_misses == "cpu"    ? GpuMisses::Cpu
+                    : o.gpu_misses == "copy" ? GpuMisses::Copy
+                                             : GpuMisses::Auto;
     lo.n_ctx = n_ctx;
     if (!o.json && isatty(2))
         lo.on_progress = [](uint64_t done, uint64_t total) {

@@ -20,6 +20,7 @@ struct ModelOptions {
     std::string io_engine = "auto";
     std::string backend = "cpu";
     std::string gpu_mem;  // "" = the GPU's free memory less 1 GiB
+    std::string gpu_misses = "auto";
     bool prefetch = true;  // speculative next-layer prefetch (measured +27%: docs/benchmarks.md)
 };
 

@@ -46,6 +46,8 @@ class CudaForward final : public DeviceForward {
     const float* upload_f32(const TensorView& w);
     float* buf(int i, size_t floats);
     void moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x);
+    void host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
+                     const std::vector<int32_t>& hid);
     void step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
     void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                          const std::vector<int32_t>& hid, const std::vector<float>& hw,
@@ -67,7 +69,8 @@ class CudaForward final : public DeviceForward {
     std::map<const KvCache*, GraphState> graphs_;
     uint64_t gen_ = 0;  // bumped whenever a device buffer a graph may hold is reallocated
     bool capturing_ = false;
-    bool graphs_on_ = true;  // SLUICE_GPU_GRAPH=0 turns replay off (for comparisons)
+    bool graphs_on_ = true;    // SLUICE_GPU_GRAPH=0 turns replay off (for comparisons)
+    bool cpu_misses_ = false;  // decode: experts not in VRAM computed on the CPU
     std::vector<DeviceBuffer> scratch_;
     uint64_t dense_bytes_ = 0;
     std::string describe_;
@@ -206,9 +209,13 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
         }
         experts_ = std::make_unique<VramExpertCache>(gpu_, X, expert_vram, c.n_expert_used,
                                                      o.max_expert_slots, path);
+        load_pool_ = std::make_unique<ThreadPool>(4);
         if (experts_->all_resident()) {
-            load_pool_ = std::make_unique<ThreadPool>(4);
             experts_->load_all(m.experts(), *load_pool_);
+        } else {
+            cpu_misses_ =
+                o.misses == GpuMisses::Cpu || (o.misses == GpuMisses::Auto && path != HP::Store);
+            if (cpu_misses_) experts_->fill_evenly(m.experts(), *load_pool_);
         }
     }
     char line[512];
@@ -226,8 +233,11 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
     if (experts_ && !experts_->all_resident()) {
         const char* names[] = {"own host cache (pinned staging)", "pread into pinned staging",
                                "DMA from the registered page cache"};
-        describe_ +=
-            std::string("gpu: expert misses via ") + names[(int)experts_->host_path()] + "\n";
+        const std::string via = names[(int)experts_->host_path()];
+        describe_ += cpu_misses_ ? "gpu: decode computes experts missing from VRAM on the CPU "
+                                   "(VRAM holds an even share per layer); prefill copies via " +
+                                       via + "\n"
+                                 : "gpu: expert misses via " + via + "\n";
         if (!experts_->host_path_note().empty())
             describe_ += "gpu: " + experts_->host_path_note() + "\n";
     }
@@ -251,7 +261,7 @@ float* CudaForward::buf(int i, size_t floats) {
 }
 
 // Scratch buffer ids.
-enum Buf { X, H, Q, K, V, ATT, RLOG, IDS, WTS, ACT, Y, G, U, XS, TOK, LOGITS, IDX, GW, POS };
+enum Buf { X, H, Q, K, V, ATT, RLOG, IDS, WTS, ACT, Y, G, U, XS, TOK, LOGITS, IDX, GW, POS, YH };
 
 void CudaForward::forward(Model& m, const ForwardArgs& a) {
     const ModelConfig& c = m.config();
@@ -403,6 +413,47 @@ void CudaForward::grouped_experts(Model& m, const ForwardArgs& a, int l, const f
     gpu_.sync();  // idx_all / w_all go out of scope
 }
 
+// Decode with misses computed on the CPU: the GPU runs the resident experts (the others get
+// zeros) while the host computes the missing ones from the ExpertStore's views (page cache)
+// on the activations it downloaded; their outputs go up and are combined with the same weights.
+void CudaForward::host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
+                              const std::vector<int32_t>& hid) {
+    const ModelConfig& c = m.config();
+    const int n = a.n, E = c.n_embd, KU = c.n_expert_used, F = c.n_ff_exp;
+    const int32_t* ids = (const int32_t*)buf(IDS, (size_t)n * KU);
+    const float* wts = buf(WTS, (size_t)n * KU);
+    std::vector<float> hh((size_t)n * E);
+    gpu_.download(hh.data(), h, hh.size() * 4);
+    const cuda::ExpertTable t = experts_->table(l);
+    float* act = buf(ACT, (size_t)n * KU * F);
+    float* y = buf(Y, (size_t)n * KU * E);
+    float* yh = buf(YH, (size_t)n * KU * E);
+    gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);  // runs while the host computes below
+    gpu_.experts_down(t, ids, n * KU, act, y);
+    std::vector<float> out((size_t)n * KU * E, 0.f);
+    std::vector<ExpertWeights> ew;
+    std::vector<SwigluJob> jobs;
+    std::vector<int> held;
+    ew.reserve(hid.size());
+    ExpertStore& store = m.experts();
+    for (size_t s = 0; s < hid.size(); ++s)
+        if (!experts_->resident(l, hid[s])) held.push_back(hid[s]);
+    store.prefetch(l, held.data(), (int)held.size());
+    for (size_t s = 0, k = 0; s < hid.size(); ++s) {
+        if (experts_->resident(l, hid[s])) continue;
+        ew.push_back(store.acquire(l, held[k++]));
+        jobs.push_back({&ew.back().gate, &ew.back().up, &ew.back().down,
+                        hh.data() + (s / (size_t)KU) * E, 1, out.data() + s * E});
+    }
+    ffn_swiglu_experts(*a.pool, jobs);
+    for (int e : held) store.release(l, e);
+    experts_->count_host(jobs.size(), hid.size());
+    gpu_.upload_async(yh, out.data(), out.size() * 4);
+    gpu_.combine(y, wts, n, KU, E, x, /*accumulate=*/true);
+    gpu_.combine(yh, wts, n, KU, E, x, /*accumulate=*/true);
+    gpu_.sync();  // `out` is staged by the copy; keep the host buffer's lifetime simple
+}
+
 void CudaForward::moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x) {
     const ModelConfig& c = m.config();
     const GpuLayer& L = layers_[(size_t)l];
@@ -434,7 +485,9 @@ void CudaForward::moe(Model& m, const ForwardArgs& a, int l, const float* h, flo
             if (!seen[(size_t)e]) seen[(size_t)e] = 1, uniq.push_back(e);
         std::sort(uniq.begin(), uniq.end());
         const bool all_fit = (int)uniq.size() <= experts_->n_slots();
-        if (table_path && all_fit) {
+        if (table_path && cpu_misses_) {
+            host_misses(m, a, l, h, x, hid);
+        } else if (table_path && all_fit) {
             experts_->ensure(m.experts(), *a.pool, l, uniq.data(), (int)uniq.size());
             table_kernels();
         } else {

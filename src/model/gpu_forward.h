@@ -14,6 +14,7 @@ struct GpuOptions {
     uint64_t gpu_mem = 0;      // VRAM for everything; 0: the device's free memory less 1 GiB
     int n_ctx = 4096;          // context the KV cache is planned for
     int max_expert_slots = 0;  // > 0: at most this many experts in VRAM (tests)
+    GpuMisses misses = GpuMisses::Auto;
 };
 
 // Throws Error (with the reason) when CUDA is unavailable or the model uses something the

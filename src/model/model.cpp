@@ -66,7 +66,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, const LoadOptions& o
     m->bind_weights(arch_info(m->cfg_.arch), hf, resident);
     m->rope_ = make_rope_table(m->cfg_);
     m->make_expert_store(opts);
-    if (opts.backend == Backend::Cuda) m->device_ = make_cuda_forward(*m, {opts.gpu_mem, opts.n_ctx, opts.gpu_expert_slots});
+    if (opts.backend == Backend::Cuda) m->device_ = make_cuda_forward(*m, {opts.gpu_mem, opts.n_ctx, opts.gpu_expert_slots, opts.gpu_misses});
     return m;
 }
 

@@ -77,11 +77,16 @@ class DeviceForward {
 };
 
 enum class Backend { Cpu, Cuda };
+// CUDA decode: experts missing from VRAM copied to the GPU, or computed on the CPU (moving
+// activations instead of weights). Auto: CPU when the host holds them in the page cache
+// (measured faster on the H100 host: docs/benchmarks.md), copy otherwise.
+enum class GpuMisses { Auto, Copy, Cpu };
 
 struct LoadOptions {
     Backend backend = Backend::Cpu;
     uint64_t gpu_mem = 0;     // CUDA: VRAM for everything; 0: the device's free memory less 1 GiB
     int gpu_expert_slots = 0;  // CUDA: > 0 caps the experts held in VRAM (tests)
+    GpuMisses gpu_misses = GpuMisses::Auto;
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";

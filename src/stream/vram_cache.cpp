@@ -49,6 +49,7 @@ VramExpertCache::VramExpertCache(cuda::Gpu& gpu, const ExpertLayout& layout, uin
     table_dev_ = cuda::DeviceBuffer(entries * 3 * sizeof(void*));
     table_host_.assign(entries * 3, nullptr);
     gpu_.upload(table_dev_.data(), table_host_.data(), entries * 3 * sizeof(void*));
+    dirty_.assign(layout.layers.size(), 0);
     slot_.assign(entries, -1);
     slot_owner_.assign((size_t)n, -1);
     last_use_.assign((size_t)n, 0);
@@ -147,10 +148,12 @@ void VramExpertCache::place(int layer, int e, int slot) {
     const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
     const size_t idx = (size_t)layer * n_expert_ + (size_t)e;
     const int64_t old = slot_owner_[(size_t)slot];
-    if (old >= 0) {
+    if (old >= 0) {  // evicted: its layer's device row must drop the pointer too
         slot_[(size_t)old] = -1;
         for (int p = 0; p < 3; ++p) table_host_[(size_t)old * 3 + p] = nullptr;
+        dirty_[(size_t)old / (size_t)n_expert_] = 1;
     }
+    dirty_[(size_t)layer] = 1;
     slot_owner_[(size_t)slot] = (int64_t)idx;
     slot_[idx] = slot;
     uint8_t* base = (uint8_t*)pool_.data() + (uint64_t)slot * slot_bytes_;
@@ -231,6 +234,24 @@ void VramExpertCache::load_all(ExpertStore& store, ThreadPool& pool) {
     }
     gpu_.sync_copies();
     gpu_.upload(table_dev_.data(), table_host_.data(), table_host_.size() * sizeof(void*));
+    std::fill(dirty_.begin(), dirty_.end(), 0);
+}
+
+void VramExpertCache::fill_evenly(ExpertStore& store, ThreadPool& pool) {
+    std::vector<int> moe;
+    for (int l = 0; l < (int)layout_.layers.size(); ++l)
+        if (!layout_.layers[(size_t)l].experts.empty()) moe.push_back(l);
+    const int per = moe.empty() ? 0 : n_slots() / (int)moe.size();
+    int next = 0;
+    for (int l : moe) {
+        std::vector<int> es, slots;
+        for (int e = 0; e < per && e < n_expert_; ++e) es.push_back(e), slots.push_back(next++);
+        stage_and_copy(store, pool, l, es, slots);
+        for (int s : slots) last_use_[(size_t)s] = clock_;
+    }
+    gpu_.sync_copies();
+    gpu_.upload(table_dev_.data(), table_host_.data(), table_host_.size() * sizeof(void*));
+    std::fill(dirty_.begin(), dirty_.end(), 0);
 }
 
 void VramExpertCache::ensure(ExpertStore& store, ThreadPool& pool, int layer, const int* experts,
@@ -262,9 +283,15 @@ void VramExpertCache::ensure(ExpertStore& store, ThreadPool& pool, int layer, co
         slots.push_back(best);
     }
     stage_and_copy(store, pool, layer, misses, slots);
-    const size_t row = (size_t)layer * n_expert_ * 3;
-    gpu_.upload_async((const void**)table_dev_.data() + row, table_host_.data() + row,
-                      (size_t)n_expert_ * 3 * sizeof(void*));
+    // Every row that changed, not only this layer's: kernels that leave misses to the host
+    // read the entries of non-resident experts and must find them null.
+    for (size_t l = 0; l < dirty_.size(); ++l) {
+        if (!dirty_[l]) continue;
+        const size_t row = l * (size_t)n_expert_ * 3;
+        gpu_.upload_async((const void**)table_dev_.data() + row, table_host_.data() + row,
+                          (size_t)n_expert_ * 3 * sizeof(void*));
+        dirty_[l] = 0;
+    }
     gpu_.wait_copies();
 }
 

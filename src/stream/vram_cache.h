@@ -42,6 +42,16 @@ class VramExpertCache {
     // the side stream; compute queued after this call sees them (the compute stream waits).
     // The compute stream must not be using slots of other layers (callers sync first).
     void ensure(ExpertStore& store, ThreadPool& pool, int layer, const int* experts, int n);
+    // Loads experts 0, 1, ... of every MoE layer, an equal share each, until the slots are
+    // full (a starting set for runs that compute misses elsewhere and never evict).
+    void fill_evenly(ExpertStore& store, ThreadPool& pool);
+    bool resident(int layer, int e) const { return slot_of(layer, e) >= 0; }
+    // Experts computed on the host instead (not copied): counted as misses.
+    void count_host(size_t misses, size_t acquires) {
+        stats_.acquires += acquires;
+        stats_.misses += misses;
+        stats_.hits += acquires - misses;
+    }
     cuda::ExpertTable table(int layer) const;
     // Device view of projection p (0 gate, 1 up, 2 down) of a resident expert.
     TensorView view(int layer, int expert, int p) const;
@@ -63,6 +73,7 @@ class VramExpertCache {
     cuda::DeviceBuffer pool_;              // n_slots * slot_bytes
     cuda::DeviceBuffer table_dev_;         // [n_layer][n_expert][3] device pointers
     std::vector<const void*> table_host_;  // mirror of table_dev_
+    std::vector<char> dirty_;  // [n_layer]: host table rows not yet uploaded
     std::vector<int> slot_;                // [n_layer * n_expert] -> slot or -1
     std::vector<int64_t> slot_owner_;      // slot -> layer * n_expert + e, or -1
     std::vector<uint64_t> last_use_;       // slot -> use clock (LRU)

@@ -238,6 +238,7 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     // results identical to the all-resident run (same kernels, same order).
     // Both host paths: DMA from the registered file mapping, and pread into pinned staging.
     lo.gpu_expert_slots = 40;  // of 6 x 32 experts: misses every step, some hits
+    lo.gpu_misses = GpuMisses::Copy;
     for (const char* pin : {"1", "0"}) {
         setenv("SLUICE_GPU_PIN_FILE", pin, 1);
         LoadedModel cached = load_model(path, lo);
@@ -257,6 +258,23 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
             cached.model->device()->describe().c_str(), (unsigned long long)vs.acquires,
             vs.hit_rate(), (unsigned long long)vs.bytes_h2d);
     }
+
+    // Misses computed on the CPU (its activations quantized as on the CPU path): close to the
+    // all-resident GPU run, greedy tokens identical.
+    lo.gpu_misses = GpuMisses::Cpu;
+    LoadedModel hyb = load_model(path, lo);
+    const ModelRun rh = run_model(*hyb.model, prompt, steps);
+    EXPECT_EQ(rh.greedy, rg.greedy);
+    double worst_h = 0;
+    for (int s = 0; s < steps; ++s)
+        worst_h = std::max(worst_h,
+                           rel_err_f(rh.decode_logits[(size_t)s], rg.decode_logits[(size_t)s]));
+    std::printf("CPU-computed misses: decode logit rel err vs all-resident GPU %.2e; %s", worst_h,
+                hyb.model->device()->describe().c_str());
+    EXPECT_LT(worst_h, 0.05);
+    const VramStats hs = hyb.model->device()->stats();
+    EXPECT_GT(hs.misses, 0u);
+    EXPECT_GT(hs.hits, 0u);
 }
 
 }  // namespace

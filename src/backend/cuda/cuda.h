@@ -165,6 +165,7 @@ class Gpu {
 
     // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
     // act: [n_slots, n_ff] = silu(gate x) * (up x); y: [n_slots, n_embd] = down act.
+    // Slots whose expert has no table entry get zeros (the caller computes them elsewhere).
     void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
                          const float* x, float* act);
     void experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, const float* act,

@@ -184,6 +184,10 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     }
     if (r >= n_ff) return;
     const int e = ids[s];
+    if (!table[3 * e]) {  // not resident: computed on the host (cuda.h)
+        if ((threadIdx.x & 31) == 0) act[(size_t)s * n_ff + r] = 0.f;
+        return;
+    }
     const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
     const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
     float ag = 0.f, au = 0.f;
@@ -213,6 +217,10 @@ __global__ void experts_down_kernel(const void* const* table, const int32_t* ids
         a = x_stage, cs = kPad;
     }
     if (r >= n_embd) return;
+    if (!table[3 * ids[s] + 2]) {
+        if (lane == 0) y[(size_t)s * n_embd + r] = 0.f;
+        return;
+    }
     const uint8_t* d = (const uint8_t*)table[3 * ids[s] + 2] + (size_t)r * row_bytes;
     float acc = 0.f;
     for (int c = lane; c < n_ff / 32; c += 32) {

@@ -187,6 +187,7 @@ __global__ void route_kernel(const float* logits, int n_expert, int k, int norm,
             const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
             if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
         }
+        if (bi >= n_expert) bi = 0, best = 0.f;  // NaN logits: no candidate; stay in bounds
         if (lane == 0) {
             ids[(size_t)t * k + j] = bi;
             weights[(size_t)t * k + j] = best / sum;
