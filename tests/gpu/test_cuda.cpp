@@ -118,6 +118,28 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
     }
 }
 
+// Long rows: one token's activations exceed 48 KiB of shared memory (the kernel's limit is
+// raised), eight tokens' exceed what a block may have (read from global memory instead).
+TEST(CudaOps, MatmulLongRowsStagedAndUnstaged) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(3);
+    const int rows = 37, cols = 16384;
+    for (DType t : {DType::Q4_K, DType::Q8_0}) {
+        TestMatrix m = make_matrix(gpu, t, rows, cols, rng);
+        for (int n : {1, 8}) {
+            const std::vector<float> x = randn((size_t)n * cols, rng);
+            cuda::DeviceBuffer xd(x.size() * 4), yd((size_t)n * rows * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            gpu.matmul(m.view, xd.f32(), n, yd.f32());
+            std::vector<float> y((size_t)n * rows);
+            gpu.download(y.data(), yd.data(), y.size() * 4);
+            EXPECT_LT(rel_err(y, ref_matmul(m.deq, rows, cols, x, n)), 1e-5)
+                << dtype_name(t) << " n=" << n;
+        }
+    }
+}
+
 TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;

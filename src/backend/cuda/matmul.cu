@@ -58,13 +58,19 @@ __device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) 
 }
 extern __shared__ __align__(16) float x_stage[];
 
-// Raises a kernel's dynamic shared-memory limit once (per kernel instance) when needed.
-template <typename K>
-void allow_smem(K kernel, size_t bytes, size_t& allowed) {
-    if (bytes <= allowed) return;
-    SLUICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)max_stage()));
-    allowed = max_stage();
+// Dynamic shared memory to launch Kernel with when it stages n_vec activation rows of len
+// floats, raising the kernel's limit once when needed; 0: too large, read from global.
+template <auto Kernel>
+size_t stage_smem(int n_vec, int len) {
+    const size_t bytes = stage_bytes(n_vec, len);
+    if (bytes > max_stage()) return 0;
+    static size_t allowed = 48 << 10;
+    if (bytes > allowed) {
+        SLUICE_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)max_stage()));
+        allowed = max_stage();
+    }
+    return bytes;
 }
 
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; one warp per row, lanes over 32-chunks.
@@ -109,13 +115,10 @@ template <DType T, int NT>
 void launch_matvec(cudaStream_t s, const TensorView& W, const float* x, float* y, int ldy,
                    bool accumulate) {
     const int rows = (int)W.rows(), cols = (int)W.cols();
-    const size_t smem = stage_bytes(NT, cols);
-    const bool staged = smem <= max_stage();
-    static size_t allowed = 48 << 10;
-    if (staged) allow_smem(matvec_kernel<T, NT>, smem, allowed);
-    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, staged ? smem : 0, s>>>(
+    const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
+    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, smem, s>>>(
         (const uint8_t*)W.data, W.row_size(), rows, cols, x, cols, y, ldy, accumulate ? 1 : 0,
-        staged ? 1 : 0);
+        smem ? 1 : 0);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -296,12 +299,9 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
-            const size_t smem = stage_bytes(1, (int)t.n_embd);
-            const bool staged = smem <= max_stage();
-            static size_t allowed = 48 << 10;
-            if (staged) allow_smem(experts_gate_up_kernel<T, T>, smem, allowed);
-            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, staged ? smem : 0, p_->compute>>>(
-                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, staged ? 1 : 0);
+            const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
+            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, smem, p_->compute>>>(
+                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[0]);
     SLUICE_CUDA_LAUNCHED();
@@ -313,12 +313,9 @@ void Gpu::experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, co
     const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
-            const size_t smem = stage_bytes(1, (int)t.n_ff);
-            const bool staged = smem <= max_stage();
-            static size_t allowed = 48 << 10;
-            if (staged) allow_smem(experts_down_kernel<T>, smem, allowed);
-            experts_down_kernel<T><<<grid, 32 * kWarps, staged ? smem : 0, p_->compute>>>(
-                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y, staged ? 1 : 0);
+            const size_t smem = stage_smem<experts_down_kernel<T>>(1, (int)t.n_ff);
+            experts_down_kernel<T><<<grid, 32 * kWarps, smem, p_->compute>>>(
+                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[2]);
     SLUICE_CUDA_LAUNCHED();
