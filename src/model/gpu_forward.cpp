@@ -35,6 +35,7 @@ struct DeviceKv {
 class CudaForward final : public DeviceForward {
   public:
     CudaForward(Model& m, const GpuOptions& o);
+    ~CudaForward() override;
     void forward(Model& m, const ForwardArgs& a) override;
     std::string describe() const override { return describe_; }
     VramStats stats() const override { return experts_ ? experts_->stats() : VramStats{}; }
@@ -46,6 +47,8 @@ class CudaForward final : public DeviceForward {
     const float* upload_f32(const TensorView& w);
     float* buf(int i, size_t floats);
     void moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x);
+    void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down,
+                    const float* h, int n, float* out, bool accumulate);
     void host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                      const std::vector<int32_t>& hid);
     void step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
@@ -89,14 +92,12 @@ class CudaForward final : public DeviceForward {
         prof_.s[name] += std::chrono::duration<double>(now - prof_.t).count();
         prof_.t = now;
     }
-
-  public:
-    ~CudaForward() override {
-        if (!prof_.on) return;
-        for (const auto& [k, v] : prof_.s)
-            std::fprintf(stderr, "gpu profile %-12s %9.3f s\n", k.c_str(), v);
-    }
 };
+
+CudaForward::~CudaForward() {
+    for (const auto& [k, v] : prof_.s)
+        std::fprintf(stderr, "gpu profile %-12s %9.3f s\n", k.c_str(), v);
+}
 
 TensorView CudaForward::upload_matrix(const TensorView& w, const std::string& what) {
     if (w.empty()) return w;
@@ -345,12 +346,7 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
         gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
         phase("attn_out");
         if (!c.is_moe_layer(l)) {
-            float* g = buf(G, (size_t)n * c.n_ff);
-            float* u = buf(U, (size_t)n * c.n_ff);
-            gpu_.matmul(L.ffn_gate, h, n, g);
-            gpu_.matmul(L.ffn_up, h, n, u);
-            gpu_.swiglu(g, u, (size_t)n * c.n_ff, g);
-            gpu_.matmul(L.ffn_down, g, n, x, true);
+            swiglu_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, h, n, x, /*accumulate=*/true);
             phase("dense_ffn");
             continue;
         }
@@ -495,17 +491,23 @@ void CudaForward::moe(Model& m, const ForwardArgs& a, int l, const float* h, flo
         }
     }
     if (!L.shexp_gate.empty()) {
-        const int FS = c.n_ff_shexp;
-        float* g = buf(G, (size_t)n * std::max(F, FS));
-        float* u = buf(U, (size_t)n * std::max(F, FS));
-        float* y = buf(Y, (size_t)n * std::max(KU, 1) * E);
-        gpu_.matmul(L.shexp_gate, h, n, g);
-        gpu_.matmul(L.shexp_up, h, n, u);
-        gpu_.swiglu(g, u, (size_t)n * FS, g);
-        gpu_.matmul(L.shexp_down, g, n, y);
+        float* y = buf(Y, (size_t)n * E);
+        swiglu_ffn(L.shexp_gate, L.shexp_up, L.shexp_down, h, n, y, /*accumulate=*/false);
         if (L.shexp_gate_inp) gpu_.scale_by_sigmoid_dot(y, h, L.shexp_gate_inp, n, E);
         gpu_.add(x, y, (size_t)n * E);
     }
+}
+
+// out (+)= down(silu(gate h) * up h): a dense FFN or a shared expert. h, out: [n, n_embd].
+void CudaForward::swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down,
+                             const float* h, int n, float* out, bool accumulate) {
+    const size_t ff = (size_t)gate.rows();
+    float* g = buf(G, (size_t)n * ff);
+    float* u = buf(U, (size_t)n * ff);
+    gpu_.matmul(gate, h, n, g);
+    gpu_.matmul(up, h, n, u);
+    gpu_.swiglu(g, u, (size_t)n * ff, g);
+    gpu_.matmul(down, g, n, out, accumulate);
 }
 
 }  // namespace

@@ -164,37 +164,47 @@ void VramExpertCache::stage_and_copy(ExpertStore& store, ThreadPool& pool, int l
                                      const std::vector<int>& misses,
                                      const std::vector<int>& slots) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (path_ == HostPath::Mapped) {  // DMA from the registered page cache: no host copy
-        const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
-        for (size_t i = 0; i < misses.size(); ++i) {
-            place(layer, misses[i], slots[i]);
-            uint8_t* dst = (uint8_t*)pool_.data() + (uint64_t)slots[i] * slot_bytes_;
-            for (int p = 0; p < 3; ++p) {
-                const ExpertSlice& s = L.experts[(size_t)misses[i]][(size_t)p];
-                gpu_.copy_h2d_side(dst + proj_offset(L, p),
-                                   maps_[(size_t)s.file]->data() + s.offset, s.nbytes);
-                stats_.bytes_h2d += s.nbytes;
-            }
-        }
-        stats_.host_s +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return;
+    switch (path_) {
+        case HostPath::Mapped:
+            dma_in_place(layer, misses, slots);
+            break;
+        case HostPath::Pread:
+            read_and_copy(pool, layer, misses, slots);
+            break;
+        case HostPath::Store:
+            store_and_copy(store, pool, layer, misses, slots);
+            break;
     }
-    if (path_ == HostPath::Pread) {
-        read_and_copy(pool, layer, misses, slots);
-        stats_.host_s +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return;
-    }
+    stats_.host_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void VramExpertCache::dma_in_place(int layer, const std::vector<int>& misses,
+                                   const std::vector<int>& slots) {
     const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
+    for (size_t i = 0; i < misses.size(); ++i) {
+        place(layer, misses[i], slots[i]);
+        uint8_t* dst = (uint8_t*)pool_.data() + (uint64_t)slots[i] * slot_bytes_;
+        for (int p = 0; p < 3; ++p) {
+            const ExpertSlice& s = L.experts[(size_t)misses[i]][(size_t)p];
+            gpu_.copy_h2d_side(dst + proj_offset(L, p), maps_[(size_t)s.file]->data() + s.offset,
+                               s.nbytes);
+            stats_.bytes_h2d += s.nbytes;
+        }
+    }
+}
+
+void VramExpertCache::store_and_copy(ExpertStore& store, ThreadPool& pool, int layer,
+                                     const std::vector<int>& misses,
+                                     const std::vector<int>& slots) {
+    const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
+    std::vector<int> slot_for((size_t)n_expert_, -1);
+    for (size_t i = 0; i < misses.size(); ++i) slot_for[(size_t)misses[i]] = slots[i];
     std::vector<int> todo = misses;
     store.prefetch(layer, todo.data(), (int)todo.size());
     int staged = 0;
     while (!todo.empty()) {
         const int i = store.wait_any(layer, todo.data(), (int)todo.size());
-        const int e = todo[(size_t)i];
-        const int slot =
-            slots[(size_t)(std::find(misses.begin(), misses.end(), e) - misses.begin())];
+        const int e = todo[(size_t)i], slot = slot_for[(size_t)e];
         todo.erase(todo.begin() + i);
         if (staged > 0 && staged % kStaging == 0) gpu_.sync_copies();  // staging ring wraps
         uint8_t* stage = (uint8_t*)staging_[(size_t)(staged % kStaging)].data();
@@ -220,34 +230,26 @@ void VramExpertCache::stage_and_copy(ExpertStore& store, ThreadPool& pool, int l
                            proj_offset(L, 3));
         stats_.bytes_h2d += proj_offset(L, 3);
     }
-    stats_.host_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void VramExpertCache::load_all(ExpertStore& store, ThreadPool& pool) {
     check(all_resident_, "internal: load_all without room for every expert");
-    int next = 0;
-    for (int l = 0; l < (int)layout_.layers.size(); ++l) {
-        const int n = (int)layout_.layers[(size_t)l].experts.size();
-        std::vector<int> es, slots;
-        for (int e = 0; e < n; ++e) es.push_back(e), slots.push_back(next++);
-        stage_and_copy(store, pool, l, es, slots);
-    }
-    gpu_.sync_copies();
-    gpu_.upload(table_dev_.data(), table_host_.data(), table_host_.size() * sizeof(void*));
-    std::fill(dirty_.begin(), dirty_.end(), 0);
+    fill_first(store, pool, n_expert_);
 }
 
 void VramExpertCache::fill_evenly(ExpertStore& store, ThreadPool& pool) {
-    std::vector<int> moe;
-    for (int l = 0; l < (int)layout_.layers.size(); ++l)
-        if (!layout_.layers[(size_t)l].experts.empty()) moe.push_back(l);
-    const int per = moe.empty() ? 0 : n_slots() / (int)moe.size();
+    int n_moe = 0;
+    for (const ExpertLayerLayout& L : layout_.layers) n_moe += !L.experts.empty();
+    if (n_moe > 0) fill_first(store, pool, n_slots() / n_moe);
+}
+
+void VramExpertCache::fill_first(ExpertStore& store, ThreadPool& pool, int per_layer) {
     int next = 0;
-    for (int l : moe) {
+    for (int l = 0; l < (int)layout_.layers.size(); ++l) {
+        const int n = std::min(per_layer, (int)layout_.layers[(size_t)l].experts.size());
         std::vector<int> es, slots;
-        for (int e = 0; e < per && e < n_expert_; ++e) es.push_back(e), slots.push_back(next++);
+        for (int e = 0; e < n; ++e) es.push_back(e), slots.push_back(next++);
         stage_and_copy(store, pool, l, es, slots);
-        for (int s : slots) last_use_[(size_t)s] = clock_;
     }
     gpu_.sync_copies();
     gpu_.upload(table_dev_.data(), table_host_.data(), table_host_.size() * sizeof(void*));

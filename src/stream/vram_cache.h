@@ -62,8 +62,14 @@ class VramExpertCache {
     void place(int layer, int e, int slot);
     void stage_and_copy(ExpertStore& store, ThreadPool& pool, int layer,
                         const std::vector<int>& misses, const std::vector<int>& slots);
+    // The three host paths of stage_and_copy (HostPath).
+    void dma_in_place(int layer, const std::vector<int>& misses, const std::vector<int>& slots);
     void read_and_copy(ThreadPool& pool, int layer, const std::vector<int>& misses,
                        const std::vector<int>& slots);
+    void store_and_copy(ExpertStore& store, ThreadPool& pool, int layer,
+                        const std::vector<int>& misses, const std::vector<int>& slots);
+    // Experts 0 .. per_layer-1 of every layer into slots 0, 1, ...; the whole table uploaded.
+    void fill_first(ExpertStore& store, ThreadPool& pool, int per_layer);
 
     cuda::Gpu& gpu_;
     const ExpertLayout& layout_;
@@ -73,7 +79,7 @@ class VramExpertCache {
     cuda::DeviceBuffer pool_;              // n_slots * slot_bytes
     cuda::DeviceBuffer table_dev_;         // [n_layer][n_expert][3] device pointers
     std::vector<const void*> table_host_;  // mirror of table_dev_
-    std::vector<char> dirty_;  // [n_layer]: host table rows not yet uploaded
+    std::vector<char> dirty_;              // [n_layer]: host table rows not yet uploaded
     std::vector<int> slot_;                // [n_layer * n_expert] -> slot or -1
     std::vector<int64_t> slot_owner_;      // slot -> layer * n_expert + e, or -1
     std::vector<uint64_t> last_use_;       // slot -> use clock (LRU)

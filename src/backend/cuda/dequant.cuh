@@ -104,14 +104,21 @@ __device__ __forceinline__ void k4_scale_min(int j, const uint8_t* q, int& sc, i
     }
 }
 
+// Multiplier and offset of sub-block j of the Q4_K/Q5_K block at b: x = d * q - m.
+__device__ __forceinline__ void k4_dm(const uint8_t* b, int j, float& d, float& m) {
+    int sc, mn;
+    k4_scale_min(j, b + 4, sc, mn);
+    d = h2f(ld16(b)) * (float)sc;
+    m = h2f(ld16(b + 2)) * (float)mn;
+}
+
 template <>
 struct Chunk<DType::Q4_K> {
     __device__ static void load(const uint8_t* row, int c, float* w) {
         const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q4_K);
         const int j = c & 7;
-        int sc, mn;
-        k4_scale_min(j, b + 4, sc, mn);
-        const float d = h2f(ld16(b)) * (float)sc, m = h2f(ld16(b + 2)) * (float)mn;
+        float d, m;
+        k4_dm(b, j, d, m);
         const uint4* q = (const uint4*)(b + 16 + 32 * (j >> 1));  // 144-byte blocks: aligned
         const int shift = 4 * (j & 1);
 #pragma unroll
@@ -130,9 +137,8 @@ struct Chunk<DType::Q5_K> {
     __device__ static void load(const uint8_t* row, int c, float* w) {
         const uint8_t* b = row + (size_t)(c >> 3) * sizeof(block_q5_K);
         const int j = c & 7;
-        int sc, mn;
-        k4_scale_min(j, b + 4, sc, mn);
-        const float d = h2f(ld16(b)) * (float)sc, m = h2f(ld16(b + 2)) * (float)mn;
+        float d, m;
+        k4_dm(b, j, d, m);
         const uint8_t* qh = b + 16;
         const uint8_t* ql = b + 48 + 32 * (j >> 1);
         const int shift = 4 * (j & 1);
