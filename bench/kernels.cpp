@@ -1,7 +1,8 @@
 // Mat-vec and mat-mat throughput of the CPU kernels per weight dtype, through the same `matmul`
 // op the model uses, on matrices far larger than the caches, against a read-only memory sweep
 // on the same threads (the roofline for decode).
-//   build/sluice-kbench [--threads N] [--mib M] [--tokens T] [--types q4_K,q8_0,...]
+//   build/sluice-kbench [--threads N] [--mib M] [--tokens T] [--types q4_K,q8_0,...] [--huge 0|1]
+// --huge 1 backs the matrices with transparent huge pages (madvise), as resident weights are.
 // Prints one JSON object per dtype: weight GB/s at T=1 and the ratio to the read bandwidth,
 // and GFLOP/s at T tokens.
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
@@ -56,10 +59,27 @@ double read_gbs(ThreadPool& pool, const std::vector<float>& buf) {
     return (double)buf.size() * 4 / s / 1e9;
 }
 
+// Page-aligned zeroed bytes, on 2 MiB pages when `huge` (and THP allows).
+struct Bytes {
+    uint8_t* p = nullptr;
+    size_t n = 0;
+    Bytes(size_t bytes, bool huge) : n(bytes) {
+        void* v = nullptr;
+        if (posix_memalign(&v, 2u << 20, bytes) != 0) throw std::bad_alloc();
+        if (huge) ::madvise(v, bytes, MADV_HUGEPAGE);
+        p = (uint8_t*)v;
+        std::memset(p, 0, n);
+    }
+    ~Bytes() { std::free(p); }
+    Bytes(const Bytes&) = delete;
+    Bytes& operator=(const Bytes&) = delete;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int threads = 2, tokens = 32;
+    bool huge = false;
     size_t mib = 512;
     std::string types = "q4_K,q5_K,q6_K,q8_0,q2_K,q3_K,bf16,f16,f32";
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -70,6 +90,8 @@ int main(int argc, char** argv) {
             mib = (size_t)std::atoll(argv[i + 1]);
         else if (a == "--tokens")
             tokens = std::atoi(argv[i + 1]);
+        else if (a == "--huge")
+            huge = std::atoi(argv[i + 1]) != 0;
         else if (a == "--types")
             types = argv[i + 1];
         else {
@@ -101,17 +123,17 @@ int main(int argc, char** argv) {
         const size_t rb = row_bytes(*t, n_in);
         const int64_t n_out = (int64_t)((mib << 20) / rb);
         // 64 distinct quantized rows tiled over the matrix: real blocks, cheap to make.
-        std::vector<uint8_t> w((size_t)n_out * rb);
+        Bytes w((size_t)n_out * rb, huge);
         std::vector<float> xr((size_t)n_in);
         for (int r = 0; r < 64; ++r) {
             for (auto& v : xr) v = nd(rng);
-            quantize_row_ref(*t, xr.data(), w.data() + (size_t)r * rb, n_in);
+            quantize_row_ref(*t, xr.data(), w.p + (size_t)r * rb, n_in);
         }
         for (int64_t r = 64; r < n_out; ++r)
-            std::memcpy(w.data() + (size_t)r * rb, w.data() + (size_t)(r % 64) * rb, rb);
+            std::memcpy(w.p + (size_t)r * rb, w.p + (size_t)(r % 64) * rb, rb);
         TensorView W;
         W.dtype = *t;
-        W.data = w.data();
+        W.data = w.p;
         W.ne = {n_in, n_out, 1, 1};
         std::vector<float> x((size_t)n_in * tokens), y((size_t)n_out * tokens);
         for (auto& v : x) v = nd(rng);
@@ -120,7 +142,7 @@ int main(int argc, char** argv) {
         TensorView Wt = W;
         Wt.ne[1] = std::max<int64_t>(64, n_out / 16);
         const double sT = median_s(3, [&] { matmul(pool, Wt, x.data(), tokens, y.data()); });
-        const double gbs = (double)w.size() / s1 / 1e9;
+        const double gbs = (double)w.n / s1 / 1e9;
         std::printf(
             "{\"dtype\": \"%s\", \"matvec_gb_s\": %.2f, \"of_read_bw\": %.2f, "
             "\"matmul_t%d_gflop_s\": %.1f}\n",

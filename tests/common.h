@@ -1,11 +1,13 @@
 #pragma once
 // Test helpers: where shared data lives, reading reference tensors, random data.
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "formats/safetensors.h"
@@ -52,7 +54,6 @@ inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1
     return v;
 }
 
-// A fresh temporary directory for one test.
 // gtest parameter name from a case's `name` member: non-alphanumerics become '_'.
 struct ParamName {
     template <class Info>
@@ -64,10 +65,20 @@ struct ParamName {
     }
 };
 
+// A fresh temporary directory for one test, removed when the test process exits, so runs do not fill /tmp with model copies.
 inline std::filesystem::path temp_dir(const std::string& name) {
+    struct Registry {
+        std::vector<std::filesystem::path> dirs;
+        ~Registry() {
+            std::error_code ec;
+            for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+        }
+    };
+    static Registry made;
     auto p = std::filesystem::temp_directory_path() /
              ("sluice-test-" + name + "-" + std::to_string(::getpid()));
     std::filesystem::create_directories(p);
+    if (std::find(made.dirs.begin(), made.dirs.end(), p) == made.dirs.end()) made.dirs.push_back(p);
     return p;
 }
 

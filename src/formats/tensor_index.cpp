@@ -52,7 +52,7 @@ void TensorIndex::merge(TensorIndex&& other) {
 }
 
 TensorFiles::TensorFiles(const TensorIndex& index) {
-    for (const auto& f : index.files) maps_.push_back(std::make_unique<MappedFile>(f));
+    for (const auto& f : index.files) maps_.push_back(std::make_unique<MappedFile>(f, MappedFile::Paging::Huge));
 }
 
 TensorView TensorFiles::view(const TensorInfo& t) const {

@@ -43,7 +43,8 @@ class TensorIndex {
 // of blocks or the size overflows. `what` names the tensor for the message.
 uint64_t tensor_nbytes(DType t, const std::vector<int64_t>& ne, const std::string& what);
 
-// Memory-mapped files of an index, and views into them.
+// Memory-mapped files of an index, and views into them; mapped for huge pages, since they
+// hold weights that stay resident and are read front to back every token.
 class TensorFiles {
   public:
     explicit TensorFiles(const TensorIndex& index);

@@ -14,7 +14,7 @@
 
 namespace sluice {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, Paging paging) : path_(path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail(path + ": cannot open: " + std::strerror(errno));
     struct stat st {};
@@ -31,6 +31,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
             fail(path + ": mmap failed: " + std::strerror(e));
         }
         data_ = (const uint8_t*)p;
+        // Advice only: a kernel without file THP keeps 4 KiB pages.
+        if (paging == Paging::Huge) ::madvise(p, size_, MADV_HUGEPAGE);
     }
     ::close(fd);
 }
