@@ -42,23 +42,6 @@ double median_s(int reps, F&& f) {
     return t[t.size() / 2];
 }
 
-// Read-only sweep (f32 dot products of the buffer against one L1-resident vector) split over
-// the pool: the bandwidth a mat-vec can hope for.
-double read_gbs(ThreadPool& pool, const std::vector<float>& buf) {
-    constexpr int64_t kChunk = 4096;
-    const std::vector<float> v((size_t)kChunk, 1.0f);
-    std::vector<float> sums((size_t)pool.size() * 16);
-    const double s = median_s(7, [&] {
-        pool.parallel_for((int64_t)buf.size() / kChunk, 64, [&](int64_t b, int64_t e, int th) {
-            float acc = 0;
-            for (int64_t c = b; c < e; ++c)
-                acc += cpu_kernels().dot_f32(buf.data() + c * kChunk, v.data(), kChunk);
-            sums[(size_t)th * 16] += acc;
-        });
-    });
-    return (double)buf.size() * 4 / s / 1e9;
-}
-
 // Page-aligned zeroed bytes, on 2 MiB pages when `huge` (and THP allows).
 struct Bytes {
     uint8_t* p = nullptr;
@@ -100,9 +83,11 @@ int main(int argc, char** argv) {
         }
     }
     ThreadPool pool(threads);
-    std::vector<float> sweep(mib << 18, 1.0f);
-    const double bw = read_gbs(pool, sweep);
-    sweep = {};
+    double bw;
+    {
+        const Bytes sweep(mib << 20, huge);
+        bw = read_bandwidth(pool, sweep.p, sweep.n) / 1e9;
+    }
     std::printf("{\"isa\": \"%s\", \"threads\": %d, \"read_gb_s\": %.2f}\n", cpu_kernels().name,
                 threads, bw);
 

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/strings.h"
+#include "backend/cpu/ops.h"
 #include "io/mapped_file.h"
 #include "stream/disk_probe.h"
 #include "stream/stats.h"
@@ -33,6 +34,37 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+// Weight bytes one decode step reads: every dense tensor but an untied embedding table (one
+// row per token), and K routed experts per MoE layer.
+uint64_t weight_bytes_per_token(const Model& m) {
+    const Weights& w = m.weights();
+    uint64_t touched = m.dense_bytes();
+    if (w.output.data != w.tok_embd.data) touched -= w.tok_embd.nbytes();
+    for (const ExpertLayerLayout& L : m.expert_layout().layers)
+        if (!L.experts.empty()) touched += (uint64_t)m.config().n_expert_used * L.expert_bytes();
+    return touched;
+}
+
+// Read bandwidth of this machine's memory on the pool's threads, swept over the model's own
+// routed-expert bytes (resident after the run, and no allocation to fault in): up to `mib`
+// MiB from the first expert of the first file. 0 if there is nothing to sweep.
+struct MemProbe {
+    double bytes_per_s = 0;
+    uint64_t bytes = 0;
+};
+MemProbe probe_memory(ThreadPool& pool, const Model& m, size_t mib) {
+    const ExpertLayout& L = m.expert_layout();
+    uint64_t first = UINT64_MAX;
+    for (const ExpertLayerLayout& layer : L.layers)
+        for (const auto& e : layer.experts)
+            for (const ExpertSlice& s : e)
+                if (s.file == 0) first = std::min(first, s.offset);
+    if (L.files.empty() || first == UINT64_MAX || mib == 0) return {};
+    const MappedFile f(L.files[0], MappedFile::Paging::Huge);
+    const uint64_t n = std::min<uint64_t>((uint64_t)mib << 20, f.size() - first);
+    return {read_bandwidth(pool, f.data() + first, n), n};
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app, BenchOptions& o) {
@@ -51,6 +83,10 @@ void register_bench(CLI::App& app, BenchOptions& o) {
     c->add_option("--probe-depth", o.probe_depth,
                   "reads in flight while probing the disk (0: best of 6, 24, 96)")
         ->check(CLI::Range(0, 4096));
+    c->add_option("--probe-mem", o.probe_mem_mib,
+                  "MiB of resident weights swept to measure memory bandwidth, CPU without "
+                  "--mem-budget (0: skip)")
+        ->check(CLI::Range(0, 1 << 20));
 }
 
 int cmd_bench(const BenchOptions& o) {
@@ -124,15 +160,17 @@ int cmd_bench(const BenchOptions& o) {
     const double disk_bound =
         disk_per_tok > 0 && probe.bytes_per_s > 0 ? probe.bytes_per_s / disk_per_tok : 0;
     double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
+    const uint64_t weights_per_tok = weight_bytes_per_token(m);
+    // Everything resident on the CPU: memory bandwidth is the physical limit.
+    MemProbe mem;
+    if (!dev && o.m.mem_budget.empty()) mem = probe_memory(pool, m, (size_t)o.probe_mem_mib);
+    const double mem_bound = mem.bytes_per_s > 0 ? mem.bytes_per_s / (double)weights_per_tok : 0;
+    if (mem_bound > 0) bound = mem_bound;
     // GPU: weights touched per token against device memory bandwidth, and expert bytes
     // copied per token against pinned host -> device bandwidth.
     nlohmann::json gpu_j;
     if (dev) {
-        const Weights& w = m.weights();
-        uint64_t touched = m.dense_bytes();
-        if (w.output.data != w.tok_embd.data) touched -= w.tok_embd.nbytes();
-        for (const ExpertLayerLayout& L : m.expert_layout().layers)
-            if (!L.experts.empty()) touched += (uint64_t)c.n_expert_used * L.expert_bytes();
+        const uint64_t touched = weights_per_tok;
         const double mem_bw = dev->measure_mem(), h2d_bw = dev->measure_h2d();
         const double h2d_per_tok = (double)(v2.bytes_h2d - v1.bytes_h2d) / o.decode;
         const double mem_bound = mem_bw / (double)touched;
@@ -183,6 +221,11 @@ int cmd_bench(const BenchOptions& o) {
           {"seconds", probe.seconds}}},
         {"disk_bound_tok_s", disk_bound},
         {"compute_only_tok_s", compute_tok_s},
+        {"weight_bytes_per_token", weights_per_tok},
+        {"weight_bytes_per_s", (double)weights_per_tok * decode_tok_s},
+        {"mem_probe", {{"bytes", mem.bytes}, {"threads", pool.size()}}},
+        {"mem_bw_bytes_per_s", mem.bytes_per_s},
+        {"mem_bound_tok_s", mem_bound},
         {"bound_tok_s", bound},
         {"efficiency", bound > 0 ? decode_tok_s / bound : 0},
         {"peak_rss_bytes", peak_rss},
@@ -214,6 +257,12 @@ int cmd_bench(const BenchOptions& o) {
     if (probe.bytes_per_s > 0)
         std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n",
                     probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
+    std::printf("  weights       %s/token read -> %.2f GB/s\n",
+                format_bytes(weights_per_tok).c_str(), (double)weights_per_tok * decode_tok_s / 1e9);
+    if (mem.bytes_per_s > 0)
+        std::printf("memory          %.2f GB/s read (sweep of %s on %d threads) -> %.3f tok/s\n",
+                    mem.bytes_per_s / 1e9, format_bytes(mem.bytes).c_str(), pool.size(),
+                    mem_bound);
     if (dev)
         std::printf("gpu             %s  weights %s/token at %.0f GB/s -> %.1f tok/s; host->device "
                     "%s/token at %.1f GB/s -> %.1f tok/s; VRAM expert hit rate %.1f%%\n",
@@ -225,8 +274,10 @@ int cmd_bench(const BenchOptions& o) {
                     gpu_j["h2d_bw_bytes_per_s"].get<double>() / 1e9,
                     gpu_j["h2d_bound_tok_s"].get<double>(),
                     100 * gpu_j["vram_hit_rate"].get<double>());
-    std::printf("bound           %.3f tok/s (disk %.3f, compute-only %.3f) -> efficiency %.1f%%\n",
-                bound, disk_bound, compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
+    std::printf(
+        "bound           %.3f tok/s (memory %.3f, disk %.3f, compute-only %.3f) -> efficiency "
+        "%.1f%%\n",
+        bound, mem_bound, disk_bound, compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
     std::printf("peak RSS        %s\n", format_bytes(peak_rss).c_str());
     return 0;
 }

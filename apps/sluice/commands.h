@@ -69,6 +69,7 @@ struct BenchOptions {
     std::string text;
     int probe_experts = 400;
     int probe_depth = 0;  // 0: best of several depths
+    int probe_mem_mib = 2048;
 };
 void register_bench(CLI::App& app, BenchOptions& o);
 int cmd_bench(const BenchOptions& o);

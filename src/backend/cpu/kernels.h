@@ -23,6 +23,9 @@ struct CpuKernels {
                         float* y, int64_t ldy, float* scratch);
     // y[i] += a * x[i]
     void (*axpy)(float a, const float* x, float* y, int64_t n);
+    // XOR of p[0..n): a read-only sweep whose speed is the memory read bandwidth (no FP, so
+    // arbitrary bytes cannot hit denormal slow paths).
+    uint64_t (*xor_words)(const uint64_t* p, int64_t n);
     // y[t * ldy + r] = W.row(r) . act(t) for r < nr, t < nt, where row r starts at w + r * ws.
     // Quantized W (activation_type_for(dt) != F32): act rows are activation blocks `as` bytes
     // apart, integer dot products. F32/F16/BF16 W: act rows are f32. Returns false for other

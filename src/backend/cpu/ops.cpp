@@ -1,6 +1,7 @@
 #include "backend/cpu/ops.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -263,6 +264,32 @@ void softmax(float* x, int64_t n) {
     }
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+double read_bandwidth(ThreadPool& pool, const uint8_t* p, size_t n, int reps) {
+    constexpr size_t kChunk = 1 << 20;
+    const uint8_t* a = (const uint8_t*)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+    const size_t words = (n - std::min(n, (size_t)(a - p))) / 8;
+    const int64_t n_chunks = (int64_t)((words * 8 + kChunk - 1) / kChunk);
+    if (n_chunks == 0) return 0;
+    std::vector<uint64_t> sink((size_t)pool.size() * 8);  // one cache line per thread
+    auto sweep = [&] {
+        pool.run(n_chunks, [&](int64_t c, int th) {
+            const size_t w0 = (size_t)c * (kChunk / 8), w1 = std::min(words, w0 + kChunk / 8);
+            sink[(size_t)th * 8] ^= cpu_kernels().xor_words((const uint64_t*)a + w0,
+                                                            (int64_t)(w1 - w0));
+        });
+    };
+    using clock = std::chrono::steady_clock;
+    sweep();
+    std::vector<double> s;
+    for (int r = 0; r < std::max(1, reps); ++r) {
+        const auto t0 = clock::now();
+        sweep();
+        s.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    std::sort(s.begin(), s.end());
+    return (double)(words * 8) / s[s.size() / 2];
 }
 
 }  // namespace sluice

@@ -53,6 +53,11 @@ struct RopeTable {
 // n_rot() floats of each are rotated.
 void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t pos);
 void softmax(float* x, int64_t n);
+// Bytes per second the pool's threads read [p, p + n) at (a read-only sweep split into
+// chunks, median of `reps` after one pass that faults the pages in): the roofline that
+// decode, which streams each weight once per token, is measured against. Use a region far
+// larger than the last-level cache.
+double read_bandwidth(ThreadPool& pool, const uint8_t* p, size_t n, int reps = 5);
 inline float silu(float x);
 
 }  // namespace sluice
