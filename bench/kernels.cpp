@@ -1,7 +1,7 @@
 // Mat-vec and mat-mat throughput of the CPU kernels per weight dtype, through the same `matmul`
 // op the model uses, on matrices far larger than the caches, against a read-only memory sweep
 // on the same threads (the roofline for decode).
-//   build/sluice-kbench [--threads N] [--mib M] [--tokens T] [--types q4_K,q8_0,...] [--huge 0|1]
+//   build/sluice-kbench [--threads N] [--mib M] [--tokens T] [--types q4_K,q8_0,...] [--huge 0|1] [--cols N]
 // --huge 1 backs the matrices with transparent huge pages (madvise), as resident weights are.
 // Prints one JSON object per dtype: weight GB/s at T=1 and the ratio to the read bandwidth,
 // and GFLOP/s at T tokens.
@@ -63,6 +63,7 @@ struct Bytes {
 int main(int argc, char** argv) {
     int threads = 2, tokens = 32;
     bool huge = false;
+    int64_t n_in = 2048;
     size_t mib = 512;
     std::string types = "q4_K,q5_K,q6_K,q8_0,q2_K,q3_K,bf16,f16,f32";
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -73,6 +74,8 @@ int main(int argc, char** argv) {
             mib = (size_t)std::atoll(argv[i + 1]);
         else if (a == "--tokens")
             tokens = std::atoi(argv[i + 1]);
+        else if (a == "--cols")
+            n_in = std::atoll(argv[i + 1]);
         else if (a == "--huge")
             huge = std::atoi(argv[i + 1]) != 0;
         else if (a == "--types")
@@ -91,7 +94,6 @@ int main(int argc, char** argv) {
     std::printf("{\"isa\": \"%s\", \"threads\": %d, \"read_gb_s\": %.2f}\n", cpu_kernels().name,
                 threads, bw);
 
-    const int64_t n_in = 2048;
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.f, 1.f);
     size_t p = 0;

@@ -2,8 +2,10 @@
 // for every weight dtype, on random data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/ops.h"
@@ -101,6 +103,7 @@ TEST(Kernels, GemmMatchesReference) {
                     EXPECT_NEAR(ref[(size_t)(k * nr + r)], fdot, 0.03 * std::sqrt((double)n))
                         << dtype_name(t);
                 }
+            std::vector<float> y_avx512;  // VNNI fuses the same exact integer steps
             for (Isa isa : supported_isas()) {
                 const CpuKernels& kk = *cpu_kernels_for(isa);
                 std::vector<float> y((size_t)(nr * nt)), y1(y.size());
@@ -114,6 +117,17 @@ TEST(Kernels, GemmMatchesReference) {
                                 &y1[(size_t)(k * nr + r)], 1);
                     }
                 EXPECT_EQ(y, y1) << kk.name << " " << dtype_name(t);
+                // Fewer tokens: every narrower tail tile gives the same values.
+                for (int64_t nt2 : {1, 2, 5, 6}) {
+                    std::vector<float> y2((size_t)(nr * nt2));
+                    kk.gemm(t, qw.data(), ws, nr, qx.data(), as, nt2, n, y2.data(), nr);
+                    EXPECT_TRUE(std::equal(y2.begin(), y2.end(), y.begin()))
+                        << kk.name << " " << dtype_name(t) << " nt " << nt2;
+                }
+                if (isa == Isa::Avx512) y_avx512 = y;
+                if (isa == Isa::Avx512Vnni) {
+                    EXPECT_EQ(y, y_avx512) << dtype_name(t);
+                }
             }
         }
     }
@@ -135,6 +149,18 @@ TEST(Kernels, DotAndAxpy) {
                 ASSERT_FLOAT_EQ(y[(size_t)i], b[(size_t)i] + 0.5f * a[(size_t)i]);
         }
     }
+}
+
+TEST(Kernels, XorWords) {
+    std::mt19937_64 rng(7);
+    std::vector<uint64_t> v(1000);
+    for (auto& x : v) x = rng();
+    for (Isa isa : supported_isas())
+        for (int64_t n : {0, 1, 31, 32, 33, 1000}) {
+            uint64_t want = 0;
+            for (int64_t i = 0; i < n; ++i) want ^= v[(size_t)i];
+            EXPECT_EQ(cpu_kernels_for(isa)->xor_words(v.data(), n), want) << n;
+        }
 }
 
 TEST(Ops, ThreadedMatmulEqualsSingleThread) {

@@ -15,6 +15,9 @@ extern const CpuKernels kKernels;
 namespace isa_avx512 {
 extern const CpuKernels kKernels;
 }
+namespace isa_avx512vnni {
+extern const CpuKernels kKernels;
+}
 
 namespace {
 
@@ -29,6 +32,8 @@ bool cpu_has(Isa isa) {
             return cpu_has(Isa::Avx2) && __builtin_cpu_supports("avx512f") &&
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                    __builtin_cpu_supports("avx512dq");
+        case Isa::Avx512Vnni:
+            return cpu_has(Isa::Avx512) && __builtin_cpu_supports("avx512vnni");
     }
     return false;
 }
@@ -43,13 +48,15 @@ const CpuKernels* choose() {
             isa = Isa::Avx2;
         else if (want == "avx512")
             isa = Isa::Avx512;
+        else if (want == "avx512vnni")
+            isa = Isa::Avx512Vnni;
         else
-            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512");
+            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512, avx512vnni");
         const CpuKernels* k = cpu_kernels_for(isa);
         check(k != nullptr, "SLUICE_ISA=" + want + ": this CPU does not support it");
         return k;
     }
-    for (Isa isa : {Isa::Avx512, Isa::Avx2})
+    for (Isa isa : {Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2})
         if (const CpuKernels* k = cpu_kernels_for(isa)) return k;
     return &isa_scalar::kKernels;
 }
@@ -65,13 +72,15 @@ const CpuKernels* cpu_kernels_for(Isa isa) {
             return &isa_avx2::kKernels;
         case Isa::Avx512:
             return &isa_avx512::kKernels;
+        case Isa::Avx512Vnni:
+            return &isa_avx512vnni::kKernels;
     }
     return nullptr;
 }
 
 std::vector<Isa> supported_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni})
         if (cpu_has(isa)) out.push_back(isa);
     return out;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Per-ISA CPU kernels behind one table, chosen once at run time from cpuid
-// (SLUICE_ISA=scalar|avx2|avx512 forces one). Every entry has a scalar reference in
+// (SLUICE_ISA=scalar|avx2|avx512|avx512vnni forces one). Every entry has a scalar reference in
 // quant_ref.h and a differential test on random data.
 #include <cstdint>
 #include <vector>
@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-enum class Isa { Scalar, Avx2, Avx512 };
+enum class Isa { Scalar, Avx2, Avx512, Avx512Vnni };
 
 struct CpuKernels {
     Isa isa;

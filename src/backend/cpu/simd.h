@@ -74,6 +74,25 @@ static inline VI madd(VI a, VI b) {
 static inline VI add32(VI a, VI b) {
     return {_mm512_add_epi32(a.v, b.v)};
 }
+// acc + madd(a, b) (i16 pairs -> i32); one instruction with VNNI. Exact either way.
+static inline VI madd_acc(VI acc, VI a, VI b) {
+#if defined(__AVX512VNNI__)
+    return {_mm512_dpwssd_epi32(acc.v, a.v, b.v)};
+#else
+    return add32(acc, madd(a, b));
+#endif
+}
+// acc + Σ of 4 adjacent s8 x s8 products (-> 16 x i32). |w| <= 127 keeps the non-VNNI i16
+// step exact, so both forms agree bit for bit.
+static inline VI dot4_s8s8_acc(VI acc, VI w, VI a) {
+#if defined(__AVX512VNNI__)
+    const __mmask64 neg = _mm512_movepi8_mask(w.v);
+    return {_mm512_dpbusd_epi32(acc.v, _mm512_abs_epi8(w.v),
+                                _mm512_mask_sub_epi8(a.v, neg, _mm512_setzero_si512(), a.v))};
+#else
+    return add32(acc, madd(mul_s8s8(w, a), {_mm512_set1_epi16(1)}));
+#endif
+}
 // 16 x i16 scales (one per 16 elements of a 256-element block) -> the i16 multipliers of the
 // 64 elements [64 * i, 64 * i + 64): lanes 8j..8j+7 hold s[4i + j].
 template <int I>
@@ -84,6 +103,20 @@ static inline VI scales_for(__m256i s) {
         4 * I + 1, 4 * I + 1, 4 * I + 1, 4 * I + 1, 4 * I + 1, 4 * I + 1, 4 * I + 1, 4 * I + 1,
         4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I);
     return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
+}
+// The same for 8 x i16 scales, one per 32 elements, in lanes 0..7 of s: lanes 8j..8j+7 hold
+// s[(4i + j) / 2].
+template <int I>
+static inline VI scales32_for(__m256i s) {
+    constexpr short a = 2 * I, b = 2 * I + 1;
+    const __m512i idx = _mm512_set_epi16(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, a, a, a,
+                                         a, a, a, a, a, a, a, a, a, a, a, a, a);
+    return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
+}
+// Lanes 8..15 of s, each twice: [s8, s8, s9, s9, .., s15, s15].
+static inline __m256i dup_high8_i16(__m256i s) {
+    const __m256i idx = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    return _mm256_permutexvar_epi16(idx, s);
 }
 static inline VI ones16() {
     return {_mm512_set1_epi16(1)};
@@ -96,6 +129,19 @@ static inline VF fmadd_i32(VI i, float s, VF acc) {
 static inline VF fmadd_i32_2(VI i, float s0, float s1, VF acc) {
     const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
     return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), s, acc.v)};
+}
+// [f(h0) x8, f(h1) x8] for two f16 values.
+static inline VF splat2_f16(uint16_t h0, uint16_t h1) {
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return {_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f))};
+}
+static inline VF mulf(VF a, VF b) {
+    return {_mm512_mul_ps(a.v, b.v)};
+}
+// acc + float(i32) * s
+static inline VF fmadd_i32v(VI i, VF s, VF acc) {
+    return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), s.v, acc.v)};
 }
 static inline float hsum(VF a) {
     return _mm512_reduce_add_ps(a.v);
@@ -174,6 +220,13 @@ static inline VI madd(VI x, VI y) {
 static inline VI add32(VI x, VI y) {
     return {_mm256_add_epi32(x.a, y.a), _mm256_add_epi32(x.b, y.b)};
 }
+static inline VI madd_acc(VI acc, VI x, VI y) {
+    return add32(acc, madd(x, y));
+}
+static inline VI dot4_s8s8_acc(VI acc, VI w, VI x) {
+    const __m256i one = _mm256_set1_epi16(1);
+    return add32(acc, madd(mul_s8s8(w, x), {one, one}));
+}
 template <int I>
 static inline VI scales_for(__m256i s) {
     // Each ymm covers 32 elements: i16 lanes 0..7 (one 128-bit lane) per 16-element group.
@@ -181,6 +234,17 @@ static inline VI scales_for(__m256i s) {
     _mm256_store_si256((__m256i*)v, s);
     return {_mm256_set_m128i(_mm_set1_epi16(v[4 * I + 1]), _mm_set1_epi16(v[4 * I])),
             _mm256_set_m128i(_mm_set1_epi16(v[4 * I + 3]), _mm_set1_epi16(v[4 * I + 2]))};
+}
+template <int I>
+static inline VI scales32_for(__m256i s) {
+    alignas(32) int16_t v[16];
+    _mm256_store_si256((__m256i*)v, s);
+    return {_mm256_set_m128i(_mm_set1_epi16(v[2 * I]), _mm_set1_epi16(v[2 * I])),
+            _mm256_set_m128i(_mm_set1_epi16(v[2 * I + 1]), _mm_set1_epi16(v[2 * I + 1]))};
+}
+static inline __m256i dup_high8_i16(__m256i s) {
+    const __m128i h = _mm256_extracti128_si256(s, 1);
+    return _mm256_set_m128i(_mm_unpackhi_epi16(h, h), _mm_unpacklo_epi16(h, h));
 }
 static inline VI ones16() {
     return {_mm256_set1_epi16(1), _mm256_set1_epi16(1)};
@@ -193,6 +257,17 @@ static inline VF fmadd_i32(VI i, float s, VF acc) {
 static inline VF fmadd_i32_2(VI i, float s0, float s1, VF acc) {
     return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), _mm256_set1_ps(s0), acc.a),
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(i.b), _mm256_set1_ps(s1), acc.b)};
+}
+static inline VF splat2_f16(uint16_t h0, uint16_t h1) {
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    return {_mm256_broadcastss_ps(f), _mm256_broadcastss_ps(_mm_movehdup_ps(f))};
+}
+static inline VF mulf(VF x, VF y) {
+    return {_mm256_mul_ps(x.a, y.a), _mm256_mul_ps(x.b, y.b)};
+}
+static inline VF fmadd_i32v(VI i, VF s, VF acc) {
+    return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), s.a, acc.a),
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i.b), s.b, acc.b)};
 }
 static inline float hsum(VF x) {
     const __m256 v = _mm256_add_ps(x.a, x.b);
