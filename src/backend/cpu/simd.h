@@ -118,17 +118,9 @@ static inline __m256i dup_high8_i16(__m256i s) {
     const __m256i idx = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
     return _mm256_permutexvar_epi16(idx, s);
 }
-static inline VI ones16() {
-    return {_mm512_set1_epi16(1)};
-}
 // acc + float(i32) * s
 static inline VF fmadd_i32(VI i, float s, VF acc) {
     return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), _mm512_set1_ps(s), acc.v)};
-}
-// acc + float(i32) * [s0 x8, s1 x8]
-static inline VF fmadd_i32_2(VI i, float s0, float s1, VF acc) {
-    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
-    return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), s, acc.v)};
 }
 // [f(h0) x8, f(h1) x8] for two f16 values.
 static inline VF splat2_f16(uint16_t h0, uint16_t h1) {
@@ -246,17 +238,10 @@ static inline __m256i dup_high8_i16(__m256i s) {
     const __m128i h = _mm256_extracti128_si256(s, 1);
     return _mm256_set_m128i(_mm_unpackhi_epi16(h, h), _mm_unpacklo_epi16(h, h));
 }
-static inline VI ones16() {
-    return {_mm256_set1_epi16(1), _mm256_set1_epi16(1)};
-}
 static inline VF fmadd_i32(VI i, float s, VF acc) {
     const __m256 sv = _mm256_set1_ps(s);
     return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), sv, acc.a),
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(i.b), sv, acc.b)};
-}
-static inline VF fmadd_i32_2(VI i, float s0, float s1, VF acc) {
-    return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), _mm256_set1_ps(s0), acc.a),
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i.b), _mm256_set1_ps(s1), acc.b)};
 }
 static inline VF splat2_f16(uint16_t h0, uint16_t h1) {
     const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
