@@ -15,6 +15,9 @@ void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, floa
     for (int t = 0; t < n; ++t) get_row(tok_embd, tokens[t], x + t * E);
 }
 
+// Prompt batches at least this long take attention_block (keys transposed per task).
+constexpr int kBlockAttentionMin = 4;
+
 void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerWeights& w, int layer,
                    const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out) {
     const int hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head, nkv = c.n_head_kv;
@@ -48,21 +51,35 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
     const float scale = c.attn_scale();
     const int group = nh / nkv;
     const CpuKernels& kern = cpu_kernels();
-    // One task per (token, head): scores over the causal prefix, softmax, weighted sum of V.
-    pool.run((int64_t)n * nh, [&](int64_t task, int) {
-        const int t = (int)(task / nh), hh = (int)(task % nh), g = hh / group;
-        const int n_pos = pos0 + t + 1;
-        thread_local std::vector<float> scores;
-        scores.resize((size_t)n_pos);
-        const float* qh = q.data() + (size_t)t * q_dim + (size_t)hh * hd;
-        for (int p = 0; p < n_pos; ++p)
-            scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
-        softmax(scores.data(), n_pos);
-        float* o = attn.data() + ((size_t)t * nh + hh) * vd;
-        std::fill(o, o + vd, 0.f);
-        for (int p = 0; p < n_pos; ++p)
-            kern.axpy(scores[(size_t)p], kv.v(layer, p) + g * vd, o, vd);
-    });
+    const int64_t ldk = kv.k_stride(), ldv = kv.v_stride();
+    if (n >= kBlockAttentionMin) {
+        // Prompt batches: one task per (K/V head, block of tokens); the keys are transposed
+        // once per task and shared by the block's tokens and the group's query heads.
+        const int tb = 32, n_tb = (n + tb - 1) / tb;
+        pool.run((int64_t)nkv * n_tb, [&](int64_t task, int) {
+            const int g = (int)(task % nkv), t0 = (int)(task / nkv) * tb;
+            attention_block(q.data() + (size_t)t0 * q_dim + (size_t)g * group * hd, q_dim, group,
+                            hd, kv.k(layer, 0) + g * hd, ldk, kv.v(layer, 0) + g * vd, ldv, vd,
+                            pos0 + t0, std::min(tb, n - t0), scale,
+                            attn.data() + ((size_t)t0 * nh + (size_t)g * group) * vd,
+                            (int64_t)nh * vd);
+        });
+    } else {
+        // Decode: one task per (token, head): scores over the causal prefix, softmax, the
+        // weighted sum of V.
+        pool.run((int64_t)n * nh, [&](int64_t task, int) {
+            const int t = (int)(task / nh), hh = (int)(task % nh), g = hh / group;
+            const int n_pos = pos0 + t + 1;
+            thread_local std::vector<float> scores;
+            scores.resize((size_t)n_pos);
+            const float* qh = q.data() + (size_t)t * q_dim + (size_t)hh * hd;
+            for (int p = 0; p < n_pos; ++p)
+                scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
+            softmax(scores.data(), n_pos);
+            kern.weighted_rows(scores.data(), kv.v(layer, 0) + g * vd, ldv, n_pos, vd,
+                               attn.data() + ((size_t)t * nh + hh) * vd);
+        });
+    }
     if (c.attn_out_gate)
         for (size_t i = 0; i < attn.size(); ++i) attn[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
     matmul(pool, w.wo, attn.data(), n, out);

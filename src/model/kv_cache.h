@@ -20,6 +20,9 @@ class KvCache {
     float* conv_state(int layer) { return conv_.data() + state_slot(layer) * conv_size_; }
     float* ssm_state(int layer) { return ssm_.data() + state_slot(layer) * ssm_size_; }
     int n_ctx() const { return n_ctx_; }
+    // Floats from one position's K (V) row to the next within a layer.
+    int64_t k_stride() const { return (int64_t)k_row_; }
+    int64_t v_stride() const { return (int64_t)v_row_; }
     // Called before a forward pass over positions [pos0, pos0 + n). The recurrent state
     // starts over at pos0 == 0 and otherwise must continue where it stopped: it cannot rewind.
     void advance_recurrent(int pos0, int n);

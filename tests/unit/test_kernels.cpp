@@ -12,6 +12,7 @@
 #include "backend/cpu/qdot_ref.h"
 #include "backend/cpu/quant_ref.h"
 #include "common.h"
+#include "core/fp16.h"
 
 namespace sluice {
 namespace {
@@ -125,10 +126,56 @@ TEST(Kernels, GemmMatchesReference) {
                         << kk.name << " " << dtype_name(t) << " nt " << nt2;
                 }
                 if (isa == Isa::Avx512) y_avx512 = y;
-                if (isa == Isa::Avx512Vnni) {
-                    EXPECT_EQ(y, y_avx512) << dtype_name(t);
+                if (isa == Isa::Avx512Vnni || isa == Isa::Amx) {
+                    EXPECT_EQ(y, y_avx512) << kk.name << " " << dtype_name(t);
                 }
             }
+        }
+    }
+}
+
+// The tile-unit path against its reference: dequantized weights and activations each rounded
+// to bf16, products summed in double.
+TEST(Kernels, GemmBf16MatchesReference) {
+    const CpuKernels* k = cpu_kernels_for(Isa::Amx);
+    if (!k) GTEST_SKIP() << "no AMX-BF16 on this CPU";
+    const int64_t nr = 37;  // one full 32-row panel and a padded one
+    for (DType t : {DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                    DType::F32, DType::F16, DType::BF16}) {
+        const int64_t n = t == DType::Q8_0 ? 512 + 32 : 512;
+        const size_t ws = row_bytes(t, n);
+        for (int64_t nt : {1, 19, 40}) {  // token blocks: one partial; a pair; a pair + one
+            const auto w = test::random_floats((size_t)(n * nr), 300 + (uint64_t)nt),
+                       x = test::random_floats((size_t)(n * nt), 400 + (uint64_t)nt);
+            std::vector<uint8_t> qw(ws * nr);
+            for (int64_t r = 0; r < nr; ++r)
+                quantize_row_ref(t, w.data() + r * n, qw.data() + r * ws, n);
+            std::vector<uint8_t> xp(packed_bf16_bytes(nt, n));
+            k->pack_bf16(x.data(), nt, n, xp.data());
+            std::vector<float> y((size_t)(nr * nt));
+            ASSERT_TRUE(k->gemm_bf16(t, qw.data(), ws, nr, xp.data(), nt, n, y.data(), nr));
+            std::vector<float> wr((size_t)n);
+            for (int64_t r = 0; r < nr; ++r) {
+                dequantize_row_ref(t, qw.data() + r * ws, wr.data(), n);
+                for (int64_t tok = 0; tok < nt; ++tok) {
+                    double want = 0, mag = 0, top = 0;
+                    for (int64_t i = 0; i < n; ++i) {
+                        const double p = (double)bf16_to_f32(f32_to_bf16(wr[(size_t)i])) *
+                                         bf16_to_f32(f32_to_bf16(x[(size_t)(tok * n + i)]));
+                        want += p, mag += std::abs(p), top = std::max(top, std::abs(p));
+                    }
+                    // f32 sums, and the fast dequantizers fuse the scale multiply, so a weight
+                    // can round to the neighbouring bf16 (2^-8 relative).
+                    ASSERT_NEAR(y[(size_t)(tok * nr + r)], want, 1e-5 * mag + 1e-2 * top)
+                        << dtype_name(t) << " row " << r << " tok " << tok << " nt " << nt;
+                }
+            }
+            // A (row, token) result does not depend on the rows and tokens around it.
+            std::vector<uint8_t> x1(packed_bf16_bytes(1, n));
+            k->pack_bf16(x.data() + (nt - 1) * n, 1, n, x1.data());
+            float y1 = 0;
+            k->gemm_bf16(t, qw.data() + (nr - 1) * ws, ws, 1, x1.data(), 1, n, &y1, 1);
+            EXPECT_EQ(y1, y[(size_t)((nt - 1) * nr + nr - 1)]) << dtype_name(t) << " nt " << nt;
         }
     }
 }
@@ -147,6 +194,41 @@ TEST(Kernels, DotAndAxpy) {
             k.axpy(0.5f, a.data(), y.data(), n);
             for (int64_t i = 0; i < n; ++i)
                 ASSERT_FLOAT_EQ(y[(size_t)i], b[(size_t)i] + 0.5f * a[(size_t)i]);
+        }
+    }
+}
+
+TEST(Kernels, AttentionRowsMatchScalar) {
+    const CpuKernels& ref = *cpu_kernels_for(Isa::Scalar);
+    for (int64_t n_pos : {1, 15, 16, 63, 64, 65, 130}) {
+        const int64_t hd = 128, vd = 96, ldk = (n_pos + 15) / 16 * 16, ldv = vd + 8;
+        const auto q = test::random_floats((size_t)hd, 500 + (uint64_t)n_pos),
+                   kt = test::random_floats((size_t)(hd * ldk), 600 + (uint64_t)n_pos),
+                   v = test::random_floats((size_t)(ldv * n_pos), 700 + (uint64_t)n_pos);
+        std::vector<float> s0((size_t)n_pos), o0((size_t)vd);
+        ref.scores_kt(q.data(), kt.data(), ldk, n_pos, hd, 0.125f, s0.data());
+        ref.weighted_rows(s0.data(), v.data(), ldv, n_pos, vd, o0.data());
+        for (int64_t p = 0; p < n_pos; ++p) {
+            double want = 0;
+            for (int64_t d = 0; d < hd; ++d) want += (double)q[(size_t)d] * kt[(size_t)(d * ldk + p)];
+            ASSERT_NEAR(s0[(size_t)p], 0.125 * want, 1e-4) << p;
+        }
+        for (int64_t c = 0; c < vd; ++c) {
+            double want = 0;
+            for (int64_t p = 0; p < n_pos; ++p) want += (double)s0[(size_t)p] * v[(size_t)(p * ldv + c)];
+            ASSERT_NEAR(o0[(size_t)c], want, 1e-4) << c;
+        }
+        for (Isa isa : supported_isas()) {
+            const CpuKernels& k = *cpu_kernels_for(isa);
+            std::vector<float> s((size_t)n_pos), o((size_t)vd);
+            k.scores_kt(q.data(), kt.data(), ldk, n_pos, hd, 0.125f, s.data());
+            k.weighted_rows(s0.data(), v.data(), ldv, n_pos, vd, o.data());
+            for (int64_t p = 0; p < n_pos; ++p)
+                ASSERT_NEAR(s[(size_t)p], s0[(size_t)p], 1e-5 * (1 + std::abs(s0[(size_t)p])))
+                    << k.name << " n_pos " << n_pos << " p " << p;
+            for (int64_t c = 0; c < vd; ++c)
+                ASSERT_NEAR(o[(size_t)c], o0[(size_t)c], 1e-5 * (1 + std::abs(o0[(size_t)c])))
+                    << k.name << " n_pos " << n_pos << " c " << c;
         }
     }
 }

@@ -2,6 +2,9 @@
 #include <cstring>
 #include <string>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
 
@@ -18,8 +21,14 @@ extern const CpuKernels kKernels;
 namespace isa_avx512vnni {
 extern const CpuKernels kKernels;
 }
+namespace isa_amx {
+extern const CpuKernels kKernels;
+}
 
 namespace {
+
+constexpr long kArchReqXcompPerm = 0x1023;  // <asm/prctl.h> ARCH_REQ_XCOMP_PERM
+constexpr long kXfeatureXtiledata = 18;
 
 bool cpu_has(Isa isa) {
     switch (isa) {
@@ -34,6 +43,16 @@ bool cpu_has(Isa isa) {
                    __builtin_cpu_supports("avx512dq");
         case Isa::Avx512Vnni:
             return cpu_has(Isa::Avx512) && __builtin_cpu_supports("avx512vnni");
+        case Isa::Amx: {
+            // Linux hands out the 8 KiB tile state only on request (once, for the whole
+            // process); a tile instruction without it is SIGILL.
+            static const bool ok = cpu_has(Isa::Avx512Vnni) &&
+                                   __builtin_cpu_supports("avx512bf16") &&
+                                   __builtin_cpu_supports("amx-tile") &&
+                                   __builtin_cpu_supports("amx-bf16") &&
+                                   syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+            return ok;
+        }
     }
     return false;
 }
@@ -50,13 +69,15 @@ const CpuKernels* choose() {
             isa = Isa::Avx512;
         else if (want == "avx512vnni")
             isa = Isa::Avx512Vnni;
+        else if (want == "amx")
+            isa = Isa::Amx;
         else
-            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512, avx512vnni");
+            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512, avx512vnni, amx");
         const CpuKernels* k = cpu_kernels_for(isa);
         check(k != nullptr, "SLUICE_ISA=" + want + ": this CPU does not support it");
         return k;
     }
-    for (Isa isa : {Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2})
+    for (Isa isa : {Isa::Amx, Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2})
         if (const CpuKernels* k = cpu_kernels_for(isa)) return k;
     return &isa_scalar::kKernels;
 }
@@ -74,13 +95,15 @@ const CpuKernels* cpu_kernels_for(Isa isa) {
             return &isa_avx512::kKernels;
         case Isa::Avx512Vnni:
             return &isa_avx512vnni::kKernels;
+        case Isa::Amx:
+            return &isa_amx::kKernels;
     }
     return nullptr;
 }
 
 std::vector<Isa> supported_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni})
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx})
         if (cpu_has(isa)) out.push_back(isa);
     return out;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Per-ISA CPU kernels behind one table, chosen once at run time from cpuid
-// (SLUICE_ISA=scalar|avx2|avx512|avx512vnni forces one). Every entry has a scalar reference in
+// (SLUICE_ISA=scalar|avx2|avx512|avx512vnni|amx forces one). Every entry has a scalar reference in
 // quant_ref.h and a differential test on random data.
 #include <cstdint>
 #include <vector>
@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-enum class Isa { Scalar, Avx2, Avx512, Avx512Vnni };
+enum class Isa { Scalar, Avx2, Avx512, Avx512Vnni, Amx };
 
 struct CpuKernels {
     Isa isa;
@@ -23,6 +23,13 @@ struct CpuKernels {
                         float* y, int64_t ldy, float* scratch);
     // y[i] += a * x[i]
     void (*axpy)(float a, const float* x, float* y, int64_t n);
+    // Attention with keys transposed (prefill): s[p] = scale * sum_d q[d] * kt[d * ldk + p] for
+    // p < n_pos. q: [hd]; kt: [hd][ldk], ldk >= n_pos rounded up to 16 (the pad is read).
+    void (*scores_kt)(const float* q, const float* kt, int64_t ldk, int64_t n_pos, int64_t hd,
+                      float scale, float* s);
+    // o[c] = sum_p s[p] * v[p * ldv + c] for c < vd, p < n_pos, summed in order of p.
+    void (*weighted_rows)(const float* s, const float* v, int64_t ldv, int64_t n_pos, int64_t vd,
+                          float* o);
     // XOR of p[0..n): a read-only sweep whose speed is the memory read bandwidth (no FP, so
     // arbitrary bytes cannot hit denormal slow paths).
     uint64_t (*xor_words)(const uint64_t* p, int64_t n);
@@ -33,7 +40,20 @@ struct CpuKernels {
     // depend on nr, nt or the split.
     bool (*gemm)(DType dt, const void* w, size_t ws, int64_t nr, const void* act, size_t as,
                  int64_t nt, int64_t n, float* y, int64_t ldy);
+    // Tile-unit batch products (Isa::Amx only; nullptr elsewhere). pack_bf16 converts
+    // x: [nt, n] once per batch (packed_bf16_bytes(nt, n) bytes); gemm_bf16 then gives
+    // y[t * ldy + r] = bf16(W.row(r)) . bf16(x[t]) summed in f32, dequantizing each weight row
+    // once for all nt tokens, which pays off for batches (kAmxMinTokens). n % 32 == 0; returns
+    // false for dtypes without a gemm path. A (row, token) result does not depend on nr, nt or
+    // the split, but differs from gemm's (bf16 activations instead of 8-bit blocks).
+    void (*pack_bf16)(const float* x, int64_t nt, int64_t n, void* out);
+    bool (*gemm_bf16)(DType dt, const void* w, size_t ws, int64_t nr, const void* xp, int64_t nt,
+                      int64_t n, float* y, int64_t ldy);
 };
+
+inline size_t packed_bf16_bytes(int64_t nt, int64_t n) {
+    return (size_t)((nt + 15) / 16) * (size_t)(n / 32) * 1024;  // 1 KiB per 16 x 32 tile
+}
 
 constexpr int kRowTile = 8;  // rows dequantized together in matmul_rows
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -27,14 +28,41 @@ bool has_gemm(const TensorView& W) {
     return !W.scale && has_gemm_path(W.dtype);
 }
 
+// Batches of at least this many tokens go through the tile unit where the CPU has one
+// (CpuKernels::gemm_bf16): dequantizing a weight row once for the batch and multiplying in
+// bf16 beats the integer kernels from here on (sluice-kbench, docs/benchmarks.md).
+int64_t amx_min_tokens() {
+    static const int64_t v = [] {
+        const char* e = std::getenv("SLUICE_AMX_MIN_TOKENS");
+        return e && *e ? std::max<int64_t>(1, std::atoll(e)) : (int64_t)12;
+    }();
+    return v;
+}
+
+// Quantized weights only: their integer path already rounds activations to 8-bit blocks, which
+// bf16 beats; plain-float weights keep exact f32 activations.
+bool use_bf16(const TensorView& W, int64_t n_tok) {
+    return cpu_kernels().gemm_bf16 && n_tok >= amx_min_tokens() &&
+           activation_type_for(W.dtype) != DType::F32 && W.cols() % 32 == 0 &&
+           W.cols() % dtype_traits(W.dtype).block_elems == 0;
+}
+
+// Which activation rows W's product wants for a batch of n_tok: bf16 tiles, f32 rows, or
+// blocks of activation_type_for(W.dtype). Products with equal keys share one conversion.
+int64_t act_key(const TensorView& W, int64_t n_tok) {
+    return use_bf16(W, n_tok) ? -1 : (int64_t)activation_type_for(W.dtype);
+}
+
 // One product of a batch: W against n_tok activation rows of `as` bytes (activation blocks
-// of activation_type_for(W.dtype), or f32 rows for plain-float W). y: [n_tok, W.rows()].
+// of activation_type_for(W.dtype), or f32 rows for plain-float W), or bf16 tiles
+// (pack_bf16) when `bf16`. y: [n_tok, W.rows()].
 struct GemmJob {
     const TensorView* W;
     const uint8_t* act;
     size_t as;
     int64_t n_tok;
     float* y;
+    bool bf16 = false;
 };
 
 // Every job in one parallel region: tasks are (job, chunk of rows), claimed dynamically, so a
@@ -43,12 +71,15 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     const CpuKernels& k = cpu_kernels();
     // Row chunks as large as keeps ~8 tasks per thread (balance), at most 1024 / n_tok rows:
     // a task's software prefetch runs ahead inside its chunk, so tiny chunks start cold.
+    // bf16 jobs: whole 32-row panels.
     int64_t total_rows = 0;
     for (const GemmJob& g : jobs) total_rows += g.W->rows();
     std::vector<int64_t> first(jobs.size() + 1, 0), chunk(jobs.size());
     for (size_t j = 0; j < jobs.size(); ++j) {
         const int64_t cap = 1024 / std::max<int64_t>(1, jobs[j].n_tok);
-        chunk[j] = std::max<int64_t>(16, std::min(cap, total_rows / (8 * pool.size())) / 16 * 16);
+        const int64_t unit = jobs[j].bf16 ? 32 : 16;
+        chunk[j] =
+            std::max<int64_t>(unit, std::min(cap, total_rows / (8 * pool.size())) / unit * unit);
         first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
     }
     pool.run(first.back(), [&](int64_t task, int) {
@@ -58,8 +89,10 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
         const TensorView& W = *g.W;
         const int64_t r0 = (task - first[j]) * chunk[j], r1 = std::min(W.rows(), r0 + chunk[j]);
         const size_t ws = W.row_size();
-        const bool ok = k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok, W.cols(),
-                               g.y + r0, W.rows());
+        const bool ok = g.bf16 ? k.gemm_bf16(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.n_tok,
+                                             W.cols(), g.y + r0, W.rows())
+                               : k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok,
+                                        W.cols(), g.y + r0, W.rows());
         if (!ok) fail(std::string("no gemm kernel for ") + dtype_name(W.dtype));
     });
 }
@@ -67,6 +100,11 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
 // x: [n_tok, n_in] as the activation rows W's gemm wants; buf holds them if converted.
 GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y,
                  std::vector<uint8_t>& buf) {
+    if (use_bf16(W, n_tok)) {
+        buf.resize(packed_bf16_bytes(n_tok, W.cols()));
+        cpu_kernels().pack_bf16(x, n_tok, W.cols(), buf.data());
+        return {&W, buf.data(), 0, n_tok, y, true};
+    }
     const DType act = activation_type_for(W.dtype);
     if (act == DType::F32) return {&W, (const uint8_t*)x, (size_t)W.cols() * 4, n_tok, y};
     return {&W, quantize_rows(act, x, n_tok, W.cols(), buf), row_bytes(act, W.cols()), n_tok, y};
@@ -96,9 +134,11 @@ void matmul_multi(ThreadPool& pool, const TensorView* const* W, int n_w, const f
     for (int i = 0; i < n_w; ++i) {
         int same = -1;
         for (int j = 0; j < i && same < 0; ++j)
-            if (activation_type_for(W[j]->dtype) == activation_type_for(W[i]->dtype)) same = j;
+            if (act_key(*W[j], n_tok) == act_key(*W[i], n_tok)) same = j;
         if (same >= 0) {
-            jobs.push_back({W[i], jobs[(size_t)same].act, jobs[(size_t)same].as, n_tok, y[i]});
+            GemmJob g = jobs[(size_t)same];
+            g.W = W[i], g.y = y[i];
+            jobs.push_back(g);
         } else {
             jobs.push_back(make_job(*W[i], x, n_tok, y[i], bufs[(size_t)i]));
         }
@@ -131,7 +171,9 @@ void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts)
         g[i].resize((size_t)(e.n_tok * e.gate->rows()));
         u[i].resize(g[i].size());
         jobs.push_back(make_job(*e.gate, e.x, e.n_tok, g[i].data(), xq[i]));
-        jobs.push_back({e.up, jobs.back().act, jobs.back().as, e.n_tok, u[i].data()});
+        GemmJob up = jobs.back();
+        up.W = e.up, up.y = u[i].data();
+        jobs.push_back(up);
     }
     gemm_jobs(pool, jobs);
     jobs.clear();
@@ -264,6 +306,30 @@ void softmax(float* x, int64_t n) {
     }
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k,
+                     int64_t ldk, const float* v, int64_t ldv, int64_t vd, int64_t pos0,
+                     int64_t n_tok, float scale, float* o, int64_t ldo) {
+    const CpuKernels& kern = cpu_kernels();
+    const int64_t n_all = pos0 + n_tok, P = (n_all + 15) / 16 * 16;
+    // K^T: [hd][P], so scores run along positions; one transpose serves every query here.
+    thread_local std::vector<float> kt, s;
+    kt.resize((size_t)(hd * P));
+    s.resize((size_t)P);
+    constexpr int64_t B = 16;
+    for (int64_t p0 = 0; p0 < P; p0 += B)
+        for (int64_t d = 0; d < hd; ++d)
+            for (int64_t p = p0; p < p0 + B; ++p)
+                kt[(size_t)(d * P + p)] = p < n_all ? k[p * ldk + d] : 0.f;
+    for (int64_t i = 0; i < n_tok; ++i) {
+        const int64_t n_pos = pos0 + i + 1;
+        for (int h = 0; h < n_q; ++h) {
+            kern.scores_kt(q + i * ldq + h * hd, kt.data(), P, n_pos, hd, scale, s.data());
+            softmax(s.data(), n_pos);
+            kern.weighted_rows(s.data(), v, ldv, n_pos, vd, o + i * ldo + h * vd);
+        }
+    }
 }
 
 double read_bandwidth(ThreadPool& pool, const uint8_t* p, size_t n, int reps) {

@@ -53,6 +53,13 @@ struct RopeTable {
 // n_rot() floats of each are rotated.
 void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t pos);
 void softmax(float* x, int64_t n);
+// Causal attention of the n_q query heads that share one K/V head, for a block of consecutive
+// query tokens (serial, for one pool task; the prefill path). Token i < n_tok is at position
+// pos0 + i and attends to positions [0, pos0 + i]. Query (i, h): q + i * ldq + h * hd;
+// K row p: k + p * ldk (hd floats); V row p: v + p * ldv (vd floats); out: o + i * ldo + h * vd.
+void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k,
+                     int64_t ldk, const float* v, int64_t ldv, int64_t vd, int64_t pos0,
+                     int64_t n_tok, float scale, float* o, int64_t ldo);
 // Bytes per second the pool's threads read [p, p + n) at (a read-only sweep split into
 // chunks, median of `reps` after one pass that faults the pages in): the roofline that
 // decode, which streams each weight once per token, is measured against. Use a region far
