@@ -76,7 +76,7 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
             for (int p = 0; p < n_pos; ++p)
                 scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
             softmax(scores.data(), n_pos);
-            kern.weighted_rows(scores.data(), kv.v(layer, 0) + g * vd, ldv, n_pos, vd,
+            kern.weighted_rows(scores.data(), 1, n_pos, kv.v(layer, 0) + g * vd, ldv, n_pos, vd,
                                attn.data() + ((size_t)t * nh + hh) * vd);
         });
     }

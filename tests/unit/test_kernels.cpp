@@ -200,37 +200,50 @@ TEST(Kernels, DotAndAxpy) {
 
 TEST(Kernels, AttentionRowsMatchScalar) {
     const CpuKernels& ref = *cpu_kernels_for(Isa::Scalar);
-    for (int64_t n_pos : {1, 15, 16, 63, 64, 65, 130}) {
-        const int64_t hd = 128, vd = 96, ldk = (n_pos + 15) / 16 * 16, ldv = vd + 8;
-        const auto q = test::random_floats((size_t)hd, 500 + (uint64_t)n_pos),
-                   kt = test::random_floats((size_t)(hd * ldk), 600 + (uint64_t)n_pos),
-                   v = test::random_floats((size_t)(ldv * n_pos), 700 + (uint64_t)n_pos);
-        std::vector<float> s0((size_t)n_pos), o0((size_t)vd);
-        ref.scores_kt(q.data(), kt.data(), ldk, n_pos, hd, 0.125f, s0.data());
-        ref.weighted_rows(s0.data(), v.data(), ldv, n_pos, vd, o0.data());
-        for (int64_t p = 0; p < n_pos; ++p) {
-            double want = 0;
-            for (int64_t d = 0; d < hd; ++d) want += (double)q[(size_t)d] * kt[(size_t)(d * ldk + p)];
-            ASSERT_NEAR(s0[(size_t)p], 0.125 * want, 1e-4) << p;
+    for (int nq = 1; nq <= 4; ++nq)
+        for (int64_t n_pos : {1, 15, 16, 63, 64, 65, 130}) {
+            const int64_t hd = 128, vd = 96, ldk = (n_pos + 15) / 16 * 16, ldv = vd + 8,
+                          lds = ldk + 3;
+            const uint64_t seed = 10 * (uint64_t)n_pos + (uint64_t)nq;
+            const auto q = test::random_floats((size_t)(nq * hd), 500 + seed),
+                       kt = test::random_floats((size_t)(hd * ldk), 600 + seed),
+                       v = test::random_floats((size_t)(ldv * n_pos), 700 + seed);
+            std::vector<float> s0((size_t)(nq * lds)), o0((size_t)(nq * vd));
+            ref.scores_kt(q.data(), nq, kt.data(), ldk, n_pos, hd, 0.125f, s0.data(), lds);
+            ref.weighted_rows(s0.data(), nq, lds, v.data(), ldv, n_pos, vd, o0.data());
+            for (int h = 0; h < nq; ++h) {
+                for (int64_t p = 0; p < n_pos; ++p) {
+                    double want = 0;
+                    for (int64_t d = 0; d < hd; ++d)
+                        want += (double)q[(size_t)(h * hd + d)] * kt[(size_t)(d * ldk + p)];
+                    ASSERT_NEAR(s0[(size_t)(h * lds + p)], 0.125 * want, 1e-4) << h << " " << p;
+                }
+                for (int64_t c = 0; c < vd; ++c) {
+                    double want = 0;
+                    for (int64_t p = 0; p < n_pos; ++p)
+                        want += (double)s0[(size_t)(h * lds + p)] * v[(size_t)(p * ldv + c)];
+                    ASSERT_NEAR(o0[(size_t)(h * vd + c)], want, 1e-4) << h << " " << c;
+                }
+            }
+            for (Isa isa : supported_isas()) {
+                const CpuKernels& k = *cpu_kernels_for(isa);
+                std::vector<float> s(s0.size()), o(o0.size());
+                k.scores_kt(q.data(), nq, kt.data(), ldk, n_pos, hd, 0.125f, s.data(), lds);
+                k.weighted_rows(s0.data(), nq, lds, v.data(), ldv, n_pos, vd, o.data());
+                for (int h = 0; h < nq; ++h) {
+                    for (int64_t p = 0; p < n_pos; ++p) {
+                        const float want = s0[(size_t)(h * lds + p)];
+                        ASSERT_NEAR(s[(size_t)(h * lds + p)], want, 1e-5 * (1 + std::abs(want)))
+                            << k.name << " nq " << nq << " n_pos " << n_pos << " p " << p;
+                    }
+                    for (int64_t c = 0; c < vd; ++c) {
+                        const float want = o0[(size_t)(h * vd + c)];
+                        ASSERT_NEAR(o[(size_t)(h * vd + c)], want, 1e-5 * (1 + std::abs(want)))
+                            << k.name << " nq " << nq << " n_pos " << n_pos << " c " << c;
+                    }
+                }
+            }
         }
-        for (int64_t c = 0; c < vd; ++c) {
-            double want = 0;
-            for (int64_t p = 0; p < n_pos; ++p) want += (double)s0[(size_t)p] * v[(size_t)(p * ldv + c)];
-            ASSERT_NEAR(o0[(size_t)c], want, 1e-4) << c;
-        }
-        for (Isa isa : supported_isas()) {
-            const CpuKernels& k = *cpu_kernels_for(isa);
-            std::vector<float> s((size_t)n_pos), o((size_t)vd);
-            k.scores_kt(q.data(), kt.data(), ldk, n_pos, hd, 0.125f, s.data());
-            k.weighted_rows(s0.data(), v.data(), ldv, n_pos, vd, o.data());
-            for (int64_t p = 0; p < n_pos; ++p)
-                ASSERT_NEAR(s[(size_t)p], s0[(size_t)p], 1e-5 * (1 + std::abs(s0[(size_t)p])))
-                    << k.name << " n_pos " << n_pos << " p " << p;
-            for (int64_t c = 0; c < vd; ++c)
-                ASSERT_NEAR(o[(size_t)c], o0[(size_t)c], 1e-5 * (1 + std::abs(o0[(size_t)c])))
-                    << k.name << " n_pos " << n_pos << " c " << c;
-        }
-    }
 }
 
 TEST(Kernels, XorWords) {

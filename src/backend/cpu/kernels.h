@@ -23,13 +23,15 @@ struct CpuKernels {
                         float* y, int64_t ldy, float* scratch);
     // y[i] += a * x[i]
     void (*axpy)(float a, const float* x, float* y, int64_t n);
-    // Attention with keys transposed (prefill): s[p] = scale * sum_d q[d] * kt[d * ldk + p] for
-    // p < n_pos. q: [hd]; kt: [hd][ldk], ldk >= n_pos rounded up to 16 (the pad is read).
-    void (*scores_kt)(const float* q, const float* kt, int64_t ldk, int64_t n_pos, int64_t hd,
-                      float scale, float* s);
-    // o[c] = sum_p s[p] * v[p * ldv + c] for c < vd, p < n_pos, summed in order of p.
-    void (*weighted_rows)(const float* s, const float* v, int64_t ldv, int64_t n_pos, int64_t vd,
-                          float* o);
+    // Attention of nq <= 4 query heads over the same keys (prefill), each key row read once:
+    // s[h * lds + p] = scale * sum_d q[h * hd + d] * kt[d * ldk + p] for h < nq, p < n_pos.
+    // kt: [hd][ldk] (keys transposed), ldk >= n_pos rounded up to 16 (the pad is read).
+    void (*scores_kt)(const float* q, int nq, const float* kt, int64_t ldk, int64_t n_pos,
+                      int64_t hd, float scale, float* s, int64_t lds);
+    // o[h * vd + c] = sum_p s[h * lds + p] * v[p * ldv + c] for h < nq <= 4, c < vd, p < n_pos,
+    // summed in order of p.
+    void (*weighted_rows)(const float* s, int nq, int64_t lds, const float* v, int64_t ldv,
+                          int64_t n_pos, int64_t vd, float* o);
     // XOR of p[0..n): a read-only sweep whose speed is the memory read bandwidth (no FP, so
     // arbitrary bytes cannot hit denormal slow paths).
     uint64_t (*xor_words)(const uint64_t* p, int64_t n);

@@ -316,7 +316,7 @@ void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const flo
     // K^T: [hd][P], so scores run along positions; one transpose serves every query here.
     thread_local std::vector<float> kt, s;
     kt.resize((size_t)(hd * P));
-    s.resize((size_t)P);
+    s.resize((size_t)(4 * P));
     constexpr int64_t B = 16;
     for (int64_t p0 = 0; p0 < P; p0 += B)
         for (int64_t d = 0; d < hd; ++d)
@@ -324,10 +324,11 @@ void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const flo
                 kt[(size_t)(d * P + p)] = p < n_all ? k[p * ldk + d] : 0.f;
     for (int64_t i = 0; i < n_tok; ++i) {
         const int64_t n_pos = pos0 + i + 1;
-        for (int h = 0; h < n_q; ++h) {
-            kern.scores_kt(q + i * ldq + h * hd, kt.data(), P, n_pos, hd, scale, s.data());
-            softmax(s.data(), n_pos);
-            kern.weighted_rows(s.data(), v, ldv, n_pos, vd, o + i * ldo + h * vd);
+        for (int h = 0; h < n_q; h += 4) {  // up to 4 heads per pass over K and V
+            const int nh = std::min(4, n_q - h);
+            kern.scores_kt(q + i * ldq + h * hd, nh, kt.data(), P, n_pos, hd, scale, s.data(), P);
+            for (int j = 0; j < nh; ++j) softmax(s.data() + j * P, n_pos);
+            kern.weighted_rows(s.data(), nh, P, v, ldv, n_pos, vd, o + i * ldo + h * vd);
         }
     }
 }
