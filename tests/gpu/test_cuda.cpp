@@ -242,9 +242,11 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     lo.n_ctx = 128;
     LoadedModel gpu = load_model(path, lo);
     const ModelRun rg = run_model(*gpu.model, prompt, steps);
-    // The CPU quantizes activations to 8 bits for k-quant weights (as llama.cpp does); the
-    // GPU multiplies f32 activations (TF32 on the tensor cores for the 24-token prefill):
-    // close, not equal. Measured on an H100: 3.2e-2 prefill, decode below that.
+    // The CPU quantizes activations to 8 bits for k-quant weights (as llama.cpp does), or on an
+    // AMX host multiplies bf16 weights and activations for batches of >= 12 tokens; the GPU
+    // multiplies f32 activations (TF32 on the tensor cores for the 24-token prefill): close,
+    // not equal. Measured on an H100 host (max over the 24 positions / 16 steps): integer
+    // path 3.2e-2 prefill, 1.7e-2 decode; AMX 6.1e-2 prefill, 1.4e-2 decode.
     double worst = 0, worst_dec = 0;
     for (size_t i = 0; i < prompt.size(); ++i)
         worst = std::max(worst, rel_err_f(rg.prefill_logits[i], rc.prefill_logits[i]));
@@ -252,7 +254,7 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
         worst_dec = std::max(worst_dec,
                              rel_err_f(rg.decode_logits[(size_t)s], rc.decode_logits[(size_t)s]));
     std::printf("max logit rel err CUDA vs CPU: prefill %.2e, decode %.2e\n", worst, worst_dec);
-    EXPECT_LT(worst, 0.05) << "prefill";
+    EXPECT_LT(worst, 0.08) << "prefill";
     EXPECT_LT(worst_dec, 0.05) << "decode";
     EXPECT_EQ(rg.greedy, rc.greedy);
 
