@@ -243,7 +243,7 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     LoadedModel gpu = load_model(path, lo);
     const ModelRun rg = run_model(*gpu.model, prompt, steps);
     // The CPU quantizes activations to 8 bits for k-quant weights (as llama.cpp does), or on an
-    // AMX host multiplies bf16 weights and activations for batches of >= 12 tokens; the GPU
+    // AMX host multiplies bf16 weights and activations for batches of >= 10 tokens; the GPU
     // multiplies f32 activations (TF32 on the tensor cores for the 24-token prefill): close,
     // not equal. Measured on an H100 host (max over the 24 positions / 16 steps): integer
     // path 3.2e-2 prefill, 1.7e-2 decode; AMX 6.1e-2 prefill, 1.4e-2 decode.
