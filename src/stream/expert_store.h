@@ -62,6 +62,10 @@ class ExpertStore {
     virtual void prefetch(int layer, const int* experts, int n, bool speculative = false) {
         (void)layer, (void)experts, (void)n, (void)speculative;
     }
+    // For batches that use (nearly) every expert of every layer, e.g. a long prompt: start
+    // reads of all experts of layers [layer, layer + n_layers), in layer order, as far as free
+    // cache slots go (speculative; slots loaded and not yet used are never evicted for them).
+    virtual void prefetch_layers(int layer, int n_layers) { (void)layer, (void)n_layers; }
     // Index i in [0, n) of an expert that can be acquired without waiting for I/O, or the
     // first one to become so.
     virtual int wait_any(int layer, const int* experts, int n) {

@@ -40,6 +40,17 @@ class StreamingStore final : public ExpertStore {
         }
     }
 
+    void prefetch_layers(int layer, int n_layers) override {
+        const int end = std::min((int)L_.layers.size(), layer + n_layers);
+        for (int l = std::max(0, layer); l < end; ++l)
+            for (int e = 0; e < (int)L_.layers[(size_t)l].experts.size(); ++e) {
+                if (map_.count(key(l, e))) continue;
+                const int s = victim();
+                if (s < 0) return;
+                start_load(s, l, e, true);
+            }
+    }
+
     int wait_any(int layer, const int* experts, int n) override {
         const auto t0 = std::chrono::steady_clock::now();
         for (;;) {

@@ -246,6 +246,27 @@ TEST(Kernels, AttentionRowsMatchScalar) {
         }
 }
 
+TEST(Kernels, ExpShiftMatchesStdExp) {
+    std::vector<float> x;
+    for (int i = 0; i <= 2000; ++i) x.push_back(-100.0f + 0.05f * (float)i);  // [-100, 0]
+    for (float v : {0.0f, -1e-8f, -0.5f, -87.0f, -88.0f, -1e30f}) x.push_back(v);
+    for (Isa isa : supported_isas()) {
+        std::vector<float> y = x;
+        const double sum = cpu_kernels_for(isa)->exp_shift(y.data(), (int64_t)y.size(), 0.0f);
+        double want_sum = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            const double want = std::exp((double)x[i]);
+            want_sum += want;
+            // 2 ulp where exp(x) is a normal float; below it, anything that small.
+            if (x[i] >= -87.0f)
+                ASSERT_NEAR(y[i], want, 2.5e-7 * want) << cpu_kernels_for(isa)->name << " x " << x[i];
+            else
+                ASSERT_LE(y[i], 1.7e-38f) << cpu_kernels_for(isa)->name << " x " << x[i];
+        }
+        EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << cpu_kernels_for(isa)->name;
+    }
+}
+
 TEST(Kernels, XorWords) {
     std::mt19937_64 rng(7);
     std::vector<uint64_t> v(1000);

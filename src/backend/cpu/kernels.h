@@ -32,6 +32,9 @@ struct CpuKernels {
     // summed in order of p.
     void (*weighted_rows)(const float* s, int nq, int64_t lds, const float* v, int64_t ldv,
                           int64_t n_pos, int64_t vd, float* o);
+    // x[i] = exp(x[i] - m) for i < n (m >= every x[i]); returns the sum. The softmax core.
+    // Scalar: std::exp; SIMD tables: a Cephes-style polynomial within 2 ulp of it.
+    double (*exp_shift)(float* x, int64_t n, float m);
     // XOR of p[0..n): a read-only sweep whose speed is the memory read bandwidth (no FP, so
     // arbitrary bytes cannot hit denormal slow paths).
     uint64_t (*xor_words)(const uint64_t* p, int64_t n);

@@ -299,11 +299,7 @@ void rope(const RopeTable& r, float* x, int64_t n_head, int64_t stride, int64_t 
 void softmax(float* x, int64_t n) {
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - mx);
-        sum += x[i];
-    }
+    const double sum = cpu_kernels().exp_shift(x, n, mx);
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
