@@ -15,16 +15,33 @@ void embed_tokens(const TensorView& tok_embd, const int32_t* tokens, int n, floa
     for (int t = 0; t < n; ++t) get_row(tok_embd, tokens[t], x + t * E);
 }
 
+namespace {
+struct Scratch {
+    std::vector<float> q, k, v, gate, qg, attn;
+};
+}  // namespace
+
 // Prompt batches at least this long take attention_block (keys transposed per task).
 constexpr int kBlockAttentionMin = 4;
 
-void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerWeights& w, int layer,
-                   const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool, float* out) {
+void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerWeights& w,
+                   int layer, const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool,
+                   float* out) {
     const int hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head, nkv = c.n_head_kv;
     const int q_dim = nh * hd, kv_dim = nkv * hd, v_dim = nkv * vd;
-    std::vector<float> q((size_t)n * q_dim), k((size_t)n * kv_dim), v((size_t)n * v_dim), gate;
+    // Buffers kept across calls (a prompt's layers reuse them without zeroing or faulting in
+    // fresh pages); local references, so the pool's tasks below see the caller's.
+    thread_local Scratch tls;
+    Scratch& sc = tls;
+    std::vector<float>& q = sc.q;
+    std::vector<float>& k = sc.k;
+    std::vector<float>& v = sc.v;
+    std::vector<float>& gate = sc.gate;
+    std::vector<float>& qg = sc.qg;
+    std::vector<float>& attn = sc.attn;
+    q.resize((size_t)n * q_dim), k.resize((size_t)n * kv_dim), v.resize((size_t)n * v_dim);
     // With the output gate, wq rows per head are [q (hd) | gate (hd)].
-    std::vector<float> qg(c.attn_out_gate ? (size_t)n * q_dim * 2 : 0);
+    qg.resize(c.attn_out_gate ? (size_t)n * q_dim * 2 : 0);
     const TensorView* W[3] = {&w.wq, &w.wk, &w.wv};
     float* Y[3] = {c.attn_out_gate ? qg.data() : q.data(), k.data(), v.data()};
     matmul_multi(pool, W, 3, h, n, Y);
@@ -47,7 +64,7 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
         std::copy(v.data() + (size_t)t * v_dim, v.data() + (size_t)(t + 1) * v_dim,
                   kv.v(layer, pos0 + t));
     }
-    std::vector<float> attn((size_t)n * nh * vd);
+    attn.resize((size_t)n * nh * vd);
     const float scale = c.attn_scale();
     const int group = nh / nkv;
     const CpuKernels& kern = cpu_kernels();
@@ -95,9 +112,8 @@ namespace {
 // order[0..k) = indices of the k largest v[i], ties to the lower index; order.size() = len(v).
 void top_k(const float* v, int k, std::vector<int>& order) {
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
-        return v[a] > v[b] || (v[a] == v[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int a, int b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
 }
 
 }  // namespace
@@ -200,7 +216,11 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
     // Experts whose bytes are all in memory at the same time are computed as one group (two
     // parallel regions for the group instead of two per expert).
-    std::vector<std::vector<float>> result((size_t)NE), xs((size_t)NE);
+    // Per-expert rows, kept across calls (see attention_gqa).
+    thread_local std::vector<std::vector<float>> result_tls, xs_tls;
+    std::vector<std::vector<float>>& result = result_tls;
+    std::vector<std::vector<float>>& xs = xs_tls;
+    result.resize((size_t)NE), xs.resize((size_t)NE);
     std::vector<ExpertWeights> ew((size_t)NE);
     while (!todo.empty()) {
         std::vector<int> group{todo[(size_t)store.wait_any(layer, todo.data(), (int)todo.size())]};
@@ -254,10 +274,12 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
             get_row(w.shexp_gate_inp, 0, gw.data());
             for (int t = 0; t < n; ++t)
                 sg[(size_t)t] =
-                    1.0f / (1.0f + std::exp(-cpu_kernels().dot_f32(h + (size_t)t * E, gw.data(), E)));
+                    1.0f /
+                    (1.0f + std::exp(-cpu_kernels().dot_f32(h + (size_t)t * E, gw.data(), E)));
         }
         for (int t = 0; t < n; ++t)
-            for (int j = 0; j < E; ++j) out[(size_t)t * E + j] += sg[(size_t)t] * sh[(size_t)t * E + j];
+            for (int j = 0; j < E; ++j)
+                out[(size_t)t * E + j] += sg[(size_t)t] * sh[(size_t)t * E + j];
     }
 }
 

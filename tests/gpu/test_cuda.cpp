@@ -291,8 +291,8 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     EXPECT_EQ(rh.greedy, rg.greedy);
     double worst_h = 0;
     for (int s = 0; s < steps; ++s)
-        worst_h = std::max(worst_h,
-                           rel_err_f(rh.decode_logits[(size_t)s], rg.decode_logits[(size_t)s]));
+        worst_h =
+            std::max(worst_h, rel_err_f(rh.decode_logits[(size_t)s], rg.decode_logits[(size_t)s]));
     std::printf("CPU-computed misses: decode logit rel err vs all-resident GPU %.2e; %s", worst_h,
                 hyb.model->device()->describe().c_str());
     EXPECT_LT(worst_h, 0.05);

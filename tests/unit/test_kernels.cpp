@@ -100,7 +100,8 @@ TEST(Kernels, GemmMatchesReference) {
                 for (int64_t r = 0; r < nr; ++r) {
                     const double fdot = dot_ref(t, qw.data() + r * ws, x.data() + k * n, n);
                     ref[(size_t)(k * nr + r)] =
-                        plain ? (float)fdot : qdot_ref(t, qw.data() + r * ws, qx.data() + k * as, n);
+                        plain ? (float)fdot
+                              : qdot_ref(t, qw.data() + r * ws, qx.data() + k * as, n);
                     EXPECT_NEAR(ref[(size_t)(k * nr + r)], fdot, 0.03 * std::sqrt((double)n))
                         << dtype_name(t);
                 }
@@ -259,7 +260,8 @@ TEST(Kernels, ExpShiftMatchesStdExp) {
             want_sum += want;
             // 2 ulp where exp(x) is a normal float; below it, anything that small.
             if (x[i] >= -87.0f)
-                ASSERT_NEAR(y[i], want, 2.5e-7 * want) << cpu_kernels_for(isa)->name << " x " << x[i];
+                ASSERT_NEAR(y[i], want, 2.5e-7 * want)
+                    << cpu_kernels_for(isa)->name << " x " << x[i];
             else
                 ASSERT_LE(y[i], 1.7e-38f) << cpu_kernels_for(isa)->name << " x " << x[i];
         }
@@ -312,7 +314,7 @@ TEST(Ops, RopePairsRotatesNeighbours) {
     rope(r, x.data(), 2, 5, 3);  // angle pair0 = 6, pair1 = 1.5; magnitude 0.5
     EXPECT_NEAR(x[0], 0.5f * std::cos(6.0f), 1e-6);
     EXPECT_NEAR(x[1], 0.5f * std::sin(6.0f), 1e-6);
-    EXPECT_EQ(x[4], 9.f);  // beyond n_rot: untouched
+    EXPECT_EQ(x[4], 9.f);                             // beyond n_rot: untouched
     EXPECT_NEAR(x[5], -0.5f * std::sin(6.0f), 1e-6);  // head 1's pair 0 is (x[5], x[6]) = (0, 1)
     EXPECT_NEAR(x[6], 0.5f * std::cos(6.0f), 1e-6);
 }

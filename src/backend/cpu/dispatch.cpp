@@ -1,9 +1,9 @@
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
@@ -46,11 +46,10 @@ bool cpu_has(Isa isa) {
         case Isa::Amx: {
             // Linux hands out the 8 KiB tile state only on request (once, for the whole
             // process); a tile instruction without it is SIGILL.
-            static const bool ok = cpu_has(Isa::Avx512Vnni) &&
-                                   __builtin_cpu_supports("avx512bf16") &&
-                                   __builtin_cpu_supports("amx-tile") &&
-                                   __builtin_cpu_supports("amx-bf16") &&
-                                   syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+            static const bool ok =
+                cpu_has(Isa::Avx512Vnni) && __builtin_cpu_supports("avx512bf16") &&
+                __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+                syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
             return ok;
         }
     }

@@ -304,9 +304,9 @@ void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k,
-                     int64_t ldk, const float* v, int64_t ldv, int64_t vd, int64_t pos0,
-                     int64_t n_tok, float scale, float* o, int64_t ldo) {
+void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k, int64_t ldk,
+                     const float* v, int64_t ldv, int64_t vd, int64_t pos0, int64_t n_tok,
+                     float scale, float* o, int64_t ldo) {
     const CpuKernels& kern = cpu_kernels();
     const int64_t n_all = pos0 + n_tok, P = (n_all + 15) / 16 * 16;
     // K^T: [hd][P], so scores run along positions; one transpose serves every query here.
@@ -339,8 +339,8 @@ double read_bandwidth(ThreadPool& pool, const uint8_t* p, size_t n, int reps) {
     auto sweep = [&] {
         pool.run(n_chunks, [&](int64_t c, int th) {
             const size_t w0 = (size_t)c * (kChunk / 8), w1 = std::min(words, w0 + kChunk / 8);
-            sink[(size_t)th * 8] ^= cpu_kernels().xor_words((const uint64_t*)a + w0,
-                                                            (int64_t)(w1 - w0));
+            sink[(size_t)th * 8] ^=
+                cpu_kernels().xor_words((const uint64_t*)a + w0, (int64_t)(w1 - w0));
         });
     };
     using clock = std::chrono::steady_clock;

@@ -57,9 +57,9 @@ void softmax(float* x, int64_t n);
 // query tokens (serial, for one pool task; the prefill path). Token i < n_tok is at position
 // pos0 + i and attends to positions [0, pos0 + i]. Query (i, h): q + i * ldq + h * hd;
 // K row p: k + p * ldk (hd floats); V row p: v + p * ldv (vd floats); out: o + i * ldo + h * vd.
-void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k,
-                     int64_t ldk, const float* v, int64_t ldv, int64_t vd, int64_t pos0,
-                     int64_t n_tok, float scale, float* o, int64_t ldo);
+void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const float* k, int64_t ldk,
+                     const float* v, int64_t ldv, int64_t vd, int64_t pos0, int64_t n_tok,
+                     float scale, float* o, int64_t ldo);
 // Bytes per second the pool's threads read [p, p + n) at (a read-only sweep split into
 // chunks, median of `reps` after one pass that faults the pages in): the roofline that
 // decode, which streams each weight once per token, is measured against. Use a region far
