@@ -269,13 +269,19 @@ void Model::bind_weights(const ArchInfo& arch, bool hf, bool resident) {
 }
 
 void Model::make_expert_store(const LoadOptions& o) {
-    // Scratch: activations of a prefill batch of up to 512 tokens plus logits for it.
+    // Scratch: activations of a prefill batch of up to 512 tokens (no more than the context)
+    // plus logits for it, and per routed (token, expert) pair its gathered input and output
+    // rows, gate and up rows (f32) and their converted copies (at most 2 bytes per element).
     const uint64_t ff = (uint64_t)std::max({cfg_.n_ff_exp, cfg_.n_ff, cfg_.n_ff_shexp});
     const uint64_t heads = (uint64_t)cfg_.n_head * (2 * cfg_.head_dim + cfg_.v_head_dim) +
                            (uint64_t)cfg_.gdn.conv_channels() * 3 +
                            (uint64_t)cfg_.gdn.n_v_heads * cfg_.gdn.v_dim * 2;
-    const uint64_t scratch =
-        512ull * (8 * (uint64_t)cfg_.n_embd + 4 * ff + 2 * heads) * 4 + 4ull * cfg_.n_vocab * 256;
+    const uint64_t E = (uint64_t)cfg_.n_embd, F = (uint64_t)cfg_.n_ff_exp;
+    const uint64_t batch = (uint64_t)std::clamp(o.n_ctx, 1, 512);
+    const uint64_t per_pair = (2 * E + 2 * F) * 4 + (E + F) * 2;
+    const uint64_t scratch = 512ull * (8 * E + 4 * ff + 2 * heads) * 4 +
+                             4ull * cfg_.n_vocab * 256 +
+                             batch * (uint64_t)cfg_.n_expert_used * per_pair;
     const ResidentState state{KvCache::bytes_for(cfg_, o.n_ctx), KvCache::state_bytes_for(cfg_)};
     plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, state,
                         scratch, layout_, cfg_.n_expert_used);
