@@ -216,11 +216,15 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
     // Experts whose bytes are all in memory at the same time are computed as one group (two
     // parallel regions for the group instead of two per expert).
-    // Per-expert rows, kept across calls (see attention_gqa).
-    thread_local std::vector<std::vector<float>> result_tls, xs_tls;
-    std::vector<std::vector<float>>& result = result_tls;
-    std::vector<std::vector<float>>& xs = xs_tls;
-    result.resize((size_t)NE), xs.resize((size_t)NE);
+    // Rows of every routed (token, expert) pair, expert by expert from first[e]: gathered
+    // inputs and expert outputs, kept across calls (see attention_gqa).
+    std::vector<size_t> first((size_t)NE + 1, 0);
+    for (int e = 0; e < NE; ++e) first[(size_t)e + 1] = first[(size_t)e] + routed[(size_t)e].size();
+    thread_local std::vector<float> result_tls, xs_tls;
+    std::vector<float>& result = result_tls;
+    std::vector<float>& xs = xs_tls;
+    result.resize(first[(size_t)NE] * (size_t)E);
+    if (n > 1) xs.resize(first[(size_t)NE] * (size_t)E);
     std::vector<ExpertWeights> ew((size_t)NE);
     while (!todo.empty()) {
         std::vector<int> group{todo[(size_t)store.wait_any(layer, todo.data(), (int)todo.size())]};
@@ -240,15 +244,14 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
             }
             const float* x = h;  // one token: its row; else the routed tokens' rows gathered
             if (n > 1) {
-                xs[(size_t)e].resize((size_t)m * E);
+                float* xe = xs.data() + first[(size_t)e] * E;
                 for (int k = 0; k < m; ++k)
                     std::copy(h + (size_t)toks[(size_t)k].first * E,
-                              h + (size_t)(toks[(size_t)k].first + 1) * E,
-                              xs[(size_t)e].begin() + (ptrdiff_t)k * E);
-                x = xs[(size_t)e].data();
+                              h + (size_t)(toks[(size_t)k].first + 1) * E, xe + (size_t)k * E);
+                x = xe;
             }
-            result[(size_t)e].resize((size_t)m * E);
-            jobs.push_back({&w_e.gate, &w_e.up, &w_e.down, x, m, result[(size_t)e].data()});
+            jobs.push_back(
+                {&w_e.gate, &w_e.up, &w_e.down, x, m, result.data() + first[(size_t)e] * E});
         }
         ffn_swiglu_experts(pool, jobs);
         for (int e : group) store.release(layer, e);
@@ -261,7 +264,7 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
         for (size_t k = 0; k < toks.size(); ++k) {
             float* o = out + (size_t)toks[k].first * E;
             const float wgt = toks[k].second;
-            const float* dr = result[(size_t)e].data() + k * E;
+            const float* dr = result.data() + (first[(size_t)e] + k) * E;
             for (int j = 0; j < E; ++j) o[j] += wgt * dr[j];
         }
     }

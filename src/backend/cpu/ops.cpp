@@ -14,16 +14,6 @@ namespace sluice {
 
 namespace {
 
-// x: [n_tok, n_in] -> activation blocks of `act`, one row of `arow` bytes per token.
-const uint8_t* quantize_rows(DType act, const float* x, int64_t n_tok, int64_t n_in,
-                             std::vector<uint8_t>& buf) {
-    const size_t arow = row_bytes(act, n_in);
-    buf.resize(arow * (size_t)n_tok);
-    for (int64_t t = 0; t < n_tok; ++t)
-        quantize_activations(act, x + t * n_in, buf.data() + (size_t)t * arow, n_in);
-    return buf.data();
-}
-
 bool has_gemm(const TensorView& W) {
     return !W.scale && has_gemm_path(W.dtype);
 }
@@ -97,17 +87,33 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     });
 }
 
-// x: [n_tok, n_in] as the activation rows W's gemm wants; buf holds them if converted.
-GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y,
-                 std::vector<uint8_t>& buf) {
+// Bytes of the converted activation rows W's product wants for n_tok tokens (0: it reads the
+// f32 rows themselves).
+size_t act_bytes(const TensorView& W, int64_t n_tok) {
+    if (use_bf16(W, n_tok)) return packed_bf16_bytes(n_tok, W.cols());
+    const DType act = activation_type_for(W.dtype);
+    return act == DType::F32 ? 0 : row_bytes(act, W.cols()) * (size_t)n_tok;
+}
+
+// x: [n_tok, n_in] as the activation rows W's gemm wants, converted into dst
+// (act_bytes(W, n_tok) bytes) where needed.
+GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y, uint8_t* dst) {
     if (use_bf16(W, n_tok)) {
-        buf.resize(packed_bf16_bytes(n_tok, W.cols()));
-        cpu_kernels().pack_bf16(x, n_tok, W.cols(), buf.data());
-        return {&W, buf.data(), 0, n_tok, y, true};
+        cpu_kernels().pack_bf16(x, n_tok, W.cols(), dst);
+        return {&W, dst, 0, n_tok, y, true};
     }
     const DType act = activation_type_for(W.dtype);
     if (act == DType::F32) return {&W, (const uint8_t*)x, (size_t)W.cols() * 4, n_tok, y};
-    return {&W, quantize_rows(act, x, n_tok, W.cols(), buf), row_bytes(act, W.cols()), n_tok, y};
+    const size_t arow = row_bytes(act, W.cols());
+    for (int64_t t = 0; t < n_tok; ++t)
+        quantize_activations(act, x + t * W.cols(), dst + (size_t)t * arow, W.cols());
+    return {&W, dst, arow, n_tok, y};
+}
+
+GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y,
+                 std::vector<uint8_t>& buf) {
+    buf.resize(act_bytes(W, n_tok));
+    return make_job(W, x, n_tok, y, buf.data());
 }
 
 }  // namespace
@@ -161,26 +167,36 @@ void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts)
         }
         return;
     }
+    // One buffer each for every expert's converted inputs, gate and up rows and converted
+    // hidden rows, kept across calls: sized by this call's rows, not by each expert's largest.
     const size_t n = experts.size();
-    thread_local std::vector<std::vector<uint8_t>> xq, hq;
-    thread_local std::vector<std::vector<float>> g, u;
-    xq.resize(n), hq.resize(n), g.resize(n), u.resize(n);
+    auto up64 = [](size_t b) { return (b + 63) / 64 * 64; };
+    std::vector<size_t> xo(n), ho(n), go(n);
+    size_t xb = 0, hb = 0, gb = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        xo[i] = xb, ho[i] = hb, go[i] = gb;
+        xb += up64(act_bytes(*e.gate, e.n_tok));
+        hb += up64(act_bytes(*e.down, e.n_tok));
+        gb += (size_t)(e.n_tok * e.gate->rows());
+    }
+    thread_local std::vector<uint8_t> xq, hq;
+    thread_local std::vector<float> g, u;
+    xq.resize(xb), hq.resize(hb), g.resize(gb), u.resize(gb);
     std::vector<GemmJob> jobs;
     for (size_t i = 0; i < n; ++i) {
         const SwigluJob& e = experts[i];
-        g[i].resize((size_t)(e.n_tok * e.gate->rows()));
-        u[i].resize(g[i].size());
-        jobs.push_back(make_job(*e.gate, e.x, e.n_tok, g[i].data(), xq[i]));
+        jobs.push_back(make_job(*e.gate, e.x, e.n_tok, g.data() + go[i], xq.data() + xo[i]));
         GemmJob up = jobs.back();
-        up.W = e.up, up.y = u[i].data();
+        up.W = e.up, up.y = u.data() + go[i];
         jobs.push_back(up);
     }
     gemm_jobs(pool, jobs);
     jobs.clear();
+    for (size_t k = 0; k < gb; ++k) g[k] = silu(g[k]) * u[k];
     for (size_t i = 0; i < n; ++i) {
         const SwigluJob& e = experts[i];
-        for (size_t k = 0; k < g[i].size(); ++k) g[i][k] = silu(g[i][k]) * u[i][k];
-        jobs.push_back(make_job(*e.down, g[i].data(), e.n_tok, e.out, hq[i]));
+        jobs.push_back(make_job(*e.down, g.data() + go[i], e.n_tok, e.out, hq.data() + ho[i]));
     }
     gemm_jobs(pool, jobs);
 }
