@@ -10,7 +10,8 @@ namespace sluice {
 
 // y: [n_tok, W.rows()] = x: [n_tok, W.cols()] . W^T, rows split across the pool.
 // Weight types with an activation format (qdot_ref.h) use integer dot products, four tokens
-// per weight-row pass; the others dequantize row tiles once for all tokens.
+// per weight-row pass, or on CPUs with AMX and batches of >= 10 tokens bf16 tile products
+// (CpuKernels::gemm_bf16); the others dequantize row tiles once for all tokens.
 void matmul(ThreadPool& pool, const TensorView& W, const float* x, int64_t n_tok, float* y);
 // Two matrices over the same input (e.g. an expert's gate and up): the activations are
 // quantized once. Same results as two matmul calls.
