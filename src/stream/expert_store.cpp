@@ -77,6 +77,14 @@ class MappedStore final : public ExpertStore {
                 madvise((void*)b, e - b, MADV_WILLNEED);
             }
     }
+    // The page cache has no slots to bound a deep read-ahead: advise the next layer only, as
+    // the router-predicted path did.
+    void prefetch_layers(int layer, int n_layers) override {
+        if (!advise_ || n_layers < 1 || layer < 0 || layer >= (int)L_.layers.size()) return;
+        std::vector<int> all(L_.layers[(size_t)layer].experts.size());
+        for (size_t e = 0; e < all.size(); ++e) all[e] = (int)e;
+        prefetch(layer, all.data(), (int)all.size(), true);
+    }
     ExpertWeights acquire(int layer, int expert) override {
         check_expert(L_, layer, expert);
         const ExpertLayerLayout& l = L_.layers[(size_t)layer];

@@ -65,6 +65,7 @@ class ExpertStore {
     // For batches that use (nearly) every expert of every layer, e.g. a long prompt: start
     // reads of all experts of layers [layer, layer + n_layers), in layer order, as far as free
     // cache slots go (speculative; slots loaded and not yet used are never evicted for them).
+    // The mmap store, which has no slots, advises the first of those layers only.
     virtual void prefetch_layers(int layer, int n_layers) { (void)layer, (void)n_layers; }
     // Index i in [0, n) of an expert that can be acquired without waiting for I/O, or the
     // first one to become so.
