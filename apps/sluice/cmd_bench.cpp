@@ -172,16 +172,16 @@ int cmd_bench(const BenchOptions& o) {
     if (dev) {
         const double mem_bw = dev->measure_mem(), h2d_bw = dev->measure_h2d();
         const double h2d_per_tok = (double)(v2.bytes_h2d - v1.bytes_h2d) / o.decode;
-        const double mem_bound = mem_bw / (double)weights_per_tok;
+        const double dev_bound = mem_bw / (double)weights_per_tok;
         const double h2d_bound = h2d_per_tok > 0 ? h2d_bw / h2d_per_tok : 0;
-        bound = mem_bound;
+        bound = dev_bound;
         if (h2d_bound > 0) bound = std::min(bound, h2d_bound);
         if (disk_bound > 0) bound = std::min(bound, disk_bound);
         const uint64_t acq = v2.acquires - v1.acquires, hits = v2.hits - v1.hits;
         gpu_j = {{"device", dev->describe()},
                  {"weight_bytes_per_token", weights_per_tok},
                  {"mem_bw_bytes_per_s", mem_bw},
-                 {"mem_bound_tok_s", mem_bound},
+                 {"mem_bound_tok_s", dev_bound},
                  {"h2d_bytes_per_token", h2d_per_tok},
                  {"h2d_bw_bytes_per_s", h2d_bw},
                  {"h2d_bound_tok_s", h2d_bound},
