@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/strings.h"
 #include "stream/expert_store.h"
+#include "stream/stats.h"
 
 namespace sluice::cli {
 
@@ -23,7 +24,8 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
                   "more output on stderr (per-token streaming telemetry)");
     app->add_option(
         "--mem-budget", o.mem_budget,
-        "most RAM for weights, caches and buffers, e.g. 6GiB; routed experts stream from the file");
+        "most RAM for the process (program, weights, caches, buffers), e.g. 6GiB; routed experts "
+        "stream from the file");
     app->add_option(
            "--io", o.io,
            "expert I/O with --mem-budget: direct (O_DIRECT + own cache, default), page-cache, mmap")
@@ -60,6 +62,7 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
                     : o.gpu_misses == "copy" ? GpuMisses::Copy
                                              : GpuMisses::Auto;
     lo.n_ctx = n_ctx;
+    if (lo.mem_budget > 0) lo.process_bytes = process_rss_bytes();
     if (!o.json && isatty(2))
         lo.on_progress = [](uint64_t done, uint64_t total) {
             const int w = 40, fill = total ? (int)(w * done / total) : w;
@@ -80,6 +83,7 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
 nlohmann::json plan_json(const MemoryPlan& p) {
     return {{"budget", p.budget},
             {"mode", io_mode_name(p.mode)},
+            {"process", p.process},
             {"dense", p.dense},
             {"kv_cache", p.kv_cache},
             {"recurrent_state", p.recurrent_state},

@@ -282,7 +282,8 @@ void Model::make_expert_store(const LoadOptions& o) {
     const uint64_t scratch = 512ull * (8 * E + 4 * ff + 2 * heads) * 4 +
                              4ull * cfg_.n_vocab * 256 +
                              batch * (uint64_t)cfg_.n_expert_used * per_pair;
-    const ResidentState state{KvCache::bytes_for(cfg_, o.n_ctx), KvCache::state_bytes_for(cfg_)};
+    const ResidentState state{KvCache::bytes_for(cfg_, o.n_ctx), KvCache::state_bytes_for(cfg_),
+                              o.process_bytes};
     plan_ = plan_memory(o.mem_budget, o.io, dense_bytes_, state,
                         scratch, layout_, cfg_.n_expert_used);
     if (o.mem_budget == 0) {

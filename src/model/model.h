@@ -88,6 +88,9 @@ struct LoadOptions {
     int gpu_expert_slots = 0;  // CUDA: > 0 caps the experts held in VRAM (tests)
     GpuMisses gpu_misses = GpuMisses::Auto;
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
+    // Memory the process holds outside the plan (binary, libraries, tokenizer, thread stacks),
+    // counted against mem_budget. Applications measure it; library callers may leave it 0.
+    uint64_t process_bytes = 0;
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
     int n_ctx = 4096;  // context the KV cache will be sized for (memory plan)

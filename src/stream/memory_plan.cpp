@@ -13,6 +13,7 @@ MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentSta
     MemoryPlan p;
     p.budget = budget;
     p.mode = mode;
+    p.process = state.process;
     p.dense = dense;
     p.kv_cache = state.kv_cache;
     p.recurrent_state = state.recurrent_state;
@@ -23,11 +24,12 @@ MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentSta
     // Page-cache mode keeps slots for two layers' worth of routed experts: the layer being
     // computed and reads in flight for the next.
     const uint64_t min_slots = (uint64_t)std::max(4, 4 * experts_per_token);
-    const uint64_t fixed = dense + kv_cache + scratch;
+    const uint64_t fixed = state.process + dense + kv_cache + scratch;
     const uint64_t min_io = min_slots * p.slot_bytes;
     if (fixed + min_io > budget)
-        fail("memory budget " + format_bytes(budget) + " is too small: dense weights " +
-             format_bytes(dense) + " + KV cache and state " + format_bytes(kv_cache) + " + scratch " +
+        fail("memory budget " + format_bytes(budget) + " is too small: " +
+             (state.process ? "process " + format_bytes(state.process) + " + " : std::string()) +
+             "dense weights " + format_bytes(dense) + " + KV cache and state " + format_bytes(kv_cache) + " + scratch " +
              format_bytes(scratch) + " + minimum expert buffers " + format_bytes(min_io) + " = " +
              format_bytes(fixed + min_io) + " (lower --ctx or raise --mem-budget)");
     const uint64_t rest = budget - fixed;
@@ -52,6 +54,7 @@ double MemoryPlan::cached_fraction() const {
 std::string MemoryPlan::describe() const {
     std::string s = "memory plan (" + std::string(io_mode_name(mode)) + "): budget " +
                     (budget ? format_bytes(budget) : std::string("unlimited")) + "\n";
+    if (process) s += "  process        " + format_bytes(process) + " (binary, libraries, runtime)\n";
     s += "  dense weights  " + format_bytes(dense) + " (resident)\n";
     s += "  KV cache       " + format_bytes(kv_cache) + "\n";
     if (recurrent_state)

@@ -12,6 +12,7 @@ namespace sluice {
 struct MemoryPlan {
     uint64_t budget = 0;  // 0: unlimited (everything mapped)
     IoMode mode = IoMode::PageCache;
+    uint64_t process = 0;  // what the process held before loading (binary, libraries, runtime)
     uint64_t dense = 0;
     uint64_t kv_cache = 0;
     uint64_t recurrent_state = 0;  // linear-attention layers: conv history + recurrent state
@@ -27,9 +28,10 @@ struct MemoryPlan {
 };
 
 // Throws Error with the numbers if the resident part does not fit the budget.
-// resident: KV cache and recurrent state, both fixed for the context size.
+// state: KV cache and recurrent state, both fixed for the context size. process: memory the
+// process holds outside the plan's items, counted against the budget like them.
 struct ResidentState {
-    uint64_t kv_cache = 0, recurrent_state = 0;
+    uint64_t kv_cache = 0, recurrent_state = 0, process = 0;
 };
 MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentState state,
                        uint64_t scratch, const ExpertLayout& layout, int experts_per_token);

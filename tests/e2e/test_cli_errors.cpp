@@ -253,3 +253,31 @@ TEST(Cli, QuantizeWritesALoadableFileAndRejectsBadTypes) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// The budget covers everything the process holds: the plan counts the process's own memory
+// (binary, libraries) and the run's peak RSS stays below the budget.
+TEST(Cli, StreamingBenchStaysWithinTheMemoryBudget) {
+    const uint64_t budget = 40ull << 20;
+    const Result r = run("bench -m " + test::tiny_gguf("Q4_K_M") + " --mem-budget " +
+                         std::to_string(budget) +
+                         " --io direct --prefill 16 --decode 8 --probe-experts 0 --json 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& p = j["memory_plan"];
+    EXPECT_GT(p["process"].get<uint64_t>(), 1ull << 20) << p;
+    uint64_t planned = 0;
+    for (const char* k : {"process", "dense", "kv_cache", "recurrent_state", "scratch",
+                          "io_buffers", "expert_cache", "page_cache"})
+        planned += p[k].get<uint64_t>();
+    EXPECT_LE(planned, budget) << p;
+    EXPECT_LT(j["decode"]["hit_rate"].get<double>(), 1.0) << "the budget must force misses";
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's shadow and quarantine are not the program's memory
+    EXPECT_LE(j["peak_rss_bytes"].get<uint64_t>(), budget) << r.out;
+#endif
+}
+
+}  // namespace
+}  // namespace sluice

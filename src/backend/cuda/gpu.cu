@@ -13,7 +13,7 @@ void fail_cuda(const char* what, cudaError_t e, const char* file, int line) {
 }
 
 void fail_cublas(const char* what, cublasStatus_t s, const char* file, int line) {
-    fail(std::string("cuBLAS error: ") + cublasGetStatusString(s) + " (" + what + " at " + file +
+    fail(std::string("cuBLAS error: ") + cublas().status_string(s) + " (" + what + " at " + file +
          ":" + std::to_string(line) + ")");
 }
 
@@ -101,14 +101,14 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&p_->side_done, cudaEventDisableTiming));
     for (cudaEvent_t& e : p_->side_mark)
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    SLUICE_CUBLAS_CHECK(cublasCreate(&p_->blas));
-    SLUICE_CUBLAS_CHECK(cublasSetStream(p_->blas, p_->compute));
+    SLUICE_CUBLAS_CHECK(cublas().create(&p_->blas));
+    SLUICE_CUBLAS_CHECK(cublas().set_stream(p_->blas, p_->compute));
 }
 
 Gpu::~Gpu() {
     if (p_->compute) cudaStreamSynchronize(p_->compute);
     if (p_->side) cudaStreamSynchronize(p_->side);
-    if (p_->blas) cublasDestroy(p_->blas);
+    if (p_->blas) cublas().destroy(p_->blas);
     if (p_->side_done) cudaEventDestroy(p_->side_done);
     for (cudaEvent_t e : p_->side_mark)
         if (e) cudaEventDestroy(e);

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "backend/cuda/cublas_lib.h"
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
 
