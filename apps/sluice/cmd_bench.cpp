@@ -199,6 +199,7 @@ int cmd_bench(const BenchOptions& o) {
     nlohmann::json j = {
         {"model", o.m.model},
         {"io", store.mode()},
+        {"io_depth", store.queue_depth()},
         {"threads", pool.size()},
         {"experts_per_token", c.n_expert_used},
         {"memory_plan", plan_json(m.memory_plan())},

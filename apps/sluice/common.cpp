@@ -32,6 +32,9 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
         ->check(CLI::IsMember({"page-cache", "direct", "mmap"}));
     app->add_option("--io-engine", o.io_engine, "auto (io_uring if available), uring, threads")
         ->check(CLI::IsMember({"auto", "uring", "threads"}));
+    app->add_option("--io-depth", o.io_depth,
+                    "expert reads in flight (default: 3/4 of the disk's request queue, <= 256)")
+        ->check(CLI::Range(1, 4096));
     app->add_option("--backend", o.backend, "compute on: cpu (default) or cuda")
         ->check(CLI::IsMember({"cpu", "cuda"}));
     app->add_option("--gpu-mem", o.gpu_mem,
@@ -56,6 +59,7 @@ LoadedModel open_model(const ModelOptions& o, int n_ctx) {
     lo.mem_budget = o.mem_budget.empty() ? 0 : parse_size(o.mem_budget);
     lo.io = parse_io_mode(o.io);
     lo.io_engine = o.io_engine;
+    lo.io_depth = o.io_depth;
     lo.backend = o.backend == "cuda" ? Backend::Cuda : Backend::Cpu;
     lo.gpu_mem = o.gpu_mem.empty() ? 0 : parse_size(o.gpu_mem);
     lo.gpu_misses = o.gpu_misses == "cpu"    ? GpuMisses::Cpu

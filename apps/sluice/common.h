@@ -18,6 +18,7 @@ struct ModelOptions {
     std::string mem_budget;     // "" = no budget: everything memory-mapped
     std::string io = "direct";  // measured fastest under a cap: docs/benchmarks.md
     std::string io_engine = "auto";
+    unsigned io_depth = 0;
     std::string backend = "cpu";
     std::string gpu_mem;  // "" = the GPU's free memory less 1 GiB
     std::string gpu_misses = "auto";

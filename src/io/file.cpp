@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <new>
 #include <thread>
 #include <vector>
@@ -59,6 +61,20 @@ void File::pread_all(void* dst, size_t n, uint64_t off) const {
 
 void File::drop_cache() const {
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+unsigned File::device_queue_size() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || major(st.st_dev) == 0) return 0;  // 0: overlay, tmpfs, ...
+    const std::string dev = "/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" +
+                            std::to_string(minor(st.st_dev));
+    // A partition has no queue of its own; its disk's is one level up.
+    for (const char* q : {"/queue/nr_requests", "/../queue/nr_requests"}) {
+        std::ifstream f(dev + q);
+        unsigned n = 0;
+        if (f >> n && n > 0) return n;
+    }
+    return 0;
 }
 
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {

@@ -41,6 +41,8 @@ class File {
     void pread_all(void* dst, size_t n, uint64_t off) const;
     // Tells the kernel these cached pages will not be needed again (after a one-time copy).
     void drop_cache() const;
+    // The request queue size (nr_requests) of the block device holding the file; 0 if unknown.
+    unsigned device_queue_size() const;
 
   private:
     int fd_ = -1;

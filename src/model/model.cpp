@@ -295,6 +295,7 @@ void Model::make_expert_store(const LoadOptions& o) {
         so.mode = o.io;
         so.cache_bytes = o.io == IoMode::Direct ? plan_.expert_cache : plan_.io_buffers;
         so.engine = o.io_engine;
+        so.queue_depth = o.io_depth;
         experts_ = make_streaming_expert_store(layout_, so);
     }
 }

@@ -93,6 +93,7 @@ struct LoadOptions {
     uint64_t process_bytes = 0;
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
+    unsigned io_depth = 0;  // reads in flight; 0: from the device's request queue
     int n_ctx = 4096;  // context the KV cache will be sized for (memory plan)
     std::function<void(uint64_t done, uint64_t total)> on_progress;  // layers loaded so far
 };

@@ -82,6 +82,7 @@ class ExpertStore {
     virtual void release(int layer, int expert) { (void)layer, (void)expert; }
     virtual const StreamStats& stats() const = 0;
     virtual const char* mode() const = 0;
+    virtual unsigned queue_depth() const { return 0; }  // reads kept in flight; 0: none (mmap)
 };
 
 // All experts resident: views into memory-mapped files (the OS pages them in on demand).
@@ -96,7 +97,7 @@ struct StreamingOptions {
     IoMode mode = IoMode::PageCache;
     uint64_t cache_bytes = 0;  // sluice's own expert cache (slots)
     std::string engine = "auto";
-    unsigned queue_depth = 64;
+    unsigned queue_depth = 0;  // 0: from the device (io_queue_depth)
 };
 
 // Reads experts on demand into a cache of fixed-size slots (LRU, pinned while in use).

@@ -13,6 +13,20 @@
 namespace sluice {
 namespace {
 
+// Reads in flight: deep enough that the disk stays busy while compute runs for tens of ms
+// without reaping (prompt attention), but inside the device's request queue: past it,
+// io_uring hands the overflow to kernel worker threads, which take CPU from compute.
+// Measured on a virtio disk with nr_requests 256, 512-token prefill of the 30B shape: depth 64
+// 9.4-9.5 s (I/O wait 1.5 s), 128 8.3 s, 200 8.2-8.3 s (0.1 s), 512 10.9 s.
+unsigned auto_queue_depth(const std::vector<File>& files) {
+    unsigned q = 0;
+    for (const File& f : files) {
+        const unsigned n = f.device_queue_size();
+        if (n) q = q ? std::min(q, n) : n;
+    }
+    return q ? std::clamp(q * 3 / 4, 16u, 256u) : 128u;
+}
+
 class StreamingStore final : public ExpertStore {
   public:
     StreamingStore(const ExpertLayout& layout, const StreamingOptions& o)
@@ -27,7 +41,8 @@ class StreamingStore final : public ExpertStore {
             AlignedBuffer((size_t)(slot_bytes_ * n_slots));  // one allocation: no per-slot slack
         arena_.prefault();
         for (size_t i = 0; i < slots_.size(); ++i) slots_[i].buf = arena_.data() + i * slot_bytes_;
-        io_ = make_io_engine(o.engine, o.queue_depth);
+        depth_ = o.queue_depth ? o.queue_depth : auto_queue_depth(files_);
+        io_ = make_io_engine(o.engine, depth_);
     }
 
     void prefetch(int layer, const int* experts, int n, bool speculative) override {
@@ -121,6 +136,7 @@ class StreamingStore final : public ExpertStore {
 
     const StreamStats& stats() const override { return stats_; }
     const char* mode() const override { return io_mode_name(mode_); }
+    unsigned queue_depth() const override { return depth_; }
 
   private:
     struct Slot {
@@ -196,6 +212,7 @@ class StreamingStore final : public ExpertStore {
     AlignedBuffer arena_;
     std::vector<Slot> slots_;
     std::unordered_map<uint32_t, int> map_;
+    unsigned depth_ = 0;
     std::unique_ptr<IoEngine> io_;
     std::vector<ReadCompletion> done_;
     uint64_t tick_ = 0;
