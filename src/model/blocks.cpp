@@ -53,17 +53,24 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
             std::copy(src + hd, src + 2 * hd, gate.data() + r * hd);
         }
     }
-    for (int t = 0; t < n; ++t) {
-        float* qt = q.data() + (size_t)t * q_dim;
-        float* kt = k.data() + (size_t)t * kv_dim;
-        if (!w.q_norm.empty()) rms_norm(qt, w.q_norm, c.rms_eps, nh, hd, qt);
-        if (!w.k_norm.empty()) rms_norm(kt, w.k_norm, c.rms_eps, nkv, hd, kt);
-        rope(rope_tab, qt, nh, hd, pos0 + t);
-        rope(rope_tab, kt, nkv, hd, pos0 + t);
-        std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + t));
-        std::copy(v.data() + (size_t)t * v_dim, v.data() + (size_t)(t + 1) * v_dim,
-                  kv.v(layer, pos0 + t));
-    }
+    // Per token and independent of the others: split over the pool for prompts.
+    auto norm_rope_store = [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+            float* qt = q.data() + (size_t)t * q_dim;
+            float* kt = k.data() + (size_t)t * kv_dim;
+            if (!w.q_norm.empty()) rms_norm(qt, w.q_norm, c.rms_eps, nh, hd, qt);
+            if (!w.k_norm.empty()) rms_norm(kt, w.k_norm, c.rms_eps, nkv, hd, kt);
+            rope(rope_tab, qt, nh, hd, pos0 + (int)t);
+            rope(rope_tab, kt, nkv, hd, pos0 + (int)t);
+            std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + (int)t));
+            std::copy(v.data() + (size_t)t * v_dim, v.data() + (size_t)(t + 1) * v_dim,
+                      kv.v(layer, pos0 + (int)t));
+        }
+    };
+    if (n >= 8)
+        pool.parallel_for(n, 4, norm_rope_store);
+    else
+        norm_rope_store(0, n, 0);
     attn.resize((size_t)n * nh * vd);
     const float scale = c.attn_scale();
     const int group = nh / nkv;

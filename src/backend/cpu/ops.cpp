@@ -264,8 +264,15 @@ void rms_norm(const float* x, const TensorView& w, float eps, int64_t n_rows, in
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* xr = x + r * n;
         float* yr = y + r * n;
-        double ss = 0;
-        for (int64_t i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
+        // Eight independent partial sums: one serial chain of double adds was the cost of
+        // every norm (latency-bound), and prompt batches run hundreds of them per layer.
+        double part[8] = {};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; ++j) part[j] += (double)xr[i + j] * xr[i + j];
+        for (; i < n; ++i) part[i % 8] += (double)xr[i] * xr[i];
+        const double ss = ((part[0] + part[4]) + (part[1] + part[5])) +
+                          ((part[2] + part[6]) + (part[3] + part[7]));
         const float scale = 1.0f / std::sqrt((float)(ss / (double)n) + eps);
         for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * wf[(size_t)i];
     }
