@@ -231,7 +231,19 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
     std::vector<float>& result = result_tls;
     std::vector<float>& xs = xs_tls;
     result.resize(first[(size_t)NE] * (size_t)E);
-    if (n > 1) xs.resize(first[(size_t)NE] * (size_t)E);
+    if (n > 1) {
+        // Every routed (token, expert) input row, gathered in parallel up front.
+        xs.resize(first[(size_t)NE] * (size_t)E);
+        std::vector<int> pair_tok(first[(size_t)NE]);
+        for (int e = 0; e < NE; ++e)
+            for (size_t k = 0; k < routed[(size_t)e].size(); ++k)
+                pair_tok[first[(size_t)e] + k] = routed[(size_t)e][k].first;
+        pool.parallel_for((int64_t)pair_tok.size(), 16, [&](int64_t p0, int64_t p1, int) {
+            for (int64_t p = p0; p < p1; ++p)
+                std::copy(h + (size_t)pair_tok[(size_t)p] * E,
+                          h + (size_t)(pair_tok[(size_t)p] + 1) * E, xs.data() + (size_t)p * E);
+        });
+    }
     std::vector<ExpertWeights> ew((size_t)NE);
     while (!todo.empty()) {
         std::vector<int> group{todo[(size_t)store.wait_any(layer, todo.data(), (int)todo.size())]};
@@ -249,14 +261,8 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
                 w_e.up.scale = w.expert_scale[(size_t)e][1];
                 w_e.down.scale = w.expert_scale[(size_t)e][2];
             }
-            const float* x = h;  // one token: its row; else the routed tokens' rows gathered
-            if (n > 1) {
-                float* xe = xs.data() + first[(size_t)e] * E;
-                for (int k = 0; k < m; ++k)
-                    std::copy(h + (size_t)toks[(size_t)k].first * E,
-                              h + (size_t)(toks[(size_t)k].first + 1) * E, xe + (size_t)k * E);
-                x = xe;
-            }
+            // One token: its row; else the routed tokens' rows gathered above.
+            const float* x = n > 1 ? xs.data() + first[(size_t)e] * E : h;
             jobs.push_back(
                 {&w_e.gate, &w_e.up, &w_e.down, x, m, result.data() + first[(size_t)e] * E});
         }
@@ -265,16 +271,24 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* 
         // Keep the queue full: experts that found no free slot before can start now.
         if (!todo.empty()) store.prefetch(layer, todo.data(), (int)todo.size());
     }
-    std::fill(out, out + (size_t)n * E, 0.f);
-    for (int e = 0; e < NE; ++e) {
-        const auto& toks = routed[(size_t)e];
-        for (size_t k = 0; k < toks.size(); ++k) {
-            float* o = out + (size_t)toks[k].first * E;
-            const float wgt = toks[k].second;
-            const float* dr = result.data() + (first[(size_t)e] + k) * E;
-            for (int j = 0; j < E; ++j) o[j] += wgt * dr[j];
+    // Each element sums its experts in expert order whatever the split: threads own columns.
+    auto weighted_sum = [&](int64_t j0, int64_t j1, int) {
+        for (int t = 0; t < n; ++t)
+            std::fill(out + (size_t)t * E + j0, out + (size_t)t * E + j1, 0.f);
+        for (int e = 0; e < NE; ++e) {
+            const auto& toks = routed[(size_t)e];
+            for (size_t k = 0; k < toks.size(); ++k) {
+                float* o = out + (size_t)toks[k].first * E;
+                const float wgt = toks[k].second;
+                const float* dr = result.data() + (first[(size_t)e] + k) * E;
+                for (int64_t j = j0; j < j1; ++j) o[j] += wgt * dr[j];
+            }
         }
-    }
+    };
+    if (n >= 8)
+        pool.parallel_for(E, 128, weighted_sum);
+    else
+        weighted_sum(0, E, 0);
     if (!w.shexp_gate.empty()) {
         std::vector<float> sh((size_t)n * E);
         ffn_swiglu(pool, w.shexp_gate, w.shexp_up, w.shexp_down, h, n, sh.data());
