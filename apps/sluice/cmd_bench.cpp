@@ -262,6 +262,10 @@ int cmd_bench(const BenchOptions& o) {
         std::printf("  prefetch      %llu speculative reads, %.1f%% used\n",
                     (unsigned long long)sd.spec_reads,
                     100.0 * (double)sd.spec_used / (double)sd.spec_reads);
+    if (sd.spec2_reads)
+        std::printf("  prefetch +2   %llu speculative reads two layers ahead, %.1f%% used\n",
+                    (unsigned long long)sd.spec2_reads,
+                    100.0 * (double)sd.spec2_used / (double)sd.spec2_reads);
     if (probe.bytes_per_s > 0)
         std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n",
                     probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);

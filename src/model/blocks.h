@@ -48,11 +48,18 @@ struct Routing {
 // group-limited choice, renormalization, routed scale. bias: [n_expert] or empty.
 Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias, int n);
 
+// The MoE layers after this one whose routers, run on this layer's input, predict experts to
+// read speculatively; null where there is none (or speculation is off).
+struct Lookahead {
+    const LayerWeights* next = nullptr;    // layer + 1
+    const LayerWeights* second = nullptr;  // layer + 2
+};
+Lookahead lookahead(const ModelConfig& c, const Weights& w, int layer, bool speculate);
+
 // Router -> experts (+ the shared expert): tokens grouped by expert so each expert's weights
 // are read once per batch, computed in the order their bytes arrive. h: [n, n_embd];
-// out: [n, n_embd]. next (optional): the next MoE layer, whose router on this input predicts
-// the experts to prefetch speculatively.
-void moe_block(const ModelConfig& c, const LayerWeights& w, const LayerWeights* next,
+// out: [n, n_embd].
+void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahead,
                ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool, float* out);
 
 // Final norm + output projection of the rows that need logits.

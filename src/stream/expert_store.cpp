@@ -67,7 +67,7 @@ class MappedStore final : public ExpertStore {
     MappedStore(const ExpertLayout& layout, bool advise) : L_(layout), advise_(advise) {
         for (const auto& f : layout.files) maps_.push_back(std::make_unique<MappedFile>(f));
     }
-    void prefetch(int layer, const int* experts, int n, bool) override {
+    void prefetch(int layer, const int* experts, int n, int) override {
         if (!advise_) return;
         for (int i = 0; i < n; ++i)
             for (const ExpertSlice& s : L_.layers[(size_t)layer].experts[(size_t)experts[i]]) {
@@ -83,7 +83,7 @@ class MappedStore final : public ExpertStore {
         if (!advise_ || n_layers < 1 || layer < 0 || layer >= (int)L_.layers.size()) return;
         std::vector<int> all(L_.layers[(size_t)layer].experts.size());
         for (size_t e = 0; e < all.size(); ++e) all[e] = (int)e;
-        prefetch(layer, all.data(), (int)all.size(), true);
+        prefetch(layer, all.data(), (int)all.size(), 1);
     }
     ExpertWeights acquire(int layer, int expert) override {
         check_expert(L_, layer, expert);

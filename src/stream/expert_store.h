@@ -59,8 +59,10 @@ void check_expert(const ExpertLayout& L, int layer, int expert);
 class ExpertStore {
   public:
     virtual ~ExpertStore() = default;
-    virtual void prefetch(int layer, const int* experts, int n, bool speculative = false) {
-        (void)layer, (void)experts, (void)n, (void)speculative;
+    // ahead: 0 for experts compute needs now; k >= 1 for a speculative read k layers before
+    // the layer being computed (counted apart in the stats, by distance).
+    virtual void prefetch(int layer, const int* experts, int n, int ahead = 0) {
+        (void)layer, (void)experts, (void)n, (void)ahead;
     }
     // For batches that use (nearly) every expert of every layer, e.g. a long prompt: start
     // reads of all experts of layers [layer, layer + n_layers), in layer order, as far as free

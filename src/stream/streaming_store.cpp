@@ -45,13 +45,13 @@ class StreamingStore final : public ExpertStore {
         io_ = make_io_engine(o.engine, depth_);
     }
 
-    void prefetch(int layer, const int* experts, int n, bool speculative) override {
+    void prefetch(int layer, const int* experts, int n, int ahead) override {
         for (int i = 0; i < n; ++i) {
             const uint32_t k = key(layer, experts[i]);
             if (map_.count(k)) continue;
             const int s = victim();
             if (s < 0) break;  // everything pinned or loading: the rest loads on acquire
-            start_load(s, layer, experts[i], speculative);
+            start_load(s, layer, experts[i], ahead);
         }
     }
 
@@ -62,7 +62,7 @@ class StreamingStore final : public ExpertStore {
                 if (map_.count(key(l, e))) continue;
                 const int s = victim();
                 if (s < 0) return;
-                start_load(s, l, e, true);
+                start_load(s, l, e, 1);
             }
     }
 
@@ -102,7 +102,7 @@ class StreamingStore final : public ExpertStore {
             check(
                 s >= 0,
                 "expert cache: every slot is pinned (cache too small for one layer's working set)");
-            start_load(s, layer, expert, false);
+            start_load(s, layer, expert, 0);
             it = map_.find(k);
         }
         Slot& s = slots_[(size_t)it->second];
@@ -112,10 +112,9 @@ class StreamingStore final : public ExpertStore {
             stats_.io_wait_s +=
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }
-        if (s.speculative) {
-            ++stats_.spec_used;
-            s.speculative = false;
-        }
+        if (s.ahead == 1) ++stats_.spec_used;
+        if (s.ahead >= 2) ++stats_.spec2_used;
+        s.ahead = 0;
         s.fresh = false;
         ++s.pins;
         s.last_use = ++tick_;
@@ -145,7 +144,7 @@ class StreamingStore final : public ExpertStore {
         int pending = 0;  // reads in flight
         int pins = 0;
         bool fresh = false;        // loaded but not yet acquired (its first acquire is a miss)
-        bool speculative = false;  // loaded by a speculative prefetch
+        int ahead = 0;  // loaded by a speculative prefetch this many layers ahead; 0: not
         uint64_t last_use = 0;
         uint64_t region[3] = {0, 0, 0};  // where each projection's data starts in buf
     };
@@ -167,15 +166,16 @@ class StreamingStore final : public ExpertStore {
         return best;
     }
 
-    void start_load(int si, int layer, int expert, bool speculative) {
+    void start_load(int si, int layer, int expert, int ahead) {
         Slot& s = slots_[(size_t)si];
         if (s.key >= 0) map_.erase((uint32_t)s.key);
         s.key = key(layer, expert);
         map_[(uint32_t)s.key] = si;
         s.fresh = true;
-        s.speculative = speculative;
+        s.ahead = ahead;
         s.last_use = ++tick_;
-        if (speculative) ++stats_.spec_reads;
+        if (ahead == 1) ++stats_.spec_reads;
+        if (ahead >= 2) ++stats_.spec2_reads;
         const auto& sl = L_.layers[(size_t)layer].experts[(size_t)expert];
         ReadRequest reqs[3];
         uint64_t at = 0;

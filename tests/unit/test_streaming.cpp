@@ -73,6 +73,7 @@ TEST(Streaming, EveryModeIsBitIdenticalToResident) {
         }
         if (c.spec && c.mode != IoMode::Mmap) {
             EXPECT_GT(st.spec_reads, 0u);
+            EXPECT_GT(st.spec2_reads, 0u) << "two layers ahead";
         }
     }
 }

@@ -29,10 +29,8 @@ void forward_deepseek2(Model& m, const ForwardArgs& a) {
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
         if (c.is_moe_layer(l)) {
-            const LayerWeights* next = m.speculative_prefetch() && l + 1 < c.n_layer
-                                           ? &w.layers[(size_t)l + 1]
-                                           : nullptr;
-            moe_block(c, L, next, m.experts(), l, h.data(), n, *a.pool, o.data());
+            moe_block(c, L, lookahead(c, w, l, m.speculative_prefetch()), m.experts(), l,
+                      h.data(), n, *a.pool, o.data());
         } else {
             ffn_swiglu(*a.pool, L.ffn_gate, L.ffn_up, L.ffn_down, h.data(), n, o.data());
         }

@@ -26,9 +26,8 @@ void forward_qwen_moe(Model& m, const ForwardArgs& a) {
             attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
-        const LayerWeights* next =
-            m.speculative_prefetch() && l + 1 < c.n_layer ? &w.layers[(size_t)l + 1] : nullptr;
-        moe_block(c, L, next, m.experts(), l, h.data(), n, *a.pool, o.data());
+        moe_block(c, L, lookahead(c, w, l, m.speculative_prefetch()), m.experts(), l, h.data(), n,
+                  *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     }
     output_logits(c, w, x.data(), n, a.all_logits, *a.pool, a.logits);
