@@ -78,7 +78,7 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
             const int n_pos = pos0 + t + 1;
             thread_local std::vector<float> q_lat, scores, o_lat;
             q_lat.resize((size_t)kr);
-            o_lat.assign((size_t)kr, 0.f);
+            o_lat.resize((size_t)kr);
             scores.resize((size_t)n_pos);
             const float* qh = q.data() + ((size_t)t * H + hh) * hd;
             mw.absorb_q(hh, qh, q_lat.data());
@@ -89,8 +89,8 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
                                     scale;
             }
             softmax(scores.data(), n_pos);
-            for (int p = 0; p < n_pos; ++p)
-                kern.axpy(scores[(size_t)p], kv.k(layer, p), o_lat.data(), kr);
+            kern.weighted_rows(scores.data(), 1, n_pos, kv.k(layer, 0), kv.k_stride(), n_pos, kr,
+                               o_lat.data());
             mw.value_out(hh, o_lat.data(), attn.data() + ((size_t)t * H + hh) * vd);
         });
         matmul(pool, w.wo, attn.data(), n, out);
@@ -147,11 +147,8 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
                  kern.dot_f32(qh + nope, kv.k(layer, p) + kr, rot)) *
                 scale;
         softmax(scores.data(), n_pos);
-        float* o = attn.data() + ((size_t)t * H + hh) * vd;
-        std::fill(o, o + vd, 0.f);
-        for (int p = 0; p < n_pos; ++p)
-            kern.axpy(scores[(size_t)p], vbase + (size_t)p * v_stride + (size_t)hh * v_head, o,
-                      vd);
+        kern.weighted_rows(scores.data(), 1, n_pos, vbase + (size_t)hh * v_head, v_stride, n_pos,
+                           vd, attn.data() + ((size_t)t * H + hh) * vd);
     });
     matmul(pool, w.wo, attn.data(), n, out);
 }
