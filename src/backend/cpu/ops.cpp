@@ -24,7 +24,7 @@ bool has_gemm(const TensorView& W) {
 int64_t amx_min_tokens() {
     static const int64_t v = [] {
         const char* e = std::getenv("SLUICE_AMX_MIN_TOKENS");
-        return e && *e ? std::max<int64_t>(1, std::atoll(e)) : (int64_t)10;
+        return e && *e ? std::max<int64_t>(1, std::atoll(e)) : (int64_t)8;
     }();
     return v;
 }
