@@ -13,6 +13,7 @@
 #include "backend/cpu/quant_ref.h"
 #include "common.h"
 #include "core/fp16.h"
+#include "core/quant_blocks.h"
 
 namespace sluice {
 namespace {
@@ -266,6 +267,32 @@ TEST(Kernels, ExpShiftMatchesStdExp) {
                 ASSERT_LE(y[i], 1.7e-38f) << cpu_kernels_for(isa)->name << " x " << x[i];
         }
         EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << cpu_kernels_for(isa)->name;
+    }
+}
+
+// Activation blocks: every ISA writes the reference's bytes (the integer kernels' results are
+// compared against that reference elsewhere, so any difference here would be silent drift).
+TEST(Kernels, QuantizeActMatchesReference) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    const int64_t n = 4 * QK_K;
+    std::vector<float> x((size_t)n);
+    for (auto& v : x) v = nd(rng) * 3.f;
+    for (int i = 0; i < QK_K; ++i) x[(size_t)QK_K + i] = 0.f;  // an all-zero block
+    // Scale 1 (amax 127): halves are exact ties, which both must round to even.
+    for (int i = 0; i < QK_K; ++i) x[(size_t)2 * QK_K + i] = (float)(i % 64) - 31.5f;
+    x[(size_t)2 * QK_K] = 127.f;
+    for (int i = 0; i < QK_K; ++i) x[(size_t)3 * QK_K + i] = nd(rng) * 1e-30f;  // tiny
+    for (DType act : {DType::Q8_K, DType::Q8_0}) {
+        const size_t bytes = row_bytes(act, n);
+        std::vector<uint8_t> want(bytes), got(bytes);
+        quantize_row_ref(act, x.data(), want.data(), n);
+        for (Isa isa : supported_isas()) {
+            std::fill(got.begin(), got.end(), 0xAB);
+            cpu_kernels_for(isa)->quantize_act(act, x.data(), got.data(), n);
+            EXPECT_EQ(std::memcmp(got.data(), want.data(), bytes), 0)
+                << cpu_kernels_for(isa)->name << " " << dtype_name(act);
+        }
     }
 }
 

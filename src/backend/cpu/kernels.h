@@ -54,6 +54,9 @@ struct CpuKernels {
     void (*pack_bf16)(const float* x, int64_t nt, int64_t n, void* out);
     bool (*gemm_bf16)(DType dt, const void* w, size_t ws, int64_t nr, const void* xp, int64_t nt,
                       int64_t n, float* y, int64_t ldy);
+    // x: [n] f32 -> the activation blocks of type act (Q8_K or Q8_0; others through the
+    // reference) the integer kernels read, byte for byte quantize_row_ref's.
+    void (*quantize_act)(DType act, const float* x, void* dst, int64_t n);
 };
 
 inline size_t packed_bf16_bytes(int64_t nt, int64_t n) {

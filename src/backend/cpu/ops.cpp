@@ -106,7 +106,7 @@ GemmJob make_job(const TensorView& W, const float* x, int64_t n_tok, float* y, u
     if (act == DType::F32) return {&W, (const uint8_t*)x, (size_t)W.cols() * 4, n_tok, y};
     const size_t arow = row_bytes(act, W.cols());
     for (int64_t t = 0; t < n_tok; ++t)
-        quantize_activations(act, x + t * W.cols(), dst + (size_t)t * arow, W.cols());
+        cpu_kernels().quantize_act(act, x + t * W.cols(), dst + (size_t)t * arow, W.cols());
     return {&W, dst, arow, n_tok, y};
 }
 
