@@ -118,7 +118,8 @@ class Model {
     void set_experts_per_token(int k);
     // Prefetch the next layer's likely experts during decode (streaming stores only).
     void set_speculative_prefetch(bool on) { spec_prefetch_ = on; }
-    bool speculative_prefetch() const { return spec_prefetch_; }
+    // On only where the store reads ahead: in RAM the predicting routers would be pure cost.
+    bool speculative_prefetch() const { return spec_prefetch_ && experts_->reads_ahead(); }
     void set_mla_mode(MlaMode m) { mla_mode_ = m; }
     MlaMode mla_mode() const { return mla_mode_; }
     void set_deltanet_mode(DeltaNetMode m) { deltanet_mode_ = m; }

@@ -67,6 +67,7 @@ class MappedStore final : public ExpertStore {
     MappedStore(const ExpertLayout& layout, bool advise) : L_(layout), advise_(advise) {
         for (const auto& f : layout.files) maps_.push_back(std::make_unique<MappedFile>(f));
     }
+    bool reads_ahead() const override { return advise_; }
     void prefetch(int layer, const int* experts, int n, int) override {
         if (!advise_) return;
         for (int i = 0; i < n; ++i)

@@ -85,6 +85,8 @@ class ExpertStore {
     virtual const StreamStats& stats() const = 0;
     virtual const char* mode() const = 0;
     virtual unsigned queue_depth() const { return 0; }  // reads kept in flight; 0: none (mmap)
+    // Whether prefetch() starts reads (streaming) or advises them (mmap with a budget).
+    virtual bool reads_ahead() const { return false; }
 };
 
 // All experts resident: views into memory-mapped files (the OS pages them in on demand).

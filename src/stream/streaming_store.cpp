@@ -136,6 +136,7 @@ class StreamingStore final : public ExpertStore {
     const StreamStats& stats() const override { return stats_; }
     const char* mode() const override { return io_mode_name(mode_); }
     unsigned queue_depth() const override { return depth_; }
+    bool reads_ahead() const override { return true; }
 
   private:
     struct Slot {
