@@ -100,12 +100,11 @@ nlohmann::json plan_json(const MemoryPlan& p) {
 }
 
 nlohmann::json stats_json(const StreamStats& s) {
-    return {{"experts_acquired", s.acquires},   {"cache_hits", s.hits},
-            {"cache_misses", s.misses},         {"hit_rate", s.hit_rate()},
-            {"bytes_read", s.bytes_read},       {"bytes_served", s.bytes_served},
-            {"io_wait_s", s.io_wait_s},         {"spec_prefetch_reads", s.spec_reads},
-            {"spec_prefetch_used", s.spec_used},
-            {"spec2_prefetch_reads", s.spec2_reads},
+    return {{"experts_acquired", s.acquires},     {"cache_hits", s.hits},
+            {"cache_misses", s.misses},           {"hit_rate", s.hit_rate()},
+            {"bytes_read", s.bytes_read},         {"bytes_served", s.bytes_served},
+            {"io_wait_s", s.io_wait_s},           {"spec_prefetch_reads", s.spec_reads},
+            {"spec_prefetch_used", s.spec_used},  {"spec2_prefetch_reads", s.spec2_reads},
             {"spec2_prefetch_used", s.spec2_used}};
 }
 

@@ -144,8 +144,8 @@ class StreamingStore final : public ExpertStore {
         int64_t key = -1;
         int pending = 0;  // reads in flight
         int pins = 0;
-        bool fresh = false;        // loaded but not yet acquired (its first acquire is a miss)
-        int ahead = 0;  // loaded by a speculative prefetch this many layers ahead; 0: not
+        bool fresh = false;  // loaded but not yet acquired (its first acquire is a miss)
+        int ahead = 0;       // loaded by a speculative prefetch this many layers ahead; 0: not
         uint64_t last_use = 0;
         uint64_t region[3] = {0, 0, 0};  // where each projection's data starts in buf
     };

@@ -274,9 +274,9 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
         // Column-major view: Y^T [rows, n] = W_tile [tr, cols] . X^T [cols, n].
         const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
         SLUICE_CUBLAS_CHECK(cublas().gemm_ex(p_->blas, CUBLAS_OP_T, CUBLAS_OP_N, tr, n, (int)cols,
-                                         &alpha, wt, CUDA_R_32F, (int)cols, x, CUDA_R_32F,
-                                         (int)cols, &beta, y + r0, CUDA_R_32F, (int)rows,
-                                         CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+                                             &alpha, wt, CUDA_R_32F, (int)cols, x, CUDA_R_32F,
+                                             (int)cols, &beta, y + r0, CUDA_R_32F, (int)rows,
+                                             CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
     }
 }
 
