@@ -45,7 +45,7 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
                     "computed on the CPU (cpu); auto: cpu when they come from the page cache")
         ->check(CLI::IsMember({"auto", "copy", "cpu"}));
     app->add_flag("--prefetch,!--no-prefetch", o.prefetch,
-                  "speculatively prefetch the next layer's experts");
+                  "speculatively prefetch the next layers' experts");
 }
 
 int resolve_threads(int requested) {
