@@ -23,6 +23,9 @@ struct Scratch {
 
 // Prompt batches at least this long take attention_block (keys transposed per task).
 constexpr int kBlockAttentionMin = 4;
+// Batches at least this long split their per-token bookkeeping (norms, RoPE, KV stores, the
+// weighted expert sum) over the pool; shorter ones are not worth a parallel region.
+constexpr int kParallelTokensMin = 8;
 
 void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerWeights& w,
                    int layer, const float* h, int n, int pos0, KvCache& kv, ThreadPool& pool,
@@ -67,7 +70,7 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
                       kv.v(layer, pos0 + (int)t));
         }
     };
-    if (n >= 8)
+    if (n >= kParallelTokensMin)
         pool.parallel_for(n, 4, norm_rope_store);
     else
         norm_rope_store(0, n, 0);
@@ -312,7 +315,7 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
             }
         }
     };
-    if (n >= 8)
+    if (n >= kParallelTokensMin)
         pool.parallel_for(E, 128, weighted_sum);
     else
         weighted_sum(0, E, 0);
