@@ -88,8 +88,8 @@ struct LoadOptions {
     int gpu_expert_slots = 0;  // CUDA: > 0 caps the experts held in VRAM (tests)
     GpuMisses gpu_misses = GpuMisses::Auto;
     uint64_t mem_budget = 0;  // 0: no budget, every tensor memory-mapped
-    // Memory the process holds outside the plan (binary, libraries, tokenizer, thread stacks),
-    // counted against mem_budget. Applications measure it; library callers may leave it 0.
+    // Memory the process holds before loading (binary, libraries), counted against
+    // mem_budget. Applications measure it; library callers may leave it 0.
     uint64_t process_bytes = 0;
     IoMode io = IoMode::Direct;
     std::string io_engine = "auto";
@@ -116,7 +116,7 @@ class Model {
 
     // Experts per token, 1..n_expert.
     void set_experts_per_token(int k);
-    // Prefetch the next layer's likely experts during decode (streaming stores only).
+    // Prefetch the next layers' likely experts (stores that read ahead only).
     void set_speculative_prefetch(bool on) { spec_prefetch_ = on; }
     // On only where the store reads ahead: in RAM the predicting routers would be pure cost.
     bool speculative_prefetch() const { return spec_prefetch_ && experts_->reads_ahead(); }

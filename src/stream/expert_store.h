@@ -101,7 +101,7 @@ struct StreamingOptions {
     IoMode mode = IoMode::PageCache;
     uint64_t cache_bytes = 0;  // sluice's own expert cache (slots)
     std::string engine = "auto";
-    unsigned queue_depth = 0;  // 0: from the device (io_queue_depth)
+    unsigned queue_depth = 0;  // reads in flight; 0: from the device's request queue
 };
 
 // Reads experts on demand into a cache of fixed-size slots (LRU, pinned while in use).

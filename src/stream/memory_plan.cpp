@@ -29,8 +29,9 @@ MemoryPlan plan_memory(uint64_t budget, IoMode mode, uint64_t dense, ResidentSta
     if (fixed + min_io > budget)
         fail("memory budget " + format_bytes(budget) + " is too small: " +
              (state.process ? "process " + format_bytes(state.process) + " + " : std::string()) +
-             "dense weights " + format_bytes(dense) + " + KV cache and state " + format_bytes(kv_cache) + " + scratch " +
-             format_bytes(scratch) + " + minimum expert buffers " + format_bytes(min_io) + " = " +
+             "dense weights " + format_bytes(dense) + " + KV cache and state " +
+             format_bytes(kv_cache) + " + scratch " + format_bytes(scratch) +
+             " + minimum expert buffers " + format_bytes(min_io) + " = " +
              format_bytes(fixed + min_io) + " (lower --ctx or raise --mem-budget)");
     const uint64_t rest = budget - fixed;
     if (mode == IoMode::Direct) {
@@ -54,7 +55,8 @@ double MemoryPlan::cached_fraction() const {
 std::string MemoryPlan::describe() const {
     std::string s = "memory plan (" + std::string(io_mode_name(mode)) + "): budget " +
                     (budget ? format_bytes(budget) : std::string("unlimited")) + "\n";
-    if (process) s += "  process        " + format_bytes(process) + " (binary, libraries, runtime)\n";
+    if (process)
+        s += "  process        " + format_bytes(process) + " (binary, libraries, before loading)\n";
     s += "  dense weights  " + format_bytes(dense) + " (resident)\n";
     s += "  KV cache       " + format_bytes(kv_cache) + "\n";
     if (recurrent_state)
