@@ -75,7 +75,8 @@ TEST(Kernels, MatmulRowsMatchesReference) {
 // activation-quantization error of the float dot; and a pair's result does not depend on
 // the tile shape (whole matrix vs one row and one token at a time: bit-identical).
 TEST(Kernels, GemmMatchesReference) {
-    const int64_t nr = 11, nt = 7;  // odd: every tile shape and remainder path runs
+    const int64_t nr = 13, nt = 7;  // odd: every tile shape and remainder path runs, and
+                                    // mat-vec row groups (nr / kDecodeRows) of two rows
     for (DType t : {DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
                     DType::F32, DType::F16, DType::BF16}) {
         const DType act = activation_type_for(t);

@@ -104,11 +104,11 @@ static inline VI scales_for(__m256i s) {
         4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I);
     return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
 }
-// The same for 8 x i16 scales, one per 32 elements, in lanes 0..7 of s: lanes 8j..8j+7 hold
-// s[(4i + j) / 2].
-template <int I>
+// For 8 x i16 scales, one per 32 elements, in lanes 0..7 of s: i16 lanes 0..15 hold s[A],
+// lanes 16..31 hold s[B] (the two 32-element halves of a 64-element vector).
+template <int A, int B>
 static inline VI scales32_for(__m256i s) {
-    constexpr short a = 2 * I, b = 2 * I + 1;
+    constexpr short a = A, b = B;
     const __m512i idx = _mm512_set_epi16(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, a, a, a,
                                          a, a, a, a, a, a, a, a, a, a, a, a, a);
     return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
@@ -227,12 +227,11 @@ static inline VI scales_for(__m256i s) {
     return {_mm256_set_m128i(_mm_set1_epi16(v[4 * I + 1]), _mm_set1_epi16(v[4 * I])),
             _mm256_set_m128i(_mm_set1_epi16(v[4 * I + 3]), _mm_set1_epi16(v[4 * I + 2]))};
 }
-template <int I>
+template <int A, int B>
 static inline VI scales32_for(__m256i s) {
     alignas(32) int16_t v[16];
     _mm256_store_si256((__m256i*)v, s);
-    return {_mm256_set_m128i(_mm_set1_epi16(v[2 * I]), _mm_set1_epi16(v[2 * I])),
-            _mm256_set_m128i(_mm_set1_epi16(v[2 * I + 1]), _mm_set1_epi16(v[2 * I + 1]))};
+    return {_mm256_set1_epi16(v[A]), _mm256_set1_epi16(v[B])};
 }
 static inline __m256i dup_high8_i16(__m256i s) {
     const __m128i h = _mm256_extracti128_si256(s, 1);
