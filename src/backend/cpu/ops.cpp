@@ -59,8 +59,10 @@ struct GemmJob {
 // decode step's small matrices share one synchronisation and balance across threads.
 void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     const CpuKernels& k = cpu_kernels();
-    // Row chunks as large as keeps ~8 tasks per thread (balance), at most 1024 / n_tok rows:
-    // a task's software prefetch runs ahead inside its chunk, so tiny chunks start cold.
+    // Row chunks as large as keeps ~2 tasks per thread, at most 1024 / n_tok rows: a task's
+    // row streams (qgemm_impl.inc) run at full speed only after the prefetchers have caught
+    // on, so short tasks are slow ones (tiny-bench decode: 8 tasks per thread 114-115 tok/s,
+    // 1-4 tasks 120-130); dynamic claiming of the few left still absorbs a preempted thread.
     // bf16 jobs: whole 32-row panels.
     int64_t total_rows = 0;
     for (const GemmJob& g : jobs) total_rows += g.W->rows();
@@ -69,7 +71,7 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
         const int64_t cap = 1024 / std::max<int64_t>(1, jobs[j].n_tok);
         const int64_t unit = jobs[j].bf16 ? 32 : 16;
         chunk[j] =
-            std::max<int64_t>(unit, std::min(cap, total_rows / (8 * pool.size())) / unit * unit);
+            std::max<int64_t>(unit, std::min(cap, total_rows / (2 * pool.size())) / unit * unit);
         first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
     }
     pool.run(first.back(), [&](int64_t task, int) {
