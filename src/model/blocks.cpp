@@ -65,9 +65,11 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
             if (!w.k_norm.empty()) rms_norm(kt, w.k_norm, c.rms_eps, nkv, hd, kt);
             rope(rope_tab, qt, nh, hd, pos0 + (int)t);
             rope(rope_tab, kt, nkv, hd, pos0 + (int)t);
-            std::copy(kt, kt + kv_dim, kv.k(layer, pos0 + (int)t));
-            std::copy(v.data() + (size_t)t * v_dim, v.data() + (size_t)(t + 1) * v_dim,
-                      kv.v(layer, pos0 + (int)t));
+            const float* vt = v.data() + (size_t)t * v_dim;
+            for (int g = 0; g < nkv; ++g) {
+                std::copy(kt + g * hd, kt + (g + 1) * hd, kv.k(layer, g, pos0 + (int)t));
+                std::copy(vt + g * vd, vt + (g + 1) * vd, kv.v(layer, g, pos0 + (int)t));
+            }
         }
     };
     if (n >= kParallelTokensMin)
@@ -86,25 +88,27 @@ void attention_gqa(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
         pool.run((int64_t)nkv * n_tb, [&](int64_t task, int) {
             const int g = (int)(task % nkv), t0 = (int)(task / nkv) * tb;
             attention_block(q.data() + (size_t)t0 * q_dim + (size_t)g * group * hd, q_dim, group,
-                            hd, kv.k(layer, 0) + g * hd, ldk, kv.v(layer, 0) + g * vd, ldv, vd,
+                            hd, kv.k(layer, g, 0), ldk, kv.v(layer, g, 0), ldv, vd,
                             pos0 + t0, std::min(tb, n - t0), scale,
                             attn.data() + ((size_t)t0 * nh + (size_t)g * group) * vd,
                             (int64_t)nh * vd);
         });
     } else {
-        // Decode: one task per (token, head): scores over the causal prefix, softmax, the
-        // weighted sum of V.
-        pool.run((int64_t)n * nh, [&](int64_t task, int) {
-            const int t = (int)(task / nh), hh = (int)(task % nh), g = hh / group;
-            const int n_pos = pos0 + t + 1;
+        // Decode: one task per (token, K/V head, up to 4 of its query heads): each key and
+        // value row read once for those heads.
+        const int n_pass = (group + 3) / 4;
+        pool.run((int64_t)n * nkv * n_pass, [&](int64_t task, int) {
+            const int t = (int)(task / (nkv * n_pass)), g = (int)(task / n_pass % nkv);
+            const int h0 = g * group + (int)(task % n_pass) * 4;
+            const int nq = std::min(4, (g + 1) * group - h0), n_pos = pos0 + t + 1;
             thread_local std::vector<float> scores;
-            scores.resize((size_t)n_pos);
-            const float* qh = q.data() + (size_t)t * q_dim + (size_t)hh * hd;
-            for (int p = 0; p < n_pos; ++p)
-                scores[(size_t)p] = kern.dot_f32(qh, kv.k(layer, p) + g * hd, hd) * scale;
-            softmax(scores.data(), n_pos);
-            kern.weighted_rows(scores.data(), 1, n_pos, kv.v(layer, 0) + g * vd, ldv, n_pos, vd,
-                               attn.data() + ((size_t)t * nh + hh) * vd);
+            scores.resize((size_t)(4 * n_pos));
+            kern.scores_rows(q.data() + (size_t)t * q_dim + (size_t)h0 * hd, nq,
+                             kv.k(layer, g, 0), ldk, n_pos, hd, scale, scores.data(),
+                             n_pos);
+            for (int j = 0; j < nq; ++j) softmax(scores.data() + (size_t)j * n_pos, n_pos);
+            kern.weighted_rows(scores.data(), nq, n_pos, kv.v(layer, g, 0), ldv, n_pos, vd,
+                               attn.data() + ((size_t)t * nh + h0) * vd);
         });
     }
     if (c.attn_out_gate)

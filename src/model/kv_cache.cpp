@@ -8,7 +8,8 @@ namespace sluice {
 namespace {
 
 struct Sizes {
-    size_t k, v;     // floats per position per attention layer
+    int heads;       // K/V heads per attention layer
+    size_t k, v;     // floats per head and position
     size_t conv, s;  // floats per linear layer
     int n_attn, n_linear;
 };
@@ -16,10 +17,12 @@ struct Sizes {
 Sizes sizes_for(const ModelConfig& c) {
     Sizes z{};
     if (c.is_mla()) {
+        z.heads = 1;
         z.k = (size_t)(c.kv_lora_rank + c.n_rot);
     } else {
-        z.k = (size_t)c.n_head_kv * (size_t)c.head_dim;
-        z.v = (size_t)c.n_head_kv * (size_t)c.v_head_dim;
+        z.heads = c.n_head_kv;
+        z.k = (size_t)c.head_dim;
+        z.v = (size_t)c.v_head_dim;
     }
     z.n_linear = c.n_linear_layers();
     z.n_attn = c.n_layer - z.n_linear;
@@ -36,6 +39,7 @@ Sizes sizes_for(const ModelConfig& c) {
 KvCache::KvCache(const ModelConfig& c, int n_ctx) : n_ctx_(n_ctx) {
     check(n_ctx > 0, "context size must be positive");
     const Sizes z = sizes_for(c);
+    n_heads_ = z.heads;
     k_row_ = z.k;
     v_row_ = z.v;
     conv_size_ = z.conv;
@@ -44,7 +48,7 @@ KvCache::KvCache(const ModelConfig& c, int n_ctx) : n_ctx_(n_ctx) {
     int n_attn = 0, n_linear = 0;
     for (int l = 0; l < c.n_layer; ++l)
         slot_.push_back(c.is_linear_layer(l) ? n_linear++ : n_attn++);
-    const size_t rows = (size_t)n_attn * (size_t)n_ctx;
+    const size_t rows = (size_t)n_attn * (size_t)z.heads * (size_t)n_ctx;
     k_.assign(rows * k_row_, 0.f);
     v_.assign(rows * v_row_, 0.f);
     conv_.assign((size_t)n_linear * conv_size_, 0.f);
@@ -67,7 +71,7 @@ void KvCache::advance_recurrent(int pos0, int n) {
 
 uint64_t KvCache::bytes_for(const ModelConfig& c, int n_ctx) {
     const Sizes z = sizes_for(c);
-    return (uint64_t)z.n_attn * (uint64_t)n_ctx * (z.k + z.v) * sizeof(float);
+    return (uint64_t)z.n_attn * (uint64_t)z.heads * (uint64_t)n_ctx * (z.k + z.v) * sizeof(float);
 }
 
 uint64_t KvCache::state_bytes_for(const ModelConfig& c) {

@@ -64,7 +64,7 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
         float* kt = kva.data() + (size_t)t * row;
         rms_norm(kt, w.kv_a_norm, c.rms_eps, 1, kr, kt);
         rope(rope_tab, kt + kr, 1, rot, pos0 + t);
-        std::copy(kt, kt + row, kv.k(layer, pos0 + t));
+        std::copy(kt, kt + row, kv.k(layer, 0, pos0 + t));
         rope(rope_tab, q.data() + (size_t)t * H * hd + nope, H, hd, pos0 + t);
     }
     const int n_tot = pos0 + n;
@@ -83,13 +83,13 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
             const float* qh = q.data() + ((size_t)t * H + hh) * hd;
             mw.absorb_q(hh, qh, q_lat.data());
             for (int p = 0; p < n_pos; ++p) {
-                const float* cp = kv.k(layer, p);
+                const float* cp = kv.k(layer, 0, p);
                 scores[(size_t)p] = (kern.dot_f32(q_lat.data(), cp, kr) +
                                      kern.dot_f32(qh + nope, cp + kr, rot)) *
                                     scale;
             }
             softmax(scores.data(), n_pos);
-            kern.weighted_rows(scores.data(), 1, n_pos, kv.k(layer, 0), kv.k_stride(), n_pos, kr,
+            kern.weighted_rows(scores.data(), 1, n_pos, kv.k(layer, 0, 0), kv.k_stride(), n_pos, kr,
                                o_lat.data());
             mw.value_out(hh, o_lat.data(), attn.data() + ((size_t)t * H + hh) * vd);
         });
@@ -100,7 +100,7 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
     // Expanded: per-head K_nope and V for every cached position.
     std::vector<float> lat((size_t)n_tot * kr);  // [n_tot, kr]
     for (int p = 0; p < n_tot; ++p)
-        std::copy(kv.k(layer, p), kv.k(layer, p) + kr, lat.begin() + (ptrdiff_t)p * kr);
+        std::copy(kv.k(layer, 0, p), kv.k(layer, 0, p) + kr, lat.begin() + (ptrdiff_t)p * kr);
     std::vector<float> kn, vv;  // views below
     size_t k_stride, v_stride;  // floats from one position to the next
     size_t k_head, v_head;      // floats from one head to the next
@@ -144,7 +144,7 @@ void attention_mla(const ModelConfig& c, const RopeTable& rope_tab, const LayerW
         for (int p = 0; p < n_pos; ++p)
             scores[(size_t)p] =
                 (kern.dot_f32(qh, kbase + (size_t)p * k_stride + (size_t)hh * k_head, nope) +
-                 kern.dot_f32(qh + nope, kv.k(layer, p) + kr, rot)) *
+                 kern.dot_f32(qh + nope, kv.k(layer, 0, p) + kr, rot)) *
                 scale;
         softmax(scores.data(), n_pos);
         kern.weighted_rows(scores.data(), 1, n_pos, vbase + (size_t)hh * v_head, v_stride, n_pos,

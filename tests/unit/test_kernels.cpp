@@ -233,11 +233,20 @@ TEST(Kernels, AttentionRowsMatchScalar) {
                 std::vector<float> s(s0.size()), o(o0.size());
                 k.scores_kt(q.data(), nq, kt.data(), ldk, n_pos, hd, 0.125f, s.data(), lds);
                 k.weighted_rows(s0.data(), nq, lds, v.data(), ldv, n_pos, vd, o.data());
+                // The same keys in rows, as decode reads them from the KV cache.
+                const int64_t ldr = hd + 4;
+                std::vector<float> kr((size_t)(ldr * n_pos)), sr(s0.size());
+                for (int64_t p = 0; p < n_pos; ++p)
+                    for (int64_t d = 0; d < hd; ++d)
+                        kr[(size_t)(p * ldr + d)] = kt[(size_t)(d * ldk + p)];
+                k.scores_rows(q.data(), nq, kr.data(), ldr, n_pos, hd, 0.125f, sr.data(), lds);
                 for (int h = 0; h < nq; ++h) {
                     for (int64_t p = 0; p < n_pos; ++p) {
                         const float want = s0[(size_t)(h * lds + p)];
                         ASSERT_NEAR(s[(size_t)(h * lds + p)], want, 1e-5 * (1 + std::abs(want)))
                             << k.name << " nq " << nq << " n_pos " << n_pos << " p " << p;
+                        ASSERT_NEAR(sr[(size_t)(h * lds + p)], want, 1e-5 * (1 + std::abs(want)))
+                            << k.name << " rows, nq " << nq << " n_pos " << n_pos << " p " << p;
                     }
                     for (int64_t c = 0; c < vd; ++c) {
                         const float want = o0[(size_t)(h * vd + c)];

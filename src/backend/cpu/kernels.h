@@ -28,6 +28,10 @@ struct CpuKernels {
     // kt: [hd][ldk] (keys transposed), ldk >= n_pos rounded up to 16 (the pad is read).
     void (*scores_kt)(const float* q, int nq, const float* kt, int64_t ldk, int64_t n_pos,
                       int64_t hd, float scale, float* s, int64_t lds);
+    // The same scores with keys in rows (decode, straight from the KV cache):
+    // s[h * lds + p] = scale * sum_d q[h * hd + d] * k[p * ldk + d] for h < nq <= 4, p < n_pos.
+    void (*scores_rows)(const float* q, int nq, const float* k, int64_t ldk, int64_t n_pos,
+                        int64_t hd, float scale, float* s, int64_t lds);
     // o[h * vd + c] = sum_p s[h * lds + p] * v[p * ldv + c] for h < nq <= 4, c < vd, p < n_pos,
     // summed in order of p.
     void (*weighted_rows)(const float* s, int nq, int64_t lds, const float* v, int64_t ldv,
