@@ -286,10 +286,12 @@ int cmd_bench(const BenchOptions& o) {
                     gpu_j["h2d_bw_bytes_per_s"].get<double>() / 1e9,
                     gpu_j["h2d_bound_tok_s"].get<double>(),
                     100 * gpu_j["vram_hit_rate"].get<double>());
-    std::printf(
-        "bound           %.3f tok/s (memory %.3f, disk %.3f, compute-only %.3f) -> efficiency "
-        "%.1f%%\n",
-        bound, mem_bound, disk_bound, compute_tok_s, bound > 0 ? 100 * decode_tok_s / bound : 0.0);
+    // Only the limits that were measured (0: not measured, or no bytes of that kind).
+    std::printf("bound           %.3f tok/s (", bound);
+    if (mem_bound > 0) std::printf("memory %.3f, ", mem_bound);
+    if (disk_bound > 0) std::printf("disk %.3f, ", disk_bound);
+    std::printf("compute-only %.3f) -> efficiency %.1f%%\n", compute_tok_s,
+                bound > 0 ? 100 * decode_tok_s / bound : 0.0);
     std::printf("peak RSS        %s\n", format_bytes(peak_rss).c_str());
     return 0;
 }
