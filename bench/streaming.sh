@@ -34,8 +34,8 @@ run_capped() {  # run_capped BYTES CMD... : runs CMD in a fresh memory cgroup ca
   return $rc
 }
 
-printf '| cap | io | prefill tok/s | first token s | prefill ÷ disk time | decode tok/s | disk MB/tok | hit rate | disk GB/s | bound tok/s | efficiency | peak RSS GiB |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| cap | io | prefill tok/s | first token s | prefill ÷ disk time | decode tok/s | disk MB/tok | hit rate | disk GB/s | bound tok/s | efficiency | disk busy in decode, GB/s while busy | peak RSS GiB |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for cap in "${caps[@]}"; do
   bytes=$(to_bytes "$cap")
   # sluice's own budget sits below the cap: the cap also has to hold the binary, libc and
@@ -51,7 +51,9 @@ j = json.load(open(sys.argv[1])); cap = sys.argv[2]
 hit = j["decode"]["hit_rate"] if j["io"] == "direct" else j["page_cache_hit_rate"]
 print(f'| {cap} | {j["io"]} | {j["prefill_tok_s"]:.2f} | {j["first_token_s"]:.2f} | {j["prefill_vs_read"]:.2f}x | {j["decode_tok_s"]:.3f} | '
       f'{j["disk_bytes_per_token"]/1e6:.0f} | {100*hit:.0f}% | {j["disk_bw_bytes_per_s"]/1e9:.2f} | '
-      f'{j["bound_tok_s"]:.3f} | {100*j["efficiency"]:.0f}% | {j["peak_rss_bytes"]/2**30:.2f} |')
+      f'{j["bound_tok_s"]:.3f} | {100*j["efficiency"]:.0f}% | '
+      f'{100*j["decode_disk_busy_fraction"]:.0f}% at {j["decode_disk_busy_bytes_per_s"]/1e9:.2f} | '
+      f'{j["peak_rss_bytes"]/2**30:.2f} |')
 PY
   done
 done

@@ -4,10 +4,11 @@
 #include <chrono>
 #include <cstdio>
 
+#include "backend/cpu/ops.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/strings.h"
-#include "backend/cpu/ops.h"
+#include "io/file.h"
 #include "io/mapped_file.h"
 #include "stream/disk_probe.h"
 #include "stream/stats.h"
@@ -122,6 +123,7 @@ int cmd_bench(const BenchOptions& o) {
 
     std::vector<double> step_ms;
     const VramStats v1 = dev ? dev->stats() : VramStats{};
+    const BlockDeviceStat b1 = block_device_stat(o.m.model);
     const auto t1 = clock::now();
     for (int i = 0; i < o.decode; ++i) {
         const auto ts = clock::now();
@@ -130,6 +132,14 @@ int cmd_bench(const BenchOptions& o) {
         step_ms.push_back(1000 * seconds_since(ts));
     }
     const double decode_s = seconds_since(t1);
+    const BlockDeviceStat b2 = block_device_stat(o.m.model);
+    // How busy decode kept the disk, and how fast it read while busy: a disk busy all the
+    // time at less than the probe's figure is the disk's limit under load, not ours.
+    const bool busy_known = b1.ok && b2.ok && b2.busy_ms > b1.busy_ms;
+    const double disk_busy = busy_known ? (double)(b2.busy_ms - b1.busy_ms) / 1000 / decode_s : 0;
+    const double disk_busy_bw = busy_known ? (double)(b2.bytes_read - b1.bytes_read) /
+                                                 ((double)(b2.busy_ms - b1.busy_ms) / 1000)
+                                           : 0;
     const VramStats v2 = dev ? dev->stats() : VramStats{};
     const StreamStats sd = store.stats() - s1, sp = s1 - s0;
     const uint64_t disk_decode = process_disk_read_bytes() - d1, disk_prefill = d1 - d0;
@@ -225,6 +235,8 @@ int cmd_bench(const BenchOptions& o) {
           {"bytes", probe.bytes},
           {"seconds", probe.seconds}}},
         {"disk_bound_tok_s", disk_bound},
+        {"decode_disk_busy_fraction", disk_busy},
+        {"decode_disk_busy_bytes_per_s", disk_busy_bw},
         {"compute_only_tok_s", compute_tok_s},
         {"weight_bytes_per_token", weights_per_tok},
         {"weight_bytes_per_s", (double)weights_per_tok * decode_tok_s},
@@ -258,6 +270,11 @@ int cmd_bench(const BenchOptions& o) {
     std::printf("  disk          %s/token (requested %s/token)\n",
                 format_bytes((uint64_t)disk_per_tok).c_str(),
                 format_bytes((uint64_t)requested_per_tok).c_str());
+    if (busy_known)
+        std::printf(
+            "  disk busy     %.0f%% of decode, %.2f GB/s while busy (device counters, all "
+            "processes)\n",
+            100 * disk_busy, disk_busy_bw / 1e9);
     if (sd.spec_reads)
         std::printf("  prefetch      %llu speculative reads, %.1f%% used\n",
                     (unsigned long long)sd.spec_reads,

@@ -77,6 +77,19 @@ unsigned File::device_queue_size() const {
     return 0;
 }
 
+BlockDeviceStat block_device_stat(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || major(st.st_dev) == 0) return {};
+    std::ifstream f("/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" +
+                    std::to_string(minor(st.st_dev)) + "/stat");
+    // reads, merges, sectors read, read ms, writes, merges, sectors written, write ms,
+    // in flight, io ms, ... (Documentation/block/stat.rst; sectors are 512 bytes).
+    uint64_t v[10] = {};
+    for (uint64_t& x : v)
+        if (!(f >> x)) return {};
+    return {true, v[2] * 512, v[9]};
+}
+
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t align) : n_(bytes) {
     if (bytes == 0) return;
     void* p = nullptr;

@@ -73,4 +73,14 @@ class AlignedBuffer {
     size_t n_ = 0;
 };
 
+// Counters of the block device (or partition) holding `path`, from /sys/dev/block/M:m/stat:
+// bytes read and milliseconds during which it had I/O in flight (iostat's %util), for every
+// process using it. ok = false where there is no such device (tmpfs, overlay, ...).
+struct BlockDeviceStat {
+    bool ok = false;
+    uint64_t bytes_read = 0;
+    uint64_t busy_ms = 0;
+};
+BlockDeviceStat block_device_stat(const std::string& path);
+
 }  // namespace sluice

@@ -278,6 +278,14 @@ TEST(Cli, StreamingBenchStaysWithinTheMemoryBudget) {
         planned += p[k].get<uint64_t>();
     EXPECT_LE(planned, budget) << p;
     EXPECT_LT(j["decode"]["hit_rate"].get<double>(), 1.0) << "the budget must force misses";
+    // Device busy time (0 where the file has no block device): a fraction of the decode time,
+    // whose misses did read from the device.
+    const double busy = j["decode_disk_busy_fraction"].get<double>();
+    EXPECT_GE(busy, 0.0);
+    EXPECT_LE(busy, 1.05) << "busy time is part of the decode time (jiffy rounding aside)";
+    if (busy > 0) {
+        EXPECT_GT(j["decode_disk_busy_bytes_per_s"].get<double>(), 0.0);
+    }
 #if !defined(__SANITIZE_ADDRESS__)  // ASan's shadow and quarantine are not the program's memory
     EXPECT_LE(j["peak_rss_bytes"].get<uint64_t>(), budget) << r.out;
 #endif
