@@ -225,7 +225,22 @@ void prefetch_predicted(const ModelConfig& c, const LayerWeights& next, ExpertSt
     store.prefetch(layer, predicted.data(), (int)predicted.size(), ahead);
 }
 
+// Batches with at least 8 (token, expert) pairs per expert are taken to use every expert
+// (expected unused fraction e^-8).
+bool uses_every_expert(const ModelConfig& c, int n) {
+    return (int64_t)n * c.n_expert_used >= 8 * (int64_t)c.n_expert;
+}
+
 }  // namespace
+
+void prefetch_two_ahead(const ModelConfig& c, const Lookahead& ahead, ExpertStore& store, int layer,
+                        const float* x, int n, ThreadPool& pool) {
+    if (!ahead.second || uses_every_expert(c, n) || !second_layer_pays(store.stats())) return;
+    thread_local std::vector<float> h;
+    h.resize((size_t)n * c.n_embd);
+    rms_norm(x, ahead.second->ffn_norm, c.rms_eps, n, c.n_embd, h.data());
+    prefetch_predicted(c, *ahead.second, store, layer + 2, 2, h.data(), n, pool);
+}
 
 void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahead,
                ExpertStore& store, int layer, const float* h, int n, ThreadPool& pool, float* out) {
@@ -247,12 +262,11 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
     // their reads overlap this layer's compute. For a batch, the union over its tokens; a
     // batch long enough to use every expert (expected unused fraction e^-8) needs no router
     // to say so, and reads a few layers ahead.
-    if (ahead.next && (int64_t)n * c.n_expert_used >= 8 * (int64_t)NE) {
+    // (Two layers ahead: prefetch_two_ahead, at the start of the layer.)
+    if (ahead.next && uses_every_expert(c, n)) {
         store.prefetch_layers(layer + 1, kBatchPrefetchLayers);
     } else if (ahead.next) {
         prefetch_predicted(c, *ahead.next, store, layer + 1, 1, h, n, pool);
-        if (ahead.second && second_layer_pays(store.stats()))
-            prefetch_predicted(c, *ahead.second, store, layer + 2, 2, h, n, pool);
     }
     // Computed in arrival order, summed in expert order: the result must not depend on I/O timing.
     // Experts whose bytes are all in memory at the same time are computed as one group (two

@@ -48,13 +48,22 @@ struct Routing {
 // group-limited choice, renormalization, routed scale. bias: [n_expert] or empty.
 Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias, int n);
 
-// The MoE layers after this one whose routers, run on this layer's input, predict experts to
-// read speculatively; null where there is none (or speculation is off).
+// The MoE layers after this one whose routers predict experts to read speculatively (next: on
+// this layer's MoE input, in moe_block; second: on this layer's input, prefetch_two_ahead);
+// null where there is none (or speculation is off).
 struct Lookahead {
     const LayerWeights* next = nullptr;    // layer + 1
     const LayerWeights* second = nullptr;  // layer + 2
 };
 Lookahead lookahead(const ModelConfig& c, const Weights& w, int layer, bool speculate);
+
+// Speculative reads for layer + 2, issued at the start of `layer` from its input x: [n, n_embd]
+// (the residual stream, through that layer's ffn_norm). Issued after the MoE router of `layer`
+// instead, they came too late: by then the disk had finished every queued read while `layer`
+// computed attention (q30b under 8 GiB: the disk idle during ~40% of attention time, busy
+// 80-82% of decode; from here ~15% and 88-91%). No-op for batches that use every expert.
+void prefetch_two_ahead(const ModelConfig& c, const Lookahead& ahead, ExpertStore& store, int layer,
+                        const float* x, int n, ThreadPool& pool);
 
 // Router -> experts (+ the shared expert): tokens grouped by expert so each expert's weights
 // are read once per batch, computed in the order their bytes arrive. h: [n, n_embd];

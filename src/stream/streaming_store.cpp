@@ -98,7 +98,8 @@ class StreamingStore final : public ExpertStore {
         auto it = map_.find(k);
         bool hit = it != map_.end() && !slots_[(size_t)it->second].fresh;
         if (it == map_.end()) {
-            const int s = victim();
+            int s = victim();
+            if (s < 0) s = reclaim_speculative();
             check(
                 s >= 0,
                 "expert cache: every slot is pinned (cache too small for one layer's working set)");
@@ -165,6 +166,24 @@ class StreamingStore final : public ExpertStore {
                 best = i;
         }
         return best;
+    }
+
+    // A demand read found no victim: every unpinned slot holds a speculative read not yet
+    // used. Takes the oldest of those (waiting for its read to land, since the device may still
+    // be writing into it); -1 if there is none. Speculation must never starve the layer being
+    // computed (a small cache, speculation two layers ahead issued before this layer's router).
+    int reclaim_speculative() {
+        for (;;) {
+            int best = -1;
+            for (int i = 0; i < (int)slots_.size(); ++i) {
+                const Slot& s = slots_[(size_t)i];
+                if (s.pins == 0 && s.fresh && s.ahead > 0 &&
+                    (best < 0 || s.last_use < slots_[(size_t)best].last_use))
+                    best = i;
+            }
+            if (best < 0 || slots_[(size_t)best].pending == 0) return best;
+            reap(true);
+        }
     }
 
     void start_load(int si, int layer, int expert, int ahead) {

@@ -93,7 +93,7 @@ TEST(Streaming, DeepSeekLayersStreamBitIdentically) {
         ASSERT_EQ(got.size(), ref.size());
         EXPECT_EQ(std::memcmp(got.data(), ref.data(), ref.size() * sizeof(float)), 0) << f;
         EXPECT_GT(st.misses, 0u) << f;
-        EXPECT_GT(st.spec_reads, 0u) << f;
+        EXPECT_GT(st.spec_reads + st.spec2_reads, 0u) << f;  // mostly two ahead now
         auto m = Model::open(path, o);
         EXPECT_EQ(m->expert_layout().layers[0].experts.size(), 0u) << "dense layer 0 has no experts";
         EXPECT_FALSE(m->weights().layers[1].shexp_gate.empty()) << "shared expert is resident";

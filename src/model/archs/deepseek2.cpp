@@ -24,13 +24,14 @@ void forward_deepseek2(Model& m, const ForwardArgs& a) {
     embed_tokens(w.tok_embd, a.tokens, n, x.data());
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = w.layers[(size_t)l];
+        const Lookahead ahead = lookahead(c, w, l, m.speculative_prefetch());
+        prefetch_two_ahead(c, ahead, m.experts(), l, x.data(), n, *a.pool);
         rms_norm(x.data(), L.attn_norm, c.rms_eps, n, E, h.data());
         attention_mla(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, expanded, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
         if (c.is_moe_layer(l)) {
-            moe_block(c, L, lookahead(c, w, l, m.speculative_prefetch()), m.experts(), l,
-                      h.data(), n, *a.pool, o.data());
+            moe_block(c, L, ahead, m.experts(), l, h.data(), n, *a.pool, o.data());
         } else {
             ffn_swiglu(*a.pool, L.ffn_gate, L.ffn_up, L.ffn_down, h.data(), n, o.data());
         }

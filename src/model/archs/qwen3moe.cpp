@@ -19,6 +19,8 @@ void forward_qwen_moe(Model& m, const ForwardArgs& a) {
     embed_tokens(w.tok_embd, a.tokens, n, x.data());
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = w.layers[(size_t)l];
+        const Lookahead ahead = lookahead(c, w, l, m.speculative_prefetch());
+        prefetch_two_ahead(c, ahead, m.experts(), l, x.data(), n, *a.pool);
         rms_norm(x.data(), L.attn_norm, c.rms_eps, n, E, h.data());
         if (c.is_linear_layer(l))
             attention_deltanet(c, L, l, h.data(), n, *a.kv, m.deltanet_mode(), *a.pool, o.data());
@@ -26,8 +28,7 @@ void forward_qwen_moe(Model& m, const ForwardArgs& a) {
             attention_gqa(c, m.rope(), L, l, h.data(), n, a.pos0, *a.kv, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
         rms_norm(x.data(), L.ffn_norm, c.rms_eps, n, E, h.data());
-        moe_block(c, L, lookahead(c, w, l, m.speculative_prefetch()), m.experts(), l, h.data(), n,
-                  *a.pool, o.data());
+        moe_block(c, L, ahead, m.experts(), l, h.data(), n, *a.pool, o.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     }
     output_logits(c, w, x.data(), n, a.all_logits, *a.pool, a.logits);
