@@ -58,10 +58,10 @@ struct Lookahead {
 Lookahead lookahead(const ModelConfig& c, const Weights& w, int layer, bool speculate);
 
 // Speculative reads for layer + 2, issued at the start of `layer` from its input x: [n, n_embd]
-// (the residual stream, through that layer's ffn_norm). Issued after the MoE router of `layer`
-// instead, they came too late: by then the disk had finished every queued read while `layer`
-// computed attention (q30b under 8 GiB: the disk idle during ~40% of attention time, busy
-// 80-82% of decode; from here ~15% and 88-91%). No-op for batches that use every expert.
+// (the residual stream, through the ffn_norm of layer + 2). Issued after the MoE router of
+// `layer` instead, they came too late: the disk had by then finished every queued read while
+// `layer` computed attention (q30b under 8 GiB: the disk idle in ~40% of attention time, busy
+// 80-82% of decode; issued here, ~11% and 88-91%). No-op for batches that use every expert.
 void prefetch_two_ahead(const ModelConfig& c, const Lookahead& ahead, ExpertStore& store, int layer,
                         const float* x, int n, ThreadPool& pool);
 
