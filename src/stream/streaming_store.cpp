@@ -157,15 +157,9 @@ class StreamingStore final : public ExpertStore {
 
     // A free slot, else the least recently used unpinned, idle one; -1 if none.
     int victim() {
-        int best = -1;
-        for (int i = 0; i < (int)slots_.size(); ++i) {
-            const Slot& s = slots_[(size_t)i];
-            if (s.key < 0) return i;
-            if (s.pins == 0 && s.pending == 0 && !s.fresh &&
-                (best < 0 || s.last_use < slots_[(size_t)best].last_use))
-                best = i;
-        }
-        return best;
+        for (int i = 0; i < (int)slots_.size(); ++i)
+            if (slots_[(size_t)i].key < 0) return i;
+        return oldest([](const Slot& s) { return s.pins == 0 && s.pending == 0 && !s.fresh; });
     }
 
     // A demand read found no victim: every unpinned slot holds a speculative read not yet
@@ -174,16 +168,22 @@ class StreamingStore final : public ExpertStore {
     // computed (a small cache, speculation two layers ahead issued before this layer's router).
     int reclaim_speculative() {
         for (;;) {
-            int best = -1;
-            for (int i = 0; i < (int)slots_.size(); ++i) {
-                const Slot& s = slots_[(size_t)i];
-                if (s.pins == 0 && s.fresh && s.ahead > 0 &&
-                    (best < 0 || s.last_use < slots_[(size_t)best].last_use))
-                    best = i;
-            }
+            const int best =
+                oldest([](const Slot& s) { return s.pins == 0 && s.fresh && s.ahead > 0; });
             if (best < 0 || slots_[(size_t)best].pending == 0) return best;
             reap(true);
         }
+    }
+
+    // The least recently used slot satisfying pred; -1 if none.
+    template <class Pred>
+    int oldest(Pred&& pred) const {
+        int best = -1;
+        for (int i = 0; i < (int)slots_.size(); ++i) {
+            const Slot& s = slots_[(size_t)i];
+            if (pred(s) && (best < 0 || s.last_use < slots_[(size_t)best].last_use)) best = i;
+        }
+        return best;
     }
 
     void start_load(int si, int layer, int expert, int ahead) {
