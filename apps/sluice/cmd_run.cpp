@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -58,15 +59,22 @@ int cmd_run(const RunOptions& o) {
     const StreamStats s0 = lm.model->experts().stats();
     const uint64_t disk0 = process_disk_read_bytes();
     StreamStats prev = s0;
-    if (o.m.verbose && !o.m.json)
-        gp.on_token = [&](int i, double ms) {
-            const StreamStats now = lm.model->experts().stats(), d = now - prev;
-            prev = now;
-            std::fprintf(
-                stderr, "\n[token %d] %.1f ms | experts %llu, hit %.0f%%, read %s, io wait %.1f ms",
-                i, ms, (unsigned long long)d.acquires, 100 * d.hit_rate(),
-                format_bytes(d.bytes_read).c_str(), 1000 * d.io_wait_s);
-        };
+    // Per phase (the prompt, then each decode step): time, of which stalled on expert reads,
+    // and the expert traffic of that phase alone.
+    auto report = [&](const std::string& what, double ms) {
+        const StreamStats now = lm.model->experts().stats(), d = now - prev;
+        prev = now;
+        std::fprintf(stderr,
+                     "\n[%s] %.1f ms (compute %.1f, io wait %.1f) | experts %llu, hit %.0f%%, "
+                     "read %s",
+                     what.c_str(), ms, std::max(0.0, ms - 1000 * d.io_wait_s), 1000 * d.io_wait_s,
+                     (unsigned long long)d.acquires, 100 * d.hit_rate(),
+                     format_bytes(d.bytes_read).c_str());
+    };
+    if (o.m.verbose && !o.m.json) {
+        gp.on_prefill = [&](double ms) { report("prompt", ms); };
+        gp.on_token = [&](int i, double ms) { report("token " + std::to_string(i), ms); };
+    }
     DeviceForward* dev = lm.model->device();
     const VramStats v0 = dev ? dev->stats() : VramStats{};
     const GenerateResult r = generate(*lm.model, tok, pool, prompt, gp, on_text);
@@ -81,6 +89,8 @@ int cmd_run(const RunOptions& o) {
                     {"prompt_tokens", r.n_prompt},
                     {"prefill_tok_s", r.prefill_tok_s()},
                     {"decode_tok_s", r.decode_tok_s()},
+                    {"prefill_ms", 1000 * r.prefill_s},
+                    {"decode_ms", 1000 * r.decode_s},
                     {"stop_reason", r.stop_reason},
                     {"streaming", stats_json(st)},
                     {"disk_read_bytes", disk},

@@ -38,6 +38,7 @@ GenerateResult generate(Model& m, const Tokenizer& tok, ThreadPool& pool,
     m.forward({prompt.data(), (int)prompt.size(), 0, &kv, &pool, logits.data(), false});
     const auto t1 = clock::now();
     r.prefill_s = std::chrono::duration<double>(t1 - t0).count();
+    if (p.on_prefill) p.on_prefill(1000 * r.prefill_s);
     int pos = (int)prompt.size();
     auto emit = [&](const std::string& s) {
         r.text += s;

@@ -18,6 +18,7 @@ struct GenerateParams {
     bool stop_at_eog = true;
     std::vector<std::string> stop;                       // stop strings (may span tokens)
     std::function<bool()> cancelled;                     // polled every token
+    std::function<void(double ms)> on_prefill;           // after the prompt's forward pass
     std::function<void(int index, double ms)> on_token;  // after each decode step
     KvCache* kv = nullptr;  // reuse this cache (>= n_ctx positions) instead of allocating one
 };

@@ -257,6 +257,32 @@ TEST(Cli, QuantizeWritesALoadableFileAndRejectsBadTypes) {
 namespace sluice {
 namespace {
 
+// Streaming telemetry per phase: -v prints the prompt and every decode step with its time,
+// the part stalled on reads and its own expert traffic; --json has the phase totals.
+TEST(Cli, VerboseRunReportsEachPhase) {
+#if defined(__SANITIZE_ADDRESS__)
+    const char* budget = "136MiB";  // the ASan runtime holds ~65 MB at start
+#else
+    const char* budget = "40MiB";
+#endif
+    const std::string args = "run -m " + test::tiny_gguf("Q4_K_M") + " --mem-budget " + budget +
+                             " --ctx 64 --io direct -p 'The river' -n 3 --temp 0";
+    const Result v = run(args + " -v");
+    ASSERT_EQ(v.status, 0) << v.out;
+    for (const char* line : {"[prompt] ", "[token 0] ", "[token 1] "})
+        EXPECT_NE(v.out.find(line), std::string::npos) << line << "\n" << v.out;
+    EXPECT_NE(v.out.find("(compute "), std::string::npos) << v.out;
+    const size_t prompt = v.out.find("[prompt] ");
+    ASSERT_NE(prompt, std::string::npos);
+    EXPECT_NE(v.out.find("read ", prompt), std::string::npos) << "the prompt read its experts";
+    const Result j = run(args + " --json 2>/dev/null");
+    ASSERT_EQ(j.status, 0) << j.out;
+    const auto o = nlohmann::json::parse(j.out);
+    EXPECT_GT(o["prefill_ms"].get<double>(), 0.0) << o;
+    EXPECT_GT(o["decode_ms"].get<double>(), 0.0) << o;
+    EXPECT_GT(o["streaming"]["bytes_read"].get<uint64_t>(), 0u) << "the budget forces reads";
+}
+
 // The budget covers everything the process holds: the plan counts the process's own memory
 // (binary, libraries) and the run's peak RSS stays below the budget.
 TEST(Cli, StreamingBenchStaysWithinTheMemoryBudget) {
