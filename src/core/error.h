@@ -14,7 +14,12 @@ class Error : public std::runtime_error {
     throw Error(msg);
 }
 
+// A message built by concatenation is built whether or not the check fails: on hot paths
+// write `if (!ok) fail(...)` instead. Literals take the overload that allocates nothing.
 inline void check(bool ok, const std::string& msg) {
+    if (!ok) fail(msg);
+}
+inline void check(bool ok, const char* msg) {
     if (!ok) fail(msg);
 }
 

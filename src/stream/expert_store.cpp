@@ -54,10 +54,10 @@ TensorView expert_view(const ExpertProj& p, const uint8_t* data) {
 }
 
 void check_expert(const ExpertLayout& L, int layer, int expert) {
-    check(layer >= 0 && layer < (int)L.layers.size() && expert >= 0 &&
-              expert < (int)L.layers[(size_t)layer].experts.size(),
-          "expert store: (layer " + std::to_string(layer) + ", expert " + std::to_string(expert) +
-              ") out of range");
+    if (!(layer >= 0 && layer < (int)L.layers.size() && expert >= 0 &&
+          expert < (int)L.layers[(size_t)layer].experts.size()))
+        fail("expert store: (layer " + std::to_string(layer) + ", expert " +
+             std::to_string(expert) + ") out of range");
 }
 
 namespace {
@@ -96,8 +96,8 @@ class MappedStore final : public ExpertStore {
         TensorView v[3];
         for (int k = 0; k < 3; ++k) {
             const MappedFile& f = *maps_[(size_t)sl[(size_t)k].file];
-            check(sl[(size_t)k].offset + sl[(size_t)k].nbytes <= f.size(),
-                  f.path() + ": expert data beyond end of file");
+            if (sl[(size_t)k].offset + sl[(size_t)k].nbytes > f.size())
+                fail(f.path() + ": expert data beyond end of file");
             v[k] = expert_view(l.proj[(size_t)k], f.data() + sl[(size_t)k].offset);
         }
         return {v[0], v[1], v[2]};

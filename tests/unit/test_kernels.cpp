@@ -334,6 +334,66 @@ TEST(Ops, ThreadedMatmulEqualsSingleThread) {
     EXPECT_EQ(y1, y4);  // same kernels, same per-row order: bit-identical
 }
 
+// An expert group (one parallel region per group in decode, two for batches) gives each
+// expert's down(silu(gate x) * up x) exactly as separate products do, whatever the threads.
+TEST(Ops, ExpertGroupEqualsSeparateProducts) {
+    const int64_t E = 512, F = 512;
+    struct Mat {
+        std::vector<uint8_t> q;
+        TensorView v;
+    };
+    auto make = [](DType t, int64_t cols, int64_t rows, uint64_t seed) {
+        const auto w = test::random_floats((size_t)(cols * rows), seed, 0.05f);
+        Mat m;
+        m.q.resize(row_bytes(t, cols) * (size_t)rows);
+        for (int64_t r = 0; r < rows; ++r)
+            quantize_row_ref(t, w.data() + r * cols, m.q.data() + (size_t)r * row_bytes(t, cols),
+                             cols);
+        m.v = TensorView{t, m.q.data(), {cols, rows, 1, 1}};
+        return m;
+    };
+    for (DType t : {DType::Q4_K, DType::Q8_0, DType::F32})
+        for (int n_tok : {1, 3, 16})
+            for (int n_exp : {1, 5}) {
+                std::vector<Mat> gate, up, down;
+                for (int e = 0; e < n_exp; ++e) {
+                    gate.push_back(make(t, E, F, 100 + e));
+                    up.push_back(make(t, E, F, 200 + e));
+                    down.push_back(make(t, F, E, 300 + e));
+                }
+                // Experts 0 and 1 read the same input rows (as every expert does in decode).
+                std::vector<std::vector<float>> x;
+                std::vector<const float*> in;
+                for (int e = 0; e < n_exp; ++e) {
+                    x.push_back(test::random_floats((size_t)(n_tok * E), 400 + e));
+                    in.push_back(e == 1 ? x[0].data() : x[(size_t)e].data());
+                }
+                ThreadPool p1(1), p3(3);
+                std::vector<std::vector<float>> want;
+                for (int e = 0; e < n_exp; ++e) {
+                    std::vector<float> g((size_t)(n_tok * F)), u(g.size()), y((size_t)(n_tok * E));
+                    matmul(p1, gate[e].v, in[e], n_tok, g.data());
+                    matmul(p1, up[e].v, in[e], n_tok, u.data());
+                    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+                    matmul(p1, down[e].v, g.data(), n_tok, y.data());
+                    want.push_back(y);
+                }
+                for (ThreadPool* pool : {&p1, &p3}) {
+                    std::vector<std::vector<float>> got(n_exp,
+                                                        std::vector<float>((size_t)(n_tok * E)));
+                    std::vector<SwigluJob> jobs;
+                    for (int e = 0; e < n_exp; ++e)
+                        jobs.push_back({&gate[e].v, &up[e].v, &down[e].v, in[e], n_tok,
+                                        got[e].data()});
+                    ffn_swiglu_experts(*pool, jobs);
+                    for (int e = 0; e < n_exp; ++e)
+                        EXPECT_EQ(got[e], want[e]) << dtype_name(t) << " n_tok " << n_tok
+                                                   << " expert " << e << " of " << n_exp
+                                                   << ", threads " << pool->size();
+                }
+            }
+}
+
 TEST(Ops, RopeNeoxRotatesPairsHalfApart) {
     // 4 rotary dims: pairs (0,2) and (1,3); at pos 1 pair 0 turns by inv_freq[0] = 1.
     RopeTable r{{1.0f, 0.01f}, 1.0f, false};

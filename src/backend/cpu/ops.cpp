@@ -1,6 +1,9 @@
 #include "backend/cpu/ops.h"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <numeric>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -55,10 +58,28 @@ struct GemmJob {
     bool bf16 = false;
 };
 
+// Rows [r0, r1) of one product (serial, inside a pool task).
+void job_rows(const GemmJob& g, int64_t r0, int64_t r1) {
+    const CpuKernels& k = cpu_kernels();
+    const TensorView& W = *g.W;
+    const size_t ws = W.row_size();
+    const bool ok = g.bf16 ? k.gemm_bf16(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.n_tok,
+                                         W.cols(), g.y + r0, W.rows())
+                           : k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok,
+                                    W.cols(), g.y + r0, W.rows());
+    if (!ok) fail(std::string("no gemm kernel for ") + dtype_name(W.dtype));
+}
+
+// Row chunk for a job of `rows` rows in a region of `total_rows`: as large as keeps ~2 tasks
+// per thread, at most `cap`, a multiple of `unit`.
+int64_t chunk_rows(int64_t rows, int64_t total_rows, int64_t cap, int64_t unit, int threads) {
+    return std::max<int64_t>(unit,
+                             std::min({rows, cap, total_rows / (2 * threads)}) / unit * unit);
+}
+
 // Every job in one parallel region: tasks are (job, chunk of rows), claimed dynamically, so a
 // decode step's small matrices share one synchronisation and balance across threads.
 void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
-    const CpuKernels& k = cpu_kernels();
     // Row chunks as large as keeps ~2 tasks per thread, at most 1024 / n_tok rows: a task's
     // row streams (qgemm_impl.inc) run at full speed only after the prefetchers have caught
     // on, so short tasks are slow ones (tiny-bench decode: 8 tasks per thread 114-115 tok/s,
@@ -68,29 +89,29 @@ void gemm_jobs(ThreadPool& pool, const std::vector<GemmJob>& jobs) {
     // and sets the tile unit up once. One panel per task (the cap of 1024 / n_tok rows) had
     // left the pipelining idle: q30b 512-token prefill 8.0-8.2 s -> 6.4 s, tiny-bench 64
     // tokens 282-293 -> 362-364 tok/s.
-    int64_t total_rows = 0;
-    for (const GemmJob& g : jobs) total_rows += g.W->rows();
+    // Integer jobs: where one chunk size near that divides every job's rows, all tasks are
+    // equal (q, k and v of 1024, 256 and 256 rows as 256-row tasks, not 384, 384, 256, 256
+    // and 256, whose odd one out was each layer's ~13 us of one thread waiting).
+    int64_t total_rows = 0, common = 0;
+    for (const GemmJob& g : jobs) total_rows += g.W->rows(), common = std::gcd(common, g.W->rows());
     std::vector<int64_t> first(jobs.size() + 1, 0), chunk(jobs.size());
     for (size_t j = 0; j < jobs.size(); ++j) {
         const int64_t cap =
             jobs[j].bf16 ? jobs[j].W->rows() : 1024 / std::max<int64_t>(1, jobs[j].n_tok);
         const int64_t unit = jobs[j].bf16 ? 32 : 16;
-        chunk[j] =
-            std::max<int64_t>(unit, std::min(cap, total_rows / (2 * pool.size())) / unit * unit);
+        chunk[j] = chunk_rows(jobs[j].W->rows(), total_rows, cap, unit, pool.size());
+        if (!jobs[j].bf16) {
+            int64_t c = common;
+            while (c > chunk[j] && c % (2 * unit) == 0) c /= 2;
+            if (c <= chunk[j] && 2 * c >= chunk[j]) chunk[j] = c;
+        }
         first[j + 1] = first[j] + (jobs[j].W->rows() + chunk[j] - 1) / chunk[j];
     }
     pool.run(first.back(), [&](int64_t task, int) {
         const size_t j =
             (size_t)(std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1);
-        const GemmJob& g = jobs[j];
-        const TensorView& W = *g.W;
-        const int64_t r0 = (task - first[j]) * chunk[j], r1 = std::min(W.rows(), r0 + chunk[j]);
-        const size_t ws = W.row_size();
-        const bool ok = g.bf16 ? k.gemm_bf16(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.n_tok,
-                                             W.cols(), g.y + r0, W.rows())
-                               : k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok,
-                                        W.cols(), g.y + r0, W.rows());
-        if (!ok) fail(std::string("no gemm kernel for ") + dtype_name(W.dtype));
+        const int64_t r0 = (task - first[j]) * chunk[j];
+        job_rows(jobs[j], r0, std::min(jobs[j].W->rows(), r0 + chunk[j]));
     });
 }
 
@@ -159,6 +180,122 @@ void matmul_multi(ThreadPool& pool, const TensorView* const* W, int n_w, const f
     gemm_jobs(pool, jobs);
 }
 
+namespace {
+
+// Few-token expert groups (decode) in one parallel region instead of two: a task first takes
+// a chunk of one expert's hidden rows (its gate and up rows, SiLU * up, and the hidden
+// values' activation blocks for down), then, once every such task is claimed, chunks of the
+// down rows; a down task waits for its expert's hidden chunks, which finished long before
+// unless the group has one expert. Tasks are claimed in order, so every chunk a down task
+// waits for is already being computed (no deadlock). Returns false where the two-region path
+// applies: tile-unit (bf16) batches, or hidden rows not a whole number of activation blocks.
+bool swiglu_one_region(ThreadPool& pool, const std::vector<SwigluJob>& experts) {
+    const size_t n = experts.size();
+    for (const SwigluJob& e : experts) {
+        if (use_bf16(*e.gate, e.n_tok) || use_bf16(*e.down, e.n_tok)) return false;
+        const DType act = activation_type_for(e.down->dtype);
+        const int64_t blk = act == DType::F32 ? 1 : dtype_traits(act).block_elems;
+        if (e.gate->rows() % std::lcm<int64_t>(16, blk) != 0) return false;
+    }
+    const int T = pool.size();
+    // Hidden-row and down-row chunks, sized as gemm_jobs sizes its tasks (a hidden chunk
+    // covers that many rows of both gate and up).
+    int64_t total_f = 0, total_e = 0;
+    for (const SwigluJob& e : experts) total_f += e.gate->rows(), total_e += e.down->rows();
+    std::vector<int64_t> fc(n), dc(n), first_f(n + 1, 0), first_d(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        const DType act = activation_type_for(e.down->dtype);
+        const int64_t unit =
+            std::lcm<int64_t>(16, act == DType::F32 ? 1 : dtype_traits(act).block_elems);
+        const int64_t cap = 1024 / std::max<int64_t>(1, e.n_tok);
+        fc[i] = chunk_rows(e.gate->rows(), 2 * total_f, cap, unit, T);
+        dc[i] = chunk_rows(e.down->rows(), total_e, cap, 16, T);
+        first_f[i + 1] = first_f[i] + (e.gate->rows() + fc[i] - 1) / fc[i];
+        first_d[i + 1] = first_d[i] + (e.down->rows() + dc[i] - 1) / dc[i];
+    }
+    // Converted inputs (shared by experts reading the same rows), f32 gate/up/hidden rows and
+    // the hidden rows' activation blocks; kept across calls.
+    auto up64 = [](size_t b) { return (b + 63) / 64 * 64; };
+    std::vector<size_t> ho(n), go(n);
+    std::vector<int> same(n, -1);  // an earlier expert with the same converted input
+    size_t xb = 0, hb = 0, gb = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        for (size_t j = 0; j < i && same[i] < 0; ++j)
+            if (experts[j].x == e.x && experts[j].n_tok == e.n_tok &&
+                act_key(*experts[j].gate, e.n_tok) == act_key(*e.gate, e.n_tok))
+                same[i] = (int)j;
+        if (same[i] < 0) xb += up64(act_bytes(*e.gate, e.n_tok));
+        ho[i] = hb, go[i] = gb;
+        hb += up64(act_bytes(*e.down, e.n_tok));
+        gb += (size_t)(e.n_tok * e.gate->rows());
+    }
+    // References: the pool's tasks must see this thread's buffers, not their own.
+    thread_local std::vector<uint8_t> xq_tls, hq_tls;
+    thread_local std::vector<float> g_tls, u_tls;
+    std::vector<uint8_t>&xq = xq_tls, &hq = hq_tls;
+    std::vector<float>&g = g_tls, &u = u_tls;
+    xq.resize(xb), hq.resize(hb), g.resize(gb), u.resize(gb);
+    std::vector<GemmJob> gate(n), up(n), down(n);
+    for (size_t i = 0, x_off = 0; i < n; ++i) {
+        const SwigluJob& e = experts[i];
+        if (same[i] >= 0) {
+            gate[i] = gate[(size_t)same[i]];
+            gate[i].W = e.gate, gate[i].y = g.data() + go[i];
+        } else {
+            gate[i] = make_job(*e.gate, e.x, e.n_tok, g.data() + go[i], xq.data() + x_off);
+            x_off += up64(act_bytes(*e.gate, e.n_tok));
+        }
+        up[i] = gate[i];
+        up[i].W = e.up, up[i].y = u.data() + go[i];
+        const DType act = activation_type_for(e.down->dtype);
+        const int64_t F = e.gate->rows();
+        down[i] = act == DType::F32
+                      ? GemmJob{e.down, (const uint8_t*)(g.data() + go[i]), (size_t)F * 4,
+                                e.n_tok, e.out}
+                      : GemmJob{e.down, hq.data() + ho[i], row_bytes(act, F), e.n_tok, e.out};
+    }
+    std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[n]);
+    for (size_t i = 0; i < n; ++i) done[i].store(0, std::memory_order_relaxed);
+    const CpuKernels& k = cpu_kernels();
+    const int64_t n_f = first_f[n];
+    pool.run(n_f + first_d[n], [&](int64_t task, int) {
+        if (task < n_f) {
+            const size_t i = (size_t)(std::upper_bound(first_f.begin(), first_f.end(), task) -
+                                      first_f.begin() - 1);
+            const SwigluJob& e = experts[i];
+            const int64_t F = e.gate->rows(), r0 = (task - first_f[i]) * fc[i],
+                          r1 = std::min(F, r0 + fc[i]);
+            job_rows(gate[i], r0, r1);
+            job_rows(up[i], r0, r1);
+            float* gi = g.data() + go[i];
+            const float* ui = u.data() + go[i];
+            const DType act = activation_type_for(e.down->dtype);
+            for (int64_t t = 0; t < e.n_tok; ++t) {
+                float* gt = gi + t * F;
+                for (int64_t r = r0; r < r1; ++r) gt[r] = silu(gt[r]) * ui[t * F + r];
+                if (act != DType::F32)
+                    k.quantize_act(act, gt + r0,
+                                   hq.data() + ho[i] + (size_t)t * down[i].as + row_bytes(act, r0),
+                                   r1 - r0);
+            }
+            done[i].fetch_add(1, std::memory_order_release);
+            return;
+        }
+        const int64_t d = task - n_f;
+        const size_t i =
+            (size_t)(std::upper_bound(first_d.begin(), first_d.end(), d) - first_d.begin() - 1);
+        const int64_t want = first_f[i + 1] - first_f[i];
+        ThreadPool::wait_until([&] { return done[i].load(std::memory_order_acquire) >= want; });
+        const int64_t r0 = (d - first_d[i]) * dc[i];
+        job_rows(down[i], r0, std::min(experts[i].down->rows(), r0 + dc[i]));
+    });
+    return true;
+}
+
+}  // namespace
+
 void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts) {
     bool fused = true;
     for (const SwigluJob& e : experts)
@@ -174,6 +311,7 @@ void ffn_swiglu_experts(ThreadPool& pool, const std::vector<SwigluJob>& experts)
         }
         return;
     }
+    if (swiglu_one_region(pool, experts)) return;
     // One buffer each for every expert's converted inputs, gate and up rows and converted
     // hidden rows, kept across calls: sized by this call's rows, not by each expert's largest.
     const size_t n = experts.size();

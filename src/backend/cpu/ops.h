@@ -21,8 +21,10 @@ void matmul_pair(ThreadPool& pool, const TensorView& A, const TensorView& B, con
 // activation type. Same results as n_w matmul calls.
 void matmul_multi(ThreadPool& pool, const TensorView* const* W, int n_w, const float* x,
                   int64_t n_tok, float* const* y);
-// A group of SwiGLU FFNs (routed experts): out = down(silu(gate x) * up x) for each, with
-// every gate and up product in one parallel region and every down product in a second.
+// A group of SwiGLU FFNs (routed experts): out = down(silu(gate x) * up x) for each. Few-token
+// groups (decode) run as one parallel region (each expert's down product waits for its own
+// gate/up chunks only); batches take every gate and up product in one region, every down
+// product in a second.
 // x: [n_tok, gate.cols()]; out: [n_tok, down.rows()]. Same results as one at a time.
 struct SwigluJob {
     const TensorView* gate;

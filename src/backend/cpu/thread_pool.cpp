@@ -85,6 +85,15 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     job_ = nullptr;
 }
 
+void ThreadPool::wait_until(const std::function<bool()>& ready) {
+    for (int spins = 0; !ready(); ++spins) {
+        if (spins < kSpinIters)
+            SLUICE_PAUSE();
+        else
+            std::this_thread::yield();
+    }
+}
+
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t, int)>& fn) {
     if (n <= 0) return;

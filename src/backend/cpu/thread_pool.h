@@ -26,6 +26,9 @@ class ThreadPool {
     // Splits [0, n) into chunks of at least `grain` and runs fn(begin, end, thread).
     void parallel_for(int64_t n, int64_t grain,
                       const std::function<void(int64_t, int64_t, int)>& fn);
+    // For a task that waits on another task of the same region: spins politely, and yields
+    // the core after a while (the awaited thread may have been descheduled).
+    static void wait_until(const std::function<bool()>& ready);
 
   private:
     void worker(int id);
