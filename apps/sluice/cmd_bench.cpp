@@ -167,10 +167,15 @@ int cmd_bench(const BenchOptions& o) {
     // pages inside compute, so there it is an upper bound on the time, a lower bound on speed).
     const double compute_s = std::max(1e-9, decode_s - sd.io_wait_s);
     const double compute_tok_s = o.decode / compute_s;
-    const double disk_bound =
-        disk_per_tok > 0 && probe.bytes_per_s > 0 ? probe.bytes_per_s / disk_per_tok : 0;
-    double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
     const uint64_t weights_per_tok = weight_bytes_per_token(m);
+    const double requested_per_tok = (double)sd.bytes_read / o.decode;
+    // The device counters count every process: a few KiB per token of someone else's I/O is
+    // no disk bound on a decode served from memory.
+    const bool reads_disk = requested_per_tok > 0 || disk_per_tok >= 0.01 * (double)weights_per_tok;
+    const double disk_bound = reads_disk && disk_per_tok > 0 && probe.bytes_per_s > 0
+                                  ? probe.bytes_per_s / disk_per_tok
+                                  : 0;
+    double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
     // Everything resident on the CPU: memory bandwidth is the physical limit.
     MemProbe mem;
     if (!dev && o.m.mem_budget.empty()) mem = probe_memory(pool, m, (size_t)o.probe_mem_mib);
@@ -201,7 +206,6 @@ int cmd_bench(const BenchOptions& o) {
     // Prefill against the disk: the time the measured bandwidth needs for the bytes it read.
     const double prefill_read_s =
         probe.bytes_per_s > 0 ? (double)disk_prefill / probe.bytes_per_s : 0;
-    const double requested_per_tok = (double)sd.bytes_read / o.decode;
     const double page_hit =
         sd.bytes_read > 0 ? std::clamp(1.0 - (double)disk_decode / (double)sd.bytes_read, 0.0, 1.0)
                           : 1.0;

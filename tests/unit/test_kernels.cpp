@@ -137,6 +137,34 @@ TEST(Kernels, GemmMatchesReference) {
     }
 }
 
+// Mat-vec calls long enough for the six-stream split (qgemm_impl.inc, kLongStreamBytes) give
+// every row what the one-row call gives (which GemmMatchesReference checks).
+TEST(Kernels, LongMatVecEqualsRowByRow) {
+    const int64_t n = 1024;
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F32}) {
+        const DType act = activation_type_for(t);
+        const bool plain = act == DType::F32;
+        const size_t ws = row_bytes(t, n), as = plain ? (size_t)n * 4 : row_bytes(act, n);
+        const int64_t nr = (int64_t)((2u << 20) / ws) + 5;  // 2 MiB and a remainder
+        const auto w = test::random_floats((size_t)(n * nr), 300),
+                   x = test::random_floats((size_t)n, 301);
+        std::vector<uint8_t> qw(ws * nr), qx(as);
+        for (int64_t r = 0; r < nr; ++r) quantize_row_ref(t, w.data() + r * n, qw.data() + r * ws, n);
+        if (plain)
+            std::memcpy(qx.data(), x.data(), as);
+        else
+            quantize_activations(act, x.data(), qx.data(), n);
+        for (Isa isa : supported_isas()) {
+            const CpuKernels& kk = *cpu_kernels_for(isa);
+            std::vector<float> y((size_t)nr), y1((size_t)nr);
+            ASSERT_TRUE(kk.gemm(t, qw.data(), ws, nr, qx.data(), as, 1, n, y.data(), nr));
+            for (int64_t r = 0; r < nr; ++r)
+                kk.gemm(t, qw.data() + r * ws, ws, 1, qx.data(), as, 1, n, &y1[(size_t)r], 1);
+            EXPECT_EQ(y, y1) << kk.name << " " << dtype_name(t);
+        }
+    }
+}
+
 // The tile-unit path against its reference: dequantized weights and activations each rounded
 // to bf16, products summed in double.
 TEST(Kernels, GemmBf16MatchesReference) {
