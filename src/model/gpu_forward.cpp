@@ -328,18 +328,16 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     for (int l = 0; l < c.n_layer; ++l) {
         const GpuLayer& L = layers_[(size_t)l];
         gpu_.rms_norm(x, L.attn_norm, c.rms_eps, n, E, h);
-        gpu_.matmul(L.wq, h, n, q);
-        gpu_.matmul(L.wk, h, n, k);
-        gpu_.matmul(L.wv, h, n, v);
+        const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
+        float* qkv_y[3] = {q, k, v};
+        gpu_.matmul_multi(qkv_w, 3, h, n, qkv_y);
         gpu_.head_norm_rope(q, n, nh, hd, hd, L.q_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
                             rope.mag, rope.pairs, pos);
-        gpu_.head_norm_rope(k, n, nkv, hd, hd, L.k_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
-                            rope.mag, rope.pairs, pos);
-        phase("attn_proj");
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
-        gpu_.store_rows(kc, kv_dim, pos, k, n);
-        gpu_.store_rows(vc, v_dim, pos, v, n);
+        gpu_.head_norm_rope(k, n, nkv, hd, hd, L.k_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
+                            rope.mag, rope.pairs, pos, cuda::KvStore{kc, kv_dim, v, vc, v_dim});
+        phase("attn_proj");
         gpu_.attention(q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
         phase("attention");
         gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);

@@ -140,6 +140,45 @@ TEST(CudaOps, MatmulLongRowsStagedAndUnstaged) {
     }
 }
 
+// q, k and v in one launch: each part exactly as its own matmul (the split per matrix depends on
+// its shape only), for decode-sized batches and the per-matrix fallback beyond them.
+TEST(CudaOps, MatmulMultiEqualsSeparateMatmuls) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(11);
+    const int cols = 1024, rows[3] = {600, 40, 40};
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::BF16}) {
+        TestMatrix m[3] = {make_matrix(gpu, t, rows[0], cols, rng),
+                           make_matrix(gpu, t, rows[1], cols, rng),
+                           make_matrix(gpu, t, rows[2], cols, rng)};
+        for (int n : {1, 5, 12}) {
+            const std::vector<float> x = randn((size_t)n * cols, rng);
+            cuda::DeviceBuffer xd(x.size() * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            std::vector<cuda::DeviceBuffer> one, multi;
+            const TensorView* w[3];
+            float* y[3];
+            for (int i = 0; i < 3; ++i) {
+                one.emplace_back((size_t)n * rows[i] * 4);
+                multi.emplace_back((size_t)n * rows[i] * 4);
+                gpu.matmul(m[i].view, xd.f32(), n, one.back().f32());
+                w[i] = &m[i].view;
+                y[i] = multi.back().f32();
+            }
+            gpu.matmul_multi(w, 3, xd.f32(), n, y);
+            for (int i = 0; i < 3; ++i) {
+                std::vector<float> a((size_t)n * rows[i]), b(a.size());
+                gpu.download(a.data(), one[(size_t)i].data(), a.size() * 4);
+                gpu.download(b.data(), multi[(size_t)i].data(), b.size() * 4);
+                EXPECT_EQ(a, b) << dtype_name(t) << " n=" << n << " part " << i;
+                EXPECT_LT(rel_err(b, ref_matmul(m[i].deq, rows[i], cols, x, n)),
+                          n <= 8 ? 1e-5 : 3e-3)
+                    << dtype_name(t) << " n=" << n << " part " << i;
+            }
+        }
+    }
+}
+
 TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;

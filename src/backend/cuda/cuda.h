@@ -94,6 +94,16 @@ struct Pos {
     int max = 0;
 };
 
+// KV cache rows written by head_norm_rope: k_cache + pos * k_row + head * head_dim, and
+// v_cache + pos * v_row = v + t * v_row.
+struct KvStore {
+    float* k_cache = nullptr;
+    int k_row = 0;
+    const float* v = nullptr;
+    float* v_cache = nullptr;
+    int v_row = 0;
+};
+
 // Work captured once and replayed (a decode step): fewer launch costs.
 class Graph {
   public:
@@ -140,23 +150,26 @@ class Gpu {
     // dequantizing mat-vec; larger n: weights dequantized to f16 tiles and multiplied on
     // the tensor cores (f32 accumulation).
     void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false);
+    // y[i] = matmul(*W[i], x, n) for i < n_w: one launch for decode-sized n when the matrices
+    // share a dtype and row length (a layer's q, k and v), else one matmul each.
+    void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y);
     // y: [n, W.cols()] = rows ids[0..n) of W (device ids), as f32.
     void get_rows(const TensorView& W, const int32_t* ids, int n, float* y);
     // y = x / rms(x) * w per row. x, y: [rows, n]; w: [n] f32.
     void rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y);
     // In place per token t < n_tok and head h < n_head of x: [n_tok, n_head, stride]:
     // optional RMSNorm over head_dim (norm_w: [head_dim] f32 or null), then RoPE of the first
-    // n_rot dims at position pos + t (inv_freq: [n_rot / 2] device f32).
+    // n_rot dims at position pos + t (inv_freq: [n_rot / 2] device f32). With kv.k_cache the
+    // results go to the cache rows of their positions instead (x unchanged), and with
+    // kv.v_cache each token's V row is stored too, in the same launch.
     void head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
                         const float* norm_w, float eps, const float* inv_freq, int n_rot, float mag,
-                        bool pairs, const Pos& pos);
+                        bool pairs, const Pos& pos, const KvStore& kv = {});
     // Causal GQA attention of n new tokens at positions pos.. over the cache.
     // q: [n, n_head * hd]; k_cache: [n_ctx, n_kv * hd]; v_cache: [n_ctx, n_kv * vd];
     // out: [n, n_head * vd].
     void attention(const float* q, const float* k_cache, const float* v_cache, int n,
                    const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out);
-    // Rows base[(pos + i) * row] = src[i * row] for i < n (KV cache writes).
-    void store_rows(float* base, int row, const Pos& pos, const float* src, int n);
     void add(float* x, const float* y, size_t n);  // x += y
     // Softmax over n_expert logits per token, top k, optional renormalisation, times scale.
     // logits: [n, n_expert]; ids, weights: [n, k].

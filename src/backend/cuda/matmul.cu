@@ -40,7 +40,7 @@ size_t max_stage() {
         SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
         SLUICE_CUDA_CHECK(
             cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        return (size_t)optin;
+        return (size_t)optin - 1024;  // room for the kernels' static shared memory
     }();
     return bytes;
 }
@@ -73,15 +73,36 @@ size_t stage_smem(int n_vec, int len) {
     return bytes;
 }
 
-// y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; one warp per row, lanes over 32-chunks.
-// Each lane's sum runs in chunk order and the warp reduction is fixed, so results do not
-// depend on the launch shape or on staging.
+// Up to kMaxParts matrices of one dtype and row length over the same activations, in one
+// launch (a layer's q, k and v projections): blocks [first_block, next part's) are the part's.
+constexpr int kMaxParts = 3;
+struct MatvecPart {
+    const uint8_t* W;
+    size_t row_bytes;
+    int rows, split, first_block;
+    float* y;
+    int ldy;
+};
+struct MatvecParts {
+    MatvecPart p[kMaxParts];
+    int n;
+};
+
+// y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; `split` warps per row (1, 2, 4 or 8), lanes
+// over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
+// sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
+// from the matrix shape alone) but not on staging, on the other parts or on the launch.
 template <DType T, int NT>
-__global__ void matvec_kernel(const uint8_t* W, size_t row_bytes, int rows, int cols,
-                              const float* x, int ldx, float* y, int ldy, int accumulate,
+__global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate,
                               int staged) {
-    const int lane = threadIdx.x & 31;
-    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    __shared__ float partial[kWarps][NT];
+    int pi = 0;
+    while (pi + 1 < parts.n && (int)blockIdx.x >= parts.p[pi + 1].first_block) ++pi;
+    const MatvecPart& P = parts.p[pi];
+    const int split = P.split;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = ((int)blockIdx.x - P.first_block) * (kWarps / split) + warp / split,
+              part = warp % split;
     const float* xb = x;
     int cs = 32;
     size_t ts = (size_t)ldx;
@@ -89,55 +110,100 @@ __global__ void matvec_kernel(const uint8_t* W, size_t row_bytes, int rows, int 
         stage_x(x, ldx, NT, cols, x_stage);
         xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
     }
-    if (r >= rows) return;
-    const uint8_t* row = W + (size_t)r * row_bytes;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = 0.f;
-    const int n_chunks = cols / 32;
-    for (int c = lane; c < n_chunks; c += 32) {
-        float w[32];
-        Chunk<T>::load(row, c, w);
+    if (r < P.rows) {
+        const uint8_t* row = P.W + (size_t)r * P.row_bytes;
+        const int n_chunks = cols / 32;
+        // Two chunks in flight per lane: one warp per row is latency-bound otherwise.
+#pragma unroll 2
+        for (int c = part * 32 + lane; c < n_chunks; c += 32 * split) {
+            float w[32];
+            Chunk<T>::load(row, c, w);
 #pragma unroll
-        for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
+            for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
+        }
     }
 #pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = warp_sum(acc[t]);
+    if (split > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < NT; ++t) partial[warp][t] = acc[t];
+        __syncthreads();
+        if (part == 0)
+#pragma unroll
+            for (int t = 0; t < NT; ++t)
+                for (int p = 1; p < split; ++p) acc[t] += partial[warp + p][t];
+    }
+    if (r >= P.rows || part != 0 || lane != 0) return;
+#pragma unroll
     for (int t = 0; t < NT; ++t) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) {
-            float* o = y + (size_t)t * ldy + r;
-            *o = accumulate ? *o + s : s;
-        }
+        float* o = P.y + (size_t)t * P.ldy + r;
+        *o = accumulate ? *o + acc[t] : acc[t];
     }
 }
 
+// Warps per row: enough blocks to fill the device about 1.5 times (a k or v projection of 512
+// rows is 64 blocks of one warp per row), keeping >= 8 chunks per warp.
+int matvec_split(int rows, int cols) {
+    static const int sms = [] {
+        int dev = 0, n = 0;
+        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+        SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+        return n;
+    }();
+    int split = 1;
+    while (split < kWarps && (rows + kWarps / split - 1) / (kWarps / split) < sms * 3 / 2 &&
+           cols / 32 / (2 * split) >= 8)
+        split *= 2;
+    return split;
+}
+
+// nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
+// columns), y[i]: [nt, ldy[i]], in one launch.
 template <DType T, int NT>
-void launch_matvec(cudaStream_t s, const TensorView& W, const float* x, float* y, int ldy,
-                   bool accumulate) {
-    const int rows = (int)W.rows(), cols = (int)W.cols();
+void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                   float* const* y, const int* ldy, bool accumulate) {
+    const int cols = (int)W[0]->cols();
+    MatvecParts parts{};
+    parts.n = n_w;
+    int blocks = 0;
+    for (int i = 0; i < n_w; ++i) {
+        const int rows = (int)W[i]->rows(), split = matvec_split(rows, cols);
+        parts.p[i] = {(const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i],
+                      ldy[i]};
+        blocks += (rows + kWarps / split - 1) / (kWarps / split);
+    }
     const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
-    matvec_kernel<T, NT><<<(rows + kWarps - 1) / kWarps, 32 * kWarps, smem, s>>>(
-        (const uint8_t*)W.data, W.row_size(), rows, cols, x, cols, y, ldy, accumulate ? 1 : 0,
-        smem ? 1 : 0);
+    matvec_kernel<T, NT><<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols,
+                                                           accumulate ? 1 : 0, smem ? 1 : 0);
     SLUICE_CUDA_LAUNCHED();
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).
 template <DType T, int NT = kMaxVecTokens>
-void launch_matvec_n(cudaStream_t s, int nt, const TensorView& W, const float* x, float* y, int ldy,
-                     bool accumulate) {
+void launch_matvec_n(cudaStream_t s, int nt, const TensorView* const* W, int n_w, const float* x,
+                     float* const* y, const int* ldy, bool accumulate) {
     if constexpr (NT > 1)
-        if (nt < NT) return launch_matvec_n<T, NT - 1>(s, nt, W, x, y, ldy, accumulate);
-    launch_matvec<T, NT>(s, W, x, y, ldy, accumulate);
+        if (nt < NT) return launch_matvec_n<T, NT - 1>(s, nt, W, n_w, x, y, ldy, accumulate);
+    launch_matvec<T, NT>(s, W, n_w, x, y, ldy, accumulate);
 }
 
+// y[i]: [n, W[i].rows()] = x: [n, cols] . W[i]^T, kMaxVecTokens tokens per launch.
 template <DType T>
-void matvec_any(cudaStream_t s, const TensorView& W, const float* x, int n, float* y,
-                bool accumulate) {
-    const int64_t cols = W.cols(), rows = W.rows();
-    for (int t0 = 0; t0 < n; t0 += kMaxVecTokens)
-        launch_matvec_n<T>(s, std::min(n - t0, kMaxVecTokens), W, x + (size_t)t0 * cols,
-                           y + (size_t)t0 * rows, (int)rows, accumulate);
+void matvec_any(cudaStream_t s, const TensorView* const* W, int n_w, const float* x, int n,
+                float* const* y, bool accumulate) {
+    const int64_t cols = W[0]->cols();
+    int ldy[kMaxParts];
+    for (int i = 0; i < n_w; ++i) ldy[i] = (int)W[i]->rows();
+    for (int t0 = 0; t0 < n; t0 += kMaxVecTokens) {
+        float* yt[kMaxParts];
+        for (int i = 0; i < n_w; ++i) yt[i] = y[i] + (size_t)t0 * ldy[i];
+        launch_matvec_n<T>(s, std::min(n - t0, kMaxVecTokens), W, n_w, x + (size_t)t0 * cols, yt,
+                           ldy, accumulate);
+    }
 }
 
 // out: [rows, cols] f32 = rows [r0, r0 + rows) of W dequantized. One thread per 32-chunk.
@@ -194,6 +260,7 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
     const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
     float ag = 0.f, au = 0.f;
+#pragma unroll 2
     for (int c = lane; c < n_embd / 32; c += 32) {
         float w[32];
         Chunk<TG>::load(g, c, w);
@@ -226,6 +293,7 @@ __global__ void experts_down_kernel(const void* const* table, const int32_t* ids
     }
     const uint8_t* d = (const uint8_t*)table[3 * ids[s] + 2] + (size_t)r * row_bytes;
     float acc = 0.f;
+#pragma unroll 2
     for (int c = lane; c < n_ff / 32; c += 32) {
         float w[32];
         Chunk<T>::load(d, c, w);
@@ -252,7 +320,10 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     check(W.cols() % 32 == 0,
           "CUDA matmul: row length " + std::to_string(W.cols()) + " is not a multiple of 32");
     if (n <= kMaxVecTokens) {
-        if (!dispatch_dtype(W.dtype, [&]<DType T>() { matvec_any<T>(s, W, x, n, y, accumulate); }))
+        const TensorView* w[1] = {&W};
+        float* yy[1] = {y};
+        if (!dispatch_dtype(W.dtype,
+                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate); }))
             no_kernel(W.dtype);
         return;
     }
@@ -278,6 +349,23 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
                                              (int)cols, &beta, y + r0, CUDA_R_32F, (int)rows,
                                              CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
     }
+}
+
+void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int n,
+                       float* const* y) {
+    bool one_launch = n <= kMaxVecTokens && n_w <= kMaxParts;
+    for (int i = 0; i < n_w; ++i)
+        one_launch = one_launch && W[i]->dtype == W[0]->dtype && W[i]->cols() == W[0]->cols();
+    if (!one_launch) {
+        for (int i = 0; i < n_w; ++i) matmul(*W[i], x, n, y[i]);
+        return;
+    }
+    check(W[0]->cols() % 32 == 0, "CUDA matmul: row length " + std::to_string(W[0]->cols()) +
+                                      " is not a multiple of 32");
+    if (!dispatch_dtype(W[0]->dtype, [&]<DType T>() {
+            matvec_any<T>(p_->compute, W, n_w, x, n, y, false);
+        }))
+        no_kernel(W[0]->dtype);
 }
 
 void Gpu::get_rows(const TensorView& W, const int32_t* ids, int n, float* y) {
