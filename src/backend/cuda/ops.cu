@@ -188,6 +188,16 @@ __global__ void swiglu_kernel(const float* g, const float* u, size_t n, float* a
     if (i < n) act[i] = g[i] / (1.0f + __expf(-g[i])) * u[i];
 }
 
+// The warp's largest (best, bi), ties to the lower index; every lane gets it.
+__device__ __forceinline__ void warp_argmax(float& best, int& bi) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+    }
+}
+
 // One warp per token: softmax, then k rounds of arg-max (ties to the lower index).
 __global__ void route_kernel(const float* logits, int n_expert, int k, int norm, float scale,
                              int32_t* ids, float* weights) {
@@ -212,12 +222,7 @@ __global__ void route_kernel(const float* logits, int n_expert, int k, int norm,
         int bi = n_expert;
         for (int e = lane; e < n_expert; e += 32)
             if (p[e] > best) best = p[e], bi = e;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-        }
+        warp_argmax(best, bi);
         if (bi >= n_expert) bi = 0, best = 0.f;  // NaN logits: no candidate; stay in bounds
         if (lane == 0) {
             ids[(size_t)t * k + j] = bi;
@@ -267,12 +272,7 @@ __global__ void route_reg_kernel(const float* logits, int n_expert, int k, int n
 #pragma unroll
         for (int i = 0; i < kPer; ++i)  // ascending e per lane: ties keep the lower index
             if (p[i] > best) best = p[i], bi = lane + 32 * i;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-        }
+        warp_argmax(best, bi);
         if (bi >= n_expert) bi = 0, best = 0.f;  // NaN logits: no candidate; stay in bounds
 #pragma unroll
         for (int i = 0; i < kPer; ++i)
