@@ -138,12 +138,12 @@ Routing route_tokens(const ModelConfig& c, float* logits, const TensorView& bias
     r.k = K;
     r.ids.resize((size_t)n * K);
     r.weights.resize((size_t)n * K);
-    std::vector<float> b((size_t)NE, 0.f), choice((size_t)NE);
+    thread_local std::vector<float> b, choice, gscore;
+    thread_local std::vector<int> order, gorder;
+    b.assign((size_t)NE, 0.f), choice.resize((size_t)NE), order.resize((size_t)NE);
     if (!bias.empty()) get_row(bias, 0, b.data());
-    std::vector<int> order((size_t)NE);
     const int gsize = NE / c.n_group;
-    std::vector<float> gscore((size_t)c.n_group);
-    std::vector<int> gorder((size_t)c.n_group);
+    gscore.resize((size_t)c.n_group), gorder.resize((size_t)c.n_group);
     for (int t = 0; t < n; ++t) {
         float* p = logits + (size_t)t * NE;
         if (c.gating == Gating::Softmax) {
@@ -248,8 +248,12 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
     std::vector<float> logits((size_t)n * NE);
     matmul(pool, w.router, h, n, logits.data());
     const Routing r = route_tokens(c, logits.data(), w.router_bias, n);
-    // Per expert: the tokens routed to it and their weights.
-    std::vector<std::vector<std::pair<int, float>>> routed((size_t)NE);
+    // Per expert: the tokens routed to it and their weights. This and the buffers below are
+    // kept across calls (a decode step runs this once per layer; their allocations showed).
+    thread_local std::vector<std::vector<std::pair<int, float>>> routed_tls;
+    std::vector<std::vector<std::pair<int, float>>>& routed = routed_tls;
+    routed.resize((size_t)NE);
+    for (auto& v : routed) v.clear();
     for (int t = 0; t < n; ++t)
         for (int j = 0; j < r.k; ++j)
             routed[(size_t)r.ids[(size_t)t * r.k + j]].push_back(
@@ -273,7 +277,9 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
     // parallel regions for the group instead of two per expert).
     // Rows of every routed (token, expert) pair, expert by expert from first[e]: gathered
     // inputs and expert outputs, kept across calls (see attention_gqa).
-    std::vector<size_t> first((size_t)NE + 1, 0);
+    thread_local std::vector<size_t> first_tls;
+    std::vector<size_t>& first = first_tls;
+    first.assign((size_t)NE + 1, 0);
     for (int e = 0; e < NE; ++e) first[(size_t)e + 1] = first[(size_t)e] + routed[(size_t)e].size();
     thread_local std::vector<float> result_tls, xs_tls;
     std::vector<float>& result = result_tls;
@@ -292,7 +298,9 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
                           h + (size_t)(pair_tok[(size_t)p] + 1) * E, xs.data() + (size_t)p * E);
         });
     }
-    std::vector<ExpertWeights> ew((size_t)NE);
+    thread_local std::vector<ExpertWeights> ew_tls;  // entries of this call's experts only
+    std::vector<ExpertWeights>& ew = ew_tls;
+    ew.resize((size_t)NE);
     while (!todo.empty()) {
         std::vector<int> group{todo[(size_t)store.wait_any(layer, todo.data(), (int)todo.size())]};
         for (int e : todo)
@@ -320,17 +328,15 @@ void moe_block(const ModelConfig& c, const LayerWeights& w, const Lookahead& ahe
         if (!todo.empty()) store.prefetch(layer, todo.data(), (int)todo.size());
     }
     // Each element sums its experts in expert order whatever the split: threads own columns.
+    const CpuKernels& kern = cpu_kernels();
     auto weighted_sum = [&](int64_t j0, int64_t j1, int) {
         for (int t = 0; t < n; ++t)
             std::fill(out + (size_t)t * E + j0, out + (size_t)t * E + j1, 0.f);
         for (int e = 0; e < NE; ++e) {
             const auto& toks = routed[(size_t)e];
-            for (size_t k = 0; k < toks.size(); ++k) {
-                float* o = out + (size_t)toks[k].first * E;
-                const float wgt = toks[k].second;
-                const float* dr = result.data() + (first[(size_t)e] + k) * E;
-                for (int64_t j = j0; j < j1; ++j) o[j] += wgt * dr[j];
-            }
+            for (size_t k = 0; k < toks.size(); ++k)
+                kern.axpy(toks[k].second, result.data() + (first[(size_t)e] + k) * E + j0,
+                          out + (size_t)toks[k].first * E + j0, j1 - j0);
         }
     };
     if (n >= kParallelTokensMin)
