@@ -149,7 +149,8 @@ TEST(Kernels, LongMatVecEqualsRowByRow) {
         const auto w = test::random_floats((size_t)(n * nr), 300),
                    x = test::random_floats((size_t)n, 301);
         std::vector<uint8_t> qw(ws * nr), qx(as);
-        for (int64_t r = 0; r < nr; ++r) quantize_row_ref(t, w.data() + r * n, qw.data() + r * ws, n);
+        for (int64_t r = 0; r < nr; ++r)
+            quantize_row_ref(t, w.data() + r * n, qw.data() + r * ws, n);
         if (plain)
             std::memcpy(qx.data(), x.data(), as);
         else
@@ -411,13 +412,13 @@ TEST(Ops, ExpertGroupEqualsSeparateProducts) {
                                                         std::vector<float>((size_t)(n_tok * E)));
                     std::vector<SwigluJob> jobs;
                     for (int e = 0; e < n_exp; ++e)
-                        jobs.push_back({&gate[e].v, &up[e].v, &down[e].v, in[e], n_tok,
-                                        got[e].data()});
+                        jobs.push_back(
+                            {&gate[e].v, &up[e].v, &down[e].v, in[e], n_tok, got[e].data()});
                     ffn_swiglu_experts(*pool, jobs);
                     for (int e = 0; e < n_exp; ++e)
-                        EXPECT_EQ(got[e], want[e]) << dtype_name(t) << " n_tok " << n_tok
-                                                   << " expert " << e << " of " << n_exp
-                                                   << ", threads " << pool->size();
+                        EXPECT_EQ(got[e], want[e])
+                            << dtype_name(t) << " n_tok " << n_tok << " expert " << e << " of "
+                            << n_exp << ", threads " << pool->size();
                 }
             }
 }

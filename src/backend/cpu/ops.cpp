@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
-#include <numeric>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
+#include <numeric>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -63,18 +63,17 @@ void job_rows(const GemmJob& g, int64_t r0, int64_t r1) {
     const CpuKernels& k = cpu_kernels();
     const TensorView& W = *g.W;
     const size_t ws = W.row_size();
-    const bool ok = g.bf16 ? k.gemm_bf16(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.n_tok,
-                                         W.cols(), g.y + r0, W.rows())
-                           : k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok,
-                                    W.cols(), g.y + r0, W.rows());
+    const bool ok = g.bf16 ? k.gemm_bf16(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.n_tok, W.cols(),
+                                         g.y + r0, W.rows())
+                           : k.gemm(W.dtype, W.row(r0), ws, r1 - r0, g.act, g.as, g.n_tok, W.cols(),
+                                    g.y + r0, W.rows());
     if (!ok) fail(std::string("no gemm kernel for ") + dtype_name(W.dtype));
 }
 
 // Row chunk for a job of `rows` rows in a region of `total_rows`: as large as keeps ~2 tasks
 // per thread, at most `cap`, a multiple of `unit`.
 int64_t chunk_rows(int64_t rows, int64_t total_rows, int64_t cap, int64_t unit, int threads) {
-    return std::max<int64_t>(unit,
-                             std::min({rows, cap, total_rows / (2 * threads)}) / unit * unit);
+    return std::max<int64_t>(unit, std::min({rows, cap, total_rows / (2 * threads)}) / unit * unit);
 }
 
 // Every job in one parallel region: tasks are (job, chunk of rows), claimed dynamically, so a
@@ -234,8 +233,10 @@ bool swiglu_one_region(ThreadPool& pool, const std::vector<SwigluJob>& experts) 
     // References: the pool's tasks must see this thread's buffers, not their own.
     thread_local std::vector<uint8_t> xq_tls, hq_tls;
     thread_local std::vector<float> g_tls, u_tls;
-    std::vector<uint8_t>&xq = xq_tls, &hq = hq_tls;
-    std::vector<float>&g = g_tls, &u = u_tls;
+    std::vector<uint8_t>& xq = xq_tls;
+    std::vector<uint8_t>& hq = hq_tls;
+    std::vector<float>& g = g_tls;
+    std::vector<float>& u = u_tls;
     xq.resize(xb), hq.resize(hb), g.resize(gb), u.resize(gb);
     std::vector<GemmJob> gate(n), up(n), down(n);
     for (size_t i = 0, x_off = 0; i < n; ++i) {
@@ -251,10 +252,10 @@ bool swiglu_one_region(ThreadPool& pool, const std::vector<SwigluJob>& experts) 
         up[i].W = e.up, up[i].y = u.data() + go[i];
         const DType act = activation_type_for(e.down->dtype);
         const int64_t F = e.gate->rows();
-        down[i] = act == DType::F32
-                      ? GemmJob{e.down, (const uint8_t*)(g.data() + go[i]), (size_t)F * 4,
-                                e.n_tok, e.out}
-                      : GemmJob{e.down, hq.data() + ho[i], row_bytes(act, F), e.n_tok, e.out};
+        down[i] =
+            act == DType::F32
+                ? GemmJob{e.down, (const uint8_t*)(g.data() + go[i]), (size_t)F * 4, e.n_tok, e.out}
+                : GemmJob{e.down, hq.data() + ho[i], row_bytes(act, F), e.n_tok, e.out};
     }
     std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[n]);
     for (size_t i = 0; i < n; ++i) done[i].store(0, std::memory_order_relaxed);

@@ -172,13 +172,13 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
     int blocks = 0;
     for (int i = 0; i < n_w; ++i) {
         const int rows = (int)W[i]->rows(), split = matvec_split(rows, cols);
-        parts.p[i] = {(const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i],
-                      ldy[i]};
+        parts.p[i] = {
+            (const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i], ldy[i]};
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
     const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
-    matvec_kernel<T, NT><<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols,
-                                                           accumulate ? 1 : 0, smem ? 1 : 0);
+    matvec_kernel<T, NT>
+        <<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols, accumulate ? 1 : 0, smem ? 1 : 0);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -360,11 +360,10 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
         for (int i = 0; i < n_w; ++i) matmul(*W[i], x, n, y[i]);
         return;
     }
-    check(W[0]->cols() % 32 == 0, "CUDA matmul: row length " + std::to_string(W[0]->cols()) +
-                                      " is not a multiple of 32");
-    if (!dispatch_dtype(W[0]->dtype, [&]<DType T>() {
-            matvec_any<T>(p_->compute, W, n_w, x, n, y, false);
-        }))
+    check(W[0]->cols() % 32 == 0,
+          "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
+    if (!dispatch_dtype(W[0]->dtype,
+                        [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false); }))
         no_kernel(W[0]->dtype);
 }
 

@@ -77,8 +77,9 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
         for (int k = 0; k < kPer; ++k) {
             const int i = threadIdx.x + k * blockDim.x;
             if (i < n / 4)
-                ((float4*)yr)[i] = make_float4(xv[k].x * scale * wv[k].x, xv[k].y * scale * wv[k].y,
-                                               xv[k].z * scale * wv[k].z, xv[k].w * scale * wv[k].w);
+                ((float4*)yr)[i] =
+                    make_float4(xv[k].x * scale * wv[k].x, xv[k].y * scale * wv[k].y,
+                                xv[k].z * scale * wv[k].z, xv[k].w * scale * wv[k].w);
         }
         return;
     }
@@ -93,8 +94,8 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
 // past n_tok * n_head copy each token's V row into its cache row (one launch instead of three).
 __global__ void head_norm_rope_kernel(float* x, int n_tok, int n_head, int stride, int head_dim,
                                       const float* norm_w, float eps, const float* inv_freq,
-                                      int n_rot, float mag, int pairs, int pos0,
-                                      const int* pos_dev, KvStore kv) {
+                                      int n_rot, float mag, int pairs, int pos0, const int* pos_dev,
+                                      KvStore kv) {
     extern __shared__ float v[];
     const int p0 = pos_dev ? *pos_dev : pos0;
     if ((int)blockIdx.x >= n_tok * n_head) {
@@ -389,12 +390,11 @@ void Gpu::route_softmax_topk(const float* logits, int n, int n_expert, int k, bo
     if (n <= 0) return;
     check(n_expert <= 8192 && k <= n_expert, "CUDA routing: unsupported expert count");
     if (n_expert <= 256 && k <= 32)
-        route_reg_kernel<8><<<n, 32, 0, p_->compute>>>(logits, n_expert, k, norm ? 1 : 0, scale,
-                                                         ids, weights);
+        route_reg_kernel<8>
+            <<<n, 32, 0, p_->compute>>>(logits, n_expert, k, norm ? 1 : 0, scale, ids, weights);
     else
-        route_kernel<<<n, 32, (size_t)n_expert * 4, p_->compute>>>(logits, n_expert, k,
-                                                                   norm ? 1 : 0, scale, ids,
-                                                                   weights);
+        route_kernel<<<n, 32, (size_t)n_expert * 4, p_->compute>>>(
+            logits, n_expert, k, norm ? 1 : 0, scale, ids, weights);
     SLUICE_CUDA_LAUNCHED();
 }
 
