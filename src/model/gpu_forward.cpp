@@ -46,7 +46,9 @@ class CudaForward final : public DeviceForward {
     TensorView upload_matrix(const TensorView& w, const std::string& what);
     const float* upload_f32(const TensorView& w);
     float* buf(int i, size_t floats);
-    void moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x);
+    // x += the layer's MoE block of x; h: [n, n_embd] scratch, left holding its normalised
+    // input.
+    void moe(Model& m, const ForwardArgs& a, int l, float* x, float* h);
     void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down,
                     const float* h, int n, float* out, bool accumulate);
     void host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
@@ -327,28 +329,26 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     const RopeTable& rope = m.rope();
     for (int l = 0; l < c.n_layer; ++l) {
         const GpuLayer& L = layers_[(size_t)l];
-        gpu_.rms_norm(x, L.attn_norm, c.rms_eps, n, E, h);
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
         float* qkv_y[3] = {q, k, v};
-        gpu_.matmul_multi(qkv_w, 3, h, n, qkv_y);
-        gpu_.head_norm_rope(q, n, nh, hd, hd, L.q_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
-                            rope.mag, rope.pairs, pos);
+        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h});
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
-        gpu_.head_norm_rope(k, n, nkv, hd, hd, L.k_norm, c.rms_eps, inv_freq_, (int)rope.n_rot(),
-                            rope.mag, rope.pairs, pos, cuda::KvStore{kc, kv_dim, v, vc, v_dim});
+        gpu_.qk_norm_rope(cuda::RopeIn{q, nh, hd, L.q_norm}, cuda::RopeIn{k, nkv, hd, L.k_norm}, n,
+                          hd, c.rms_eps, inv_freq_, (int)rope.n_rot(), rope.mag, rope.pairs, pos,
+                          cuda::KvStore{kc, kv_dim, v, vc, v_dim});
         phase("attn_proj");
         gpu_.attention(q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
         phase("attention");
         gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
-        gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
         phase("attn_out");
         if (!c.is_moe_layer(l)) {
+            gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
             swiglu_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, h, n, x, /*accumulate=*/true);
             phase("dense_ffn");
             continue;
         }
-        moe(m, a, l, h, x);
+        moe(m, a, l, x, h);
         phase("moe");
     }
     const int first = a.all_logits ? 0 : n - 1, rows = n - first;
@@ -420,10 +420,9 @@ void CudaForward::host_misses(Model& m, const ForwardArgs& a, int l, const float
     gpu_.download(hh.data(), h, hh.size() * 4);
     const cuda::ExpertTable t = experts_->table(l);
     float* act = buf(ACT, (size_t)n * KU * F);
-    float* y = buf(Y, (size_t)n * KU * E);
     float* yh = buf(YH, (size_t)n * KU * E);
     gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);  // runs while the host computes below
-    gpu_.experts_down(t, ids, n * KU, act, y);
+    gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     std::vector<float> out((size_t)n * KU * E, 0.f);
     std::vector<ExpertWeights> ew;
     std::vector<SwigluJob> jobs;
@@ -443,28 +442,25 @@ void CudaForward::host_misses(Model& m, const ForwardArgs& a, int l, const float
     for (int e : held) store.release(l, e);
     experts_->count_host(jobs.size(), hid.size());
     gpu_.upload_async(yh, out.data(), out.size() * 4);
-    gpu_.combine(y, wts, n, KU, E, x, /*accumulate=*/true);
     gpu_.combine(yh, wts, n, KU, E, x, /*accumulate=*/true);
     gpu_.sync();  // `out` is staged by the copy; keep the host buffer's lifetime simple
 }
 
-void CudaForward::moe(Model& m, const ForwardArgs& a, int l, const float* h, float* x) {
+void CudaForward::moe(Model& m, const ForwardArgs& a, int l, float* x, float* h) {
     const ModelConfig& c = m.config();
     const GpuLayer& L = layers_[(size_t)l];
     const int n = a.n, E = c.n_embd, NE = c.n_expert, KU = c.n_expert_used, F = c.n_ff_exp;
     float* rlog = buf(RLOG, (size_t)n * NE);
     int32_t* ids = (int32_t*)buf(IDS, (size_t)n * KU);
     float* wts = buf(WTS, (size_t)n * KU);
-    gpu_.matmul(L.router, h, n, rlog);
-    gpu_.route_softmax_topk(rlog, n, NE, KU, c.norm_topk_prob, c.routed_scale, ids, wts);
+    gpu_.router_topk(L.router, x, n, cuda::NormIn{L.ffn_norm, c.rms_eps, h}, rlog,
+                     cuda::RouteOut{KU, c.norm_topk_prob, c.routed_scale, ids, wts});
     const bool table_path = n <= kTableTokens;
     auto table_kernels = [&] {
         const cuda::ExpertTable t = experts_->table(l);
         float* act = buf(ACT, (size_t)n * KU * F);
-        float* y = buf(Y, (size_t)n * KU * E);
         gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
-        gpu_.experts_down(t, ids, n * KU, act, y);
-        gpu_.combine(y, wts, n, KU, E, x, /*accumulate=*/true);
+        gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     };
     if (experts_->all_resident() && table_path) {
         table_kernels();  // no host round trip: ids and expert table stay on the device

@@ -208,28 +208,131 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
         const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
         const std::vector<float> x = randn((size_t)n * E, rng);
         cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
-            act((size_t)n * K * F * 4), yd((size_t)n * K * E * 4), out((size_t)n * E * 4);
+            act((size_t)n * K * F * 4), out((size_t)n * E * 4);
         gpu.upload(idd.data(), ids.data(), ids.size() * 4);
         gpu.upload(wd.data(), w.data(), w.size() * 4);
         gpu.upload(xd.data(), x.data(), x.size() * 4);
-        gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(), act.f32());
-        gpu.experts_down(et, (const int32_t*)idd.data(), n * K, act.f32(), yd.f32());
-        gpu.combine(yd.f32(), wd.f32(), n, K, E, out.f32(), false);
-        std::vector<float> got((size_t)n * E);
-        gpu.download(got.data(), out.data(), got.size() * 4);
-        std::vector<double> ref((size_t)n * E, 0.0);
-        for (int tk = 0; tk < n; ++tk)
-            for (int j = 0; j < K; ++j) {
-                const int e = ids[(size_t)tk * K + j];
-                const std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
-                const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
-                const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
-                std::vector<float> a(F);
-                for (int i = 0; i < F; ++i) a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
-                const auto d = ref_matmul(down[e].deq, E, F, a, 1);
-                for (int i = 0; i < E; ++i) ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+        const std::vector<float> base = randn((size_t)n * E, rng);  // out accumulates onto it
+        // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
+        // them on the CPU-miss path).
+        for (bool absent : {false, true}) {
+            if (absent) {
+                std::vector<const void*> t2 = table;
+                t2[3] = t2[4] = t2[5] = nullptr;
+                gpu.upload(td_buf.data(), t2.data(), t2.size() * sizeof(void*));
             }
-        EXPECT_LT(rel_err(got, ref), 1e-4) << dtype_name(t);
+            gpu.upload(out.data(), base.data(), base.size() * 4);
+            gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(), act.f32());
+            gpu.experts_down_combine(et, (const int32_t*)idd.data(), wd.f32(), n, K, act.f32(),
+                                     out.f32());
+            std::vector<float> got((size_t)n * E);
+            gpu.download(got.data(), out.data(), got.size() * 4);
+            std::vector<double> ref(base.begin(), base.end());
+            for (int tk = 0; tk < n; ++tk)
+                for (int j = 0; j < K; ++j) {
+                    const int e = ids[(size_t)tk * K + j];
+                    if (absent && e == 1) continue;
+                    const std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
+                    const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
+                    const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
+                    std::vector<float> a(F);
+                    for (int i = 0; i < F; ++i) a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
+                    const auto d = ref_matmul(down[e].deq, E, F, a, 1);
+                    for (int i = 0; i < E; ++i)
+                        ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+                }
+            EXPECT_LT(rel_err(got, ref), 1e-4) << dtype_name(t) << " absent " << absent;
+        }
+    }
+}
+
+std::vector<float> download_f32(cuda::Gpu& gpu, const cuda::DeviceBuffer& b, size_t n) {
+    std::vector<float> v(n);
+    gpu.download(v.data(), b.data(), n * 4);
+    return v;
+}
+
+// RMSNorm fused into the mat-vec's staging: the products and the normalised rows left in h
+// match rms_norm followed by the plain products (to rounding: the sums of squares run in
+// another order), for decode-sized batches and the unfused path beyond them.
+TEST(CudaOps, MatmulWithNormEqualsRmsNormThenMatmul) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(5);
+    const int cols = 1024, rows[3] = {300, 64, 64};
+    const float eps = 1e-6f;
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::F32}) {
+        TestMatrix m[3] = {make_matrix(gpu, t, rows[0], cols, rng),
+                           make_matrix(gpu, t, rows[1], cols, rng),
+                           make_matrix(gpu, t, rows[2], cols, rng)};
+        const std::vector<float> nw = randn(cols, rng);
+        cuda::DeviceBuffer nwd(cols * 4);
+        gpu.upload(nwd.data(), nw.data(), cols * 4);
+        for (int n : {1, 3, 12}) {
+            const std::vector<float> x = randn((size_t)n * cols, rng, 3.0f);
+            cuda::DeviceBuffer xd(x.size() * 4), h_ref(x.size() * 4), h(x.size() * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            gpu.rms_norm(xd.f32(), nwd.f32(), eps, n, cols, h_ref.f32());
+            const TensorView* w[3] = {&m[0].view, &m[1].view, &m[2].view};
+            std::vector<cuda::DeviceBuffer> yr, yf;
+            float *pr[3], *pf[3];
+            for (int i = 0; i < 3; ++i) {
+                yr.emplace_back((size_t)n * rows[i] * 4);
+                yf.emplace_back((size_t)n * rows[i] * 4);
+                pr[i] = yr.back().f32(), pf[i] = yf.back().f32();
+            }
+            gpu.matmul_multi(w, 3, h_ref.f32(), n, pr);
+            gpu.matmul_multi(w, 3, xd.f32(), n, pf, cuda::NormIn{nwd.f32(), eps, h.f32()});
+            const auto hr = download_f32(gpu, h_ref, x.size()), hf = download_f32(gpu, h, x.size());
+            EXPECT_LT(rel_err(hf, std::vector<double>(hr.begin(), hr.end())), 1e-6)
+                << dtype_name(t) << " n=" << n;
+            for (int i = 0; i < 3; ++i) {
+                const auto a = download_f32(gpu, yr[(size_t)i], (size_t)n * rows[i]);
+                const auto b = download_f32(gpu, yf[(size_t)i], (size_t)n * rows[i]);
+                EXPECT_LT(rel_err(b, std::vector<double>(a.begin(), a.end())), 1e-5)
+                    << dtype_name(t) << " n=" << n << " part " << i;
+            }
+        }
+    }
+}
+
+// The router launch that routes in its last block: the same logits, expert ids and weights as
+// the mat-vec followed by route_softmax_topk, over repeated launches (the block counter is
+// reset) and for batches past the fused size.
+TEST(CudaOps, RouterTopkEqualsMatmulThenRouting) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(9);
+    const int cols = 512, k = 8;
+    for (int n_expert : {64, 128, 256}) {
+        TestMatrix m = make_matrix(gpu, DType::F32, n_expert, cols, rng);
+        const std::vector<float> nw = randn(cols, rng);
+        cuda::DeviceBuffer nwd(cols * 4);
+        gpu.upload(nwd.data(), nw.data(), cols * 4);
+        for (int n : {1, 1, 7, 12}) {
+            const std::vector<float> x = randn((size_t)n * cols, rng);
+            cuda::DeviceBuffer xd(x.size() * 4), h(x.size() * 4), lr((size_t)n * n_expert * 4),
+                lf((size_t)n * n_expert * 4), ir((size_t)n * k * 4), wr((size_t)n * k * 4),
+                iF((size_t)n * k * 4), wf((size_t)n * k * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            const cuda::NormIn norm{nwd.f32(), 1e-6f, h.f32()};
+            const TensorView* w[1] = {&m.view};
+            float* pl[1] = {lr.f32()};
+            gpu.matmul_multi(w, 1, xd.f32(), n, pl, norm);
+            gpu.route_softmax_topk(lr.f32(), n, n_expert, k, true, 2.5f, (int32_t*)ir.data(),
+                                   wr.f32());
+            gpu.router_topk(m.view, xd.f32(), n, norm, lf.f32(),
+                            cuda::RouteOut{k, true, 2.5f, (int32_t*)iF.data(), wf.f32()});
+            std::vector<int32_t> ids_r((size_t)n * k), ids_f((size_t)n * k);
+            gpu.download(ids_r.data(), ir.data(), ids_r.size() * 4);
+            gpu.download(ids_f.data(), iF.data(), ids_f.size() * 4);
+            EXPECT_EQ(download_f32(gpu, lr, (size_t)n * n_expert),
+                      download_f32(gpu, lf, (size_t)n * n_expert))
+                << "experts " << n_expert << " n=" << n;
+            EXPECT_EQ(ids_r, ids_f) << "experts " << n_expert << " n=" << n;
+            EXPECT_EQ(download_f32(gpu, wr, (size_t)n * k), download_f32(gpu, wf, (size_t)n * k))
+                << "experts " << n_expert << " n=" << n;
+        }
     }
 }
 

@@ -94,7 +94,7 @@ struct Pos {
     int max = 0;
 };
 
-// KV cache rows written by head_norm_rope: k_cache + pos * k_row + head * head_dim, and
+// KV cache rows written by qk_norm_rope: k_cache + pos * k_row + head * head_dim, and
 // v_cache + pos * v_row = v + t * v_row.
 struct KvStore {
     float* k_cache = nullptr;
@@ -102,6 +102,33 @@ struct KvStore {
     const float* v = nullptr;
     float* v_cache = nullptr;
     int v_row = 0;
+};
+
+// Heads that qk_norm_rope normalises and rotates: x: [n_tok, n_head, stride], each head's
+// first head_dim floats; norm_w: [head_dim] f32, or null for no RMSNorm.
+struct RopeIn {
+    float* x = nullptr;
+    int n_head = 0, stride = 0;
+    const float* norm_w = nullptr;
+};
+
+// The input of a mat-vec that is RMSNorm(x) * w rather than x itself: the launch normalises
+// each token's row while staging it (as rms_norm does) and leaves the normalised rows in h
+// ([n, cols]; later ops of the layer read them). w null: x is taken as it is.
+struct NormIn {
+    const float* w = nullptr;
+    float eps = 0.f;
+    float* h = nullptr;
+};
+
+// Routing done at the end of the router's mat-vec launch (softmax, top k, optional
+// renormalisation, times scale): ids, weights: [n, k].
+struct RouteOut {
+    int k = 0;
+    bool norm = false;
+    float scale = 1.f;
+    int32_t* ids = nullptr;
+    float* weights = nullptr;
 };
 
 // Work captured once and replayed (a decode step): fewer launch costs.
@@ -151,20 +178,26 @@ class Gpu {
     // the tensor cores (f32 accumulation).
     void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false);
     // y[i] = matmul(*W[i], x, n) for i < n_w: one launch for decode-sized n when the matrices
-    // share a dtype and row length (a layer's q, k and v), else one matmul each.
-    void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y);
+    // share a dtype and row length (a layer's q, k and v), else one matmul each. With norm.w,
+    // x is normalised first (NormIn), in the same launch where the rows fit in shared memory.
+    void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
+                      const NormIn& norm = {});
+    // The router: logits: [n, W.rows()] = NormIn(x) . W^T, then softmax top-k routing of each
+    // token (route_softmax_topk), in one launch for decode-sized n (the last block to finish
+    // routes).
+    void router_topk(const TensorView& W, const float* x, int n, const NormIn& norm, float* logits,
+                     const RouteOut& route);
     // y: [n, W.cols()] = rows ids[0..n) of W (device ids), as f32.
     void get_rows(const TensorView& W, const int32_t* ids, int n, float* y);
     // y = x / rms(x) * w per row. x, y: [rows, n]; w: [n] f32.
     void rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y);
-    // In place per token t < n_tok and head h < n_head of x: [n_tok, n_head, stride]:
-    // optional RMSNorm over head_dim (norm_w: [head_dim] f32 or null), then RoPE of the first
-    // n_rot dims at position pos + t (inv_freq: [n_rot / 2] device f32). With kv.k_cache the
-    // results go to the cache rows of their positions instead (x unchanged), and with
-    // kv.v_cache each token's V row is stored too, in the same launch.
-    void head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
-                        const float* norm_w, float eps, const float* inv_freq, int n_rot, float mag,
-                        bool pairs, const Pos& pos, const KvStore& kv = {});
+    // Per token t < n_tok and head h of q, then of k: optional RMSNorm over head_dim, then
+    // RoPE of the first n_rot dims at position pos + t (inv_freq: [n_rot / 2] device f32), in
+    // place. With kv.k_cache, k's results go to the cache rows of their positions instead (k
+    // unchanged), and with kv.v_cache each token's V row is stored too. One launch.
+    void qk_norm_rope(const RopeIn& q, const RopeIn& k, int n_tok, int head_dim, float eps,
+                      const float* inv_freq, int n_rot, float mag, bool pairs, const Pos& pos,
+                      const KvStore& kv = {});
     // Causal GQA attention of n new tokens at positions pos.. over the cache.
     // q: [n, n_head * hd]; k_cache: [n_ctx, n_kv * hd]; v_cache: [n_ctx, n_kv * vd];
     // out: [n, n_head * vd].
@@ -177,12 +210,15 @@ class Gpu {
                             int32_t* ids, float* weights);
 
     // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
-    // act: [n_slots, n_ff] = silu(gate x) * (up x); y: [n_slots, n_embd] = down act.
-    // Slots whose expert has no table entry get zeros (the caller computes them elsewhere).
+    // act: [n_slots, n_ff] = silu(gate x) * (up x). Slots whose expert has no table entry get
+    // zeros (the caller computes them elsewhere).
     void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
                          const float* x, float* act);
-    void experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, const float* act,
-                      float* y);
+    // out[t] += sum over j < k of w[t * k + j] * (down_e act[t * k + j]), e = ids[t * k + j],
+    // for t < n: the down projections and their weighted sum in one launch. Slots whose
+    // expert has no table entry add nothing. act: [n * k, n_ff]; out: [n, n_embd].
+    void experts_down_combine(const ExpertTable& t, const int32_t* ids, const float* w, int n,
+                              int k, const float* act, float* out);
     // out[t] (+)= sum over j < k of w[t * k + j] * y[t * k + j]. y: [n * k, n]; out: [n, dim].
     void combine(const float* y, const float* w, int n, int k, int dim, float* out,
                  bool accumulate);

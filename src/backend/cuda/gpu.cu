@@ -101,6 +101,8 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&p_->side_done, cudaEventDisableTiming));
     for (cudaEvent_t& e : p_->side_mark)
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    p_->done = DeviceBuffer(sizeof(int));
+    SLUICE_CUDA_CHECK(cudaMemset(p_->done.data(), 0, sizeof(int)));
     SLUICE_CUBLAS_CHECK(cublas().create(&p_->blas));
     SLUICE_CUBLAS_CHECK(cublas().set_stream(p_->blas, p_->compute));
 }

@@ -35,6 +35,9 @@ struct Gpu::Impl {
     cublasHandle_t blas = nullptr;
     // f16 tiles of dequantized weights and converted activations for tensor-core matmuls.
     DeviceBuffer w16, x16, y32;
+    // Blocks finished in a launch whose last block does a tail step (the router's routing);
+    // zero between launches: the last block resets it.
+    DeviceBuffer done;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };

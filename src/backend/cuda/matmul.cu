@@ -4,6 +4,7 @@
 
 #include "backend/cuda/dequant.cuh"
 #include "backend/cuda/gpu_impl.cuh"
+#include "backend/cuda/route.cuh"
 
 namespace sluice::cuda {
 namespace {
@@ -47,14 +48,67 @@ size_t max_stage() {
 size_t stage_bytes(int n_vec, int len) {
     return (size_t)n_vec * (size_t)(len / 32) * kPad * sizeof(float);
 }
-// xs[t][c * kPad + i] = x[t * ldx + 32c + i] for t < n_vec. Block-wide; ends with a barrier.
-__device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) {
+// Staging loads per thread issued before the first store: with one load per loop trip the
+// stores to shared memory (generic pointers, possibly aliasing) kept each trip's global load
+// waiting for the last, and staging sat on every block's critical path (ncu, H200).
+constexpr int kStageBatch = 4;
+
+// xs[t][c * kPad + i] = x[t * ldx + 32c + i] (times w[32c + i] when w is set) for t < n_vec;
+// ssq[t] (NT >= n_vec entries, when set) gets this thread's share of row t's sum of squares of
+// x. 16-byte accesses when x, ldx and w allow. Block-wide; ends with a barrier.
+template <int NT = 1>
+__device__ void stage_rows(const float* x, int ldx, int n_vec, int len, float* xs,
+                           const float* w = nullptr, float* ssq = nullptr) {
     const int nc = len / 32;
-    for (int i = threadIdx.x; i < n_vec * len; i += blockDim.x) {
-        const int t = i / len, k = i % len;
-        xs[(size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)] = x[(size_t)t * ldx + k];
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+        if (ssq) ssq[t] = 0.f;
+    const bool vec = ((uintptr_t)x & 15) == 0 && (ldx & 3) == 0 && ((uintptr_t)w & 15) == 0;
+    if (vec) {
+        const int n4 = len / 4, total = n_vec * n4;  // len is a multiple of 32
+        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * blockDim.x) {
+            float4 v[kStageBatch], m[kStageBatch];
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int i = i0 + u * (int)blockDim.x;
+                if (i >= total) continue;
+                const int t = i / n4, k4 = i % n4;
+                v[u] = *(const float4*)(x + (size_t)t * ldx + 4 * k4);
+                if (w) m[u] = *(const float4*)(w + 4 * k4);
+            }
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int i = i0 + u * (int)blockDim.x;
+                if (i >= total) continue;
+                const int t = i / n4, k = 4 * (i % n4);
+                if (ssq) {
+                    const float q =
+                        v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+#pragma unroll
+                    for (int tt = 0; tt < NT; ++tt)  // constant indices keep ssq in registers
+                        if (tt == t) ssq[tt] += q;
+                }
+                if (w)
+                    v[u] = make_float4(v[u].x * m[u].x, v[u].y * m[u].y, v[u].z * m[u].z,
+                                       v[u].w * m[u].w);
+                *(float4*)(xs + (size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)) = v[u];
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < n_vec * len; i += blockDim.x) {
+            const int t = i / len, k = i % len;
+            const float v = x[(size_t)t * ldx + k];
+            if (ssq)
+#pragma unroll
+                for (int tt = 0; tt < NT; ++tt)
+                    if (tt == t) ssq[tt] += v * v;
+            xs[(size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)] = w ? v * w[k] : v;
+        }
     }
     __syncthreads();
+}
+__device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) {
+    stage_rows(x, ldx, n_vec, len, xs);
 }
 extern __shared__ __align__(16) float x_stage[];
 
@@ -88,13 +142,42 @@ struct MatvecParts {
     int n;
 };
 
+// What a mat-vec launch does besides the products: normalise its input (NormIn; needs the
+// input staged), and route on its output in the last block to finish (RouteOut; `done` is a
+// zeroed counter that block resets; one part, y = [NT, n_expert] logits).
+struct VecExtras {
+    NormIn norm;
+    int* done = nullptr;
+    RouteOut route;
+};
+
+// The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
+// n_expert]. Every block calls it after writing its outputs.
+__device__ void route_in_last_block(int* done, const float* logits, int n_tok, int n_expert,
+                                    const RouteOut& ro) {
+    __shared__ int last;
+    __threadfence();  // this block's logits are visible device-wide before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done, 1) == (int)gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int t = threadIdx.x >> 5; t < n_tok; t += blockDim.x >> 5) {
+        const float* l = logits + (size_t)t * n_expert;
+        route_warp<kRouteRegExperts / 32>([&](int e) { return __ldcg(l + e); }, n_expert, ro.k,
+                                          ro.norm ? 1 : 0, ro.scale, ro.ids + (size_t)t * ro.k,
+                                          ro.weights + (size_t)t * ro.k);
+    }
+    if (threadIdx.x == 0) *done = 0;
+}
+
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; `split` warps per row (1, 2, 4 or 8), lanes
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
 // from the matrix shape alone) but not on staging, on the other parts or on the launch.
 template <DType T, int NT>
 __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate,
-                              int staged) {
+                              int staged, VecExtras ex) {
     __shared__ float partial[kWarps][NT];
     int pi = 0;
     while (pi + 1 < parts.n && (int)blockIdx.x >= parts.p[pi + 1].first_block) ++pi;
@@ -106,8 +189,14 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
     const float* xb = x;
     int cs = 32;
     size_t ts = (size_t)ldx;
+    // RMSNorm is applied by linearity: rows staged as x * w, each product scaled by the row's
+    // rsqrt(mean(x^2) + eps) at the end, so the reduction is off the loads' critical path.
+    float ssq[NT];
     if (staged) {
-        stage_x(x, ldx, NT, cols, x_stage);
+        if (ex.norm.w)
+            stage_rows<NT>(x, ldx, NT, cols, x_stage, ex.norm.w, ssq);
+        else
+            stage_x(x, ldx, NT, cols, x_stage);
         xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
     }
     float acc[NT];
@@ -137,12 +226,37 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
             for (int t = 0; t < NT; ++t)
                 for (int p = 1; p < split; ++p) acc[t] += partial[warp + p][t];
     }
-    if (r >= P.rows || part != 0 || lane != 0) return;
+    if (ex.norm.w) {
+        __shared__ float red[kWarps][NT];
+        __shared__ float scale[NT];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-        float* o = P.y + (size_t)t * P.ldy + r;
-        *o = accumulate ? *o + acc[t] : acc[t];
+        for (int t = 0; t < NT; ++t) ssq[t] = warp_sum(ssq[t]);
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < NT; ++t) red[warp][t] = ssq[t];
+        __syncthreads();
+        if (threadIdx.x < NT) {
+            float ss = 0.f;
+            for (int w = 0; w < kWarps; ++w) ss += red[w][threadIdx.x];
+            scale[threadIdx.x] = rsqrtf(ss / (float)cols + ex.norm.eps);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[t] *= scale[t];
+        if (blockIdx.x == 0 && ex.norm.h)  // rms_norm's result, for the layer's later ops
+#pragma unroll
+            for (int t = 0; t < NT; ++t)
+                for (int k = threadIdx.x; k < cols; k += blockDim.x)
+                    ex.norm.h[(size_t)t * cols + k] =
+                        x[(size_t)t * ldx + k] * scale[t] * ex.norm.w[k];
     }
+    if (r < P.rows && part == 0 && lane == 0)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            float* o = P.y + (size_t)t * P.ldy + r;
+            *o = accumulate ? *o + acc[t] : acc[t];
+        }
+    if (ex.done) route_in_last_block(ex.done, parts.p[0].y, NT, parts.p[0].rows, ex.route);
 }
 
 // Warps per row: enough blocks to fill the device about 1.5 times (a k or v projection of 512
@@ -165,7 +279,7 @@ int matvec_split(int rows, int cols) {
 // columns), y[i]: [nt, ldy[i]], in one launch.
 template <DType T, int NT>
 void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                   float* const* y, const int* ldy, bool accumulate) {
+                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
     const int cols = (int)W[0]->cols();
     MatvecParts parts{};
     parts.n = n_w;
@@ -177,24 +291,25 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
     const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
-    matvec_kernel<T, NT>
-        <<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols, accumulate ? 1 : 0, smem ? 1 : 0);
+    matvec_kernel<T, NT><<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols, accumulate ? 1 : 0,
+                                                           smem ? 1 : 0, ex);
     SLUICE_CUDA_LAUNCHED();
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).
 template <DType T, int NT = kMaxVecTokens>
 void launch_matvec_n(cudaStream_t s, int nt, const TensorView* const* W, int n_w, const float* x,
-                     float* const* y, const int* ldy, bool accumulate) {
+                     float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
     if constexpr (NT > 1)
-        if (nt < NT) return launch_matvec_n<T, NT - 1>(s, nt, W, n_w, x, y, ldy, accumulate);
-    launch_matvec<T, NT>(s, W, n_w, x, y, ldy, accumulate);
+        if (nt < NT) return launch_matvec_n<T, NT - 1>(s, nt, W, n_w, x, y, ldy, accumulate, ex);
+    launch_matvec<T, NT>(s, W, n_w, x, y, ldy, accumulate, ex);
 }
 
-// y[i]: [n, W[i].rows()] = x: [n, cols] . W[i]^T, kMaxVecTokens tokens per launch.
+// y[i]: [n, W[i].rows()] = x: [n, cols] . W[i]^T, kMaxVecTokens tokens per launch. Extras
+// need n <= kMaxVecTokens.
 template <DType T>
 void matvec_any(cudaStream_t s, const TensorView* const* W, int n_w, const float* x, int n,
-                float* const* y, bool accumulate) {
+                float* const* y, bool accumulate, const VecExtras& ex = {}) {
     const int64_t cols = W[0]->cols();
     int ldy[kMaxParts];
     for (int i = 0; i < n_w; ++i) ldy[i] = (int)W[i]->rows();
@@ -202,7 +317,7 @@ void matvec_any(cudaStream_t s, const TensorView* const* W, int n_w, const float
         float* yt[kMaxParts];
         for (int i = 0; i < n_w; ++i) yt[i] = y[i] + (size_t)t0 * ldy[i];
         launch_matvec_n<T>(s, std::min(n - t0, kMaxVecTokens), W, n_w, x + (size_t)t0 * cols, yt,
-                           ldy, accumulate);
+                           ldy, accumulate, ex);
     }
 }
 
@@ -273,34 +388,51 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
 }
 
-// y[s, r] = down_e[r] . act_s.
+// Most routed slots per token the fused down kernel takes.
+constexpr int kMaxSlots = 32;
+
+// out[t, r] += sum_j w[t, j] * (down_e[r] . act[t * k + j]), e = ids[t * k + j]: one warp per
+// output row r of token t = blockIdx.y, its lanes over the (slot, 32-chunk) pairs of all k
+// slots (an expert's row alone is too short to keep a warp's loads in flight). The k act rows
+// are staged when `staged`. Measured on the H200, Qwen3-30B-A3B shape (2048 rows, 8 x 24
+// pairs): one warp per row 297-301 tok/s; two or four warps per row, each over every second or
+// fourth pair, 294-299 and 242-243.
 template <DType T>
-__global__ void experts_down_kernel(const void* const* table, const int32_t* ids, int n_embd,
-                                    int n_ff, size_t row_bytes, const float* act, float* y,
-                                    int staged) {
-    const int lane = threadIdx.x & 31, s = blockIdx.y;
+__global__ void experts_down_combine_kernel(const void* const* table, const int32_t* ids,
+                                            const float* wts, int k, int n_embd, int n_ff,
+                                            size_t row_bytes, const float* act, float* out,
+                                            int staged) {
+    __shared__ const uint8_t* base[kMaxSlots];
+    __shared__ float sw[kMaxSlots];
+    const int t = blockIdx.y, lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    const float* a = act + (size_t)s * n_ff;
+    if ((int)threadIdx.x < k) {
+        const int j = (int)threadIdx.x;
+        base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
+        sw[j] = wts[(size_t)t * k + j];
+    }
+    const float* a = act + (size_t)t * k * n_ff;
+    const int nc = n_ff / 32;
     int cs = 32;
+    size_t ss = (size_t)n_ff;
     if (staged) {
-        stage_x(a, n_ff, 1, n_ff, x_stage);
-        a = x_stage, cs = kPad;
+        stage_x(a, n_ff, k, n_ff, x_stage);  // its barrier also publishes base and sw
+        a = x_stage, cs = kPad, ss = (size_t)nc * kPad;
+    } else {
+        __syncthreads();
     }
     if (r >= n_embd) return;
-    if (!table[3 * ids[s] + 2]) {
-        if (lane == 0) y[(size_t)s * n_embd + r] = 0.f;
-        return;
-    }
-    const uint8_t* d = (const uint8_t*)table[3 * ids[s] + 2] + (size_t)r * row_bytes;
     float acc = 0.f;
 #pragma unroll 2
-    for (int c = lane; c < n_ff / 32; c += 32) {
+    for (int p = lane; p < k * nc; p += 32) {
+        const int j = p / nc, c = p - j * nc;
+        if (!base[j]) continue;  // not resident: computed on the host (cuda.h)
         float w[32];
-        Chunk<T>::load(d, c, w);
-        acc += dot32(w, a + cs * c);
+        Chunk<T>::load(base[j] + (size_t)r * row_bytes, c, w);
+        acc += sw[j] * dot32(w, a + j * ss + cs * c);
     }
     acc = warp_sum(acc);
-    if (lane == 0) y[(size_t)s * n_embd + r] = acc;
+    if (lane == 0) out[(size_t)t * n_embd + r] += acc;
 }
 
 [[noreturn]] void no_kernel(DType t) {
@@ -351,20 +483,53 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     }
 }
 
-void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int n,
-                       float* const* y) {
+void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
+                       const NormIn& norm) {
     bool one_launch = n <= kMaxVecTokens && n_w <= kMaxParts;
     for (int i = 0; i < n_w; ++i)
         one_launch = one_launch && W[i]->dtype == W[0]->dtype && W[i]->cols() == W[0]->cols();
-    if (!one_launch) {
+    // The norm is fused where the launch stages its input.
+    const bool fused = one_launch && (!norm.w || stage_bytes(n, (int)W[0]->cols()) <= max_stage());
+    if (!fused) {
+        if (norm.w) {
+            rms_norm(x, norm.w, norm.eps, n, (int)W[0]->cols(), norm.h);
+            x = norm.h;
+        }
         for (int i = 0; i < n_w; ++i) matmul(*W[i], x, n, y[i]);
         return;
     }
     check(W[0]->cols() % 32 == 0,
           "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
+    VecExtras ex;
+    ex.norm = norm;
     if (!dispatch_dtype(W[0]->dtype,
-                        [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false); }))
+                        [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false, ex); }))
         no_kernel(W[0]->dtype);
+}
+
+void Gpu::router_topk(const TensorView& W, const float* x, int n, const NormIn& norm, float* logits,
+                      const RouteOut& route) {
+    if (n <= 0) return;
+    const int n_expert = (int)W.rows();
+    const bool fused = n <= kMaxVecTokens && n_expert <= kRouteRegExperts &&
+                       route.k <= kRouteRegMaxK && W.cols() % 32 == 0 &&
+                       (!norm.w || stage_bytes(n, (int)W.cols()) <= max_stage());
+    if (!fused) {
+        const TensorView* w[1] = {&W};
+        matmul_multi(w, 1, x, n, &logits, norm);
+        route_softmax_topk(logits, n, n_expert, route.k, route.norm, route.scale, route.ids,
+                           route.weights);
+        return;
+    }
+    VecExtras ex;
+    ex.norm = norm;
+    ex.done = (int*)p_->done.data();
+    ex.route = route;
+    const TensorView* w[1] = {&W};
+    if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+            matvec_any<T>(p_->compute, w, 1, x, n, &logits, false, ex);
+        }))
+        no_kernel(W.dtype);
 }
 
 void Gpu::get_rows(const TensorView& W, const int32_t* ids, int n, float* y) {
@@ -394,15 +559,18 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     SLUICE_CUDA_LAUNCHED();
 }
 
-void Gpu::experts_down(const ExpertTable& t, const int32_t* ids, int n_slots, const float* act,
-                       float* y) {
-    if (n_slots <= 0) return;
-    const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n_slots);
+void Gpu::experts_down_combine(const ExpertTable& t, const int32_t* ids, const float* w, int n,
+                               int k, const float* act, float* out) {
+    if (n <= 0) return;
+    check(k <= kMaxSlots, "CUDA experts: " + std::to_string(k) +
+                              " experts per token exceed the kernel's " +
+                              std::to_string(kMaxSlots));
+    const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
-            const size_t smem = stage_smem<experts_down_kernel<T>>(1, (int)t.n_ff);
-            experts_down_kernel<T><<<grid, 32 * kWarps, smem, p_->compute>>>(
-                t.table, ids, (int)t.n_embd, (int)t.n_ff, rb, act, y, smem ? 1 : 0);
+            const size_t smem = stage_smem<experts_down_combine_kernel<T>>(k, (int)t.n_ff);
+            experts_down_combine_kernel<T><<<grid, 32 * kWarps, smem, p_->compute>>>(
+                t.table, ids, w, k, (int)t.n_embd, (int)t.n_ff, rb, act, out, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[2]);
     SLUICE_CUDA_LAUNCHED();

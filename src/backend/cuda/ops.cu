@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cuda/gpu_impl.cuh"
+#include "backend/cuda/route.cuh"
 
 namespace sluice::cuda {
 namespace {
@@ -89,24 +90,30 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-// One block per (token, head); x row of head_dim floats staged in shared memory.
-// With a KvStore, the results go to the cache rows of their positions instead, and blocks
-// past n_tok * n_head copy each token's V row into its cache row (one launch instead of three).
-__global__ void head_norm_rope_kernel(float* x, int n_tok, int n_head, int stride, int head_dim,
-                                      const float* norm_w, float eps, const float* inv_freq,
-                                      int n_rot, float mag, int pairs, int pos0, const int* pos_dev,
-                                      KvStore kv) {
+// One block per (token, head) of q, then of k; the head's row of head_dim floats staged in
+// shared memory. With a KvStore, k's results go to the cache rows of their positions instead,
+// and blocks past both tensors' heads copy each token's V row into its cache row (one launch
+// instead of three).
+__global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim, float eps,
+                                    const float* inv_freq, int n_rot, float mag, int pairs,
+                                    int pos0, const int* pos_dev, KvStore kv) {
     extern __shared__ float v[];
     const int p0 = pos_dev ? *pos_dev : pos0;
-    if ((int)blockIdx.x >= n_tok * n_head) {
-        const int t = blockIdx.x - n_tok * n_head;
+    const int nq = n_tok * q.n_head, nk = n_tok * k.n_head;
+    if ((int)blockIdx.x >= nq + nk) {
+        const int t = blockIdx.x - nq - nk;
         for (int d = threadIdx.x; d < kv.v_row; d += blockDim.x)
             kv.v_cache[(size_t)(p0 + t) * kv.v_row + d] = kv.v[(size_t)t * kv.v_row + d];
         return;
     }
-    const int t = blockIdx.x / n_head, h = blockIdx.x % n_head;
-    float* xh = x + ((size_t)t * n_head + h) * stride;
-    float* dst = kv.k_cache ? kv.k_cache + (size_t)(p0 + t) * kv.k_row + (size_t)h * head_dim : xh;
+    const bool is_k = (int)blockIdx.x >= nq;
+    const RopeIn& X = is_k ? k : q;
+    const int b = is_k ? blockIdx.x - nq : blockIdx.x;
+    const int t = b / X.n_head, h = b % X.n_head;
+    float* xh = X.x + ((size_t)t * X.n_head + h) * X.stride;
+    float* dst =
+        is_k && kv.k_cache ? kv.k_cache + (size_t)(p0 + t) * kv.k_row + (size_t)h * head_dim : xh;
+    const float* norm_w = X.norm_w;
     float ss = 0.f;
     for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
         v[i] = xh[i];
@@ -121,16 +128,16 @@ __global__ void head_norm_rope_kernel(float* x, int n_tok, int n_head, int strid
         const float wi = norm_w ? norm_w[i] * scale : 1.f;
         float out = v[i] * wi;
         if (i < n_rot) {
-            const int k = pairs ? i / 2 : i % half;              // frequency index
+            const int f = pairs ? i / 2 : i % half;              // frequency index
             const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
             const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
             const float wo = norm_w ? norm_w[other] * scale : 1.f;
             const float a = first ? out : v[other] * wo;
-            const float b = first ? v[other] * wo : out;
+            const float bb = first ? v[other] * wo : out;
             float sn, cs;
-            sincosf(pos * inv_freq[k], &sn, &cs);
+            sincosf(pos * inv_freq[f], &sn, &cs);
             cs *= mag, sn *= mag;
-            out = first ? a * cs - b * sn : b * cs + a * sn;
+            out = first ? a * cs - bb * sn : bb * cs + a * sn;
         }
         dst[i] = out;
     }
@@ -189,16 +196,6 @@ __global__ void swiglu_kernel(const float* g, const float* u, size_t n, float* a
     if (i < n) act[i] = g[i] / (1.0f + __expf(-g[i])) * u[i];
 }
 
-// The warp's largest (best, bi), ties to the lower index; every lane gets it.
-__device__ __forceinline__ void warp_argmax(float& best, int& bi) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-    }
-}
-
 // One warp per token: softmax, then k rounds of arg-max (ties to the lower index).
 __global__ void route_kernel(const float* logits, int n_expert, int k, int norm, float scale,
                              int32_t* ids, float* weights) {
@@ -239,53 +236,15 @@ __global__ void route_kernel(const float* logits, int n_expert, int k, int norm,
     }
 }
 
-// route_kernel for n_expert <= 32 * kPer and k <= 32, in registers: every logit load issued
-// up front, and lane j keeps the j-th choice until one write at the end (the shared-memory
-// version above is latency-bound: ~6.5 us per layer on the H100 for 128 experts).
+// route_kernel for n_expert <= 32 * kPer and k <= 32, in registers (route.cuh; the
+// shared-memory version above is latency-bound: ~6.5 us per layer on the H100 for 128 experts).
 template <int kPer>
 __global__ void route_reg_kernel(const float* logits, int n_expert, int k, int norm, float scale,
                                  int32_t* ids, float* weights) {
-    const int t = blockIdx.x, lane = threadIdx.x;
-    const float* l = logits + (size_t)t * n_expert;
-    float p[kPer];
-    float mx = -FLT_MAX;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-        const int e = lane + 32 * i;
-        p[i] = e < n_expert ? l[e] : -FLT_MAX;
-        mx = fmaxf(mx, p[i]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.f;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-        p[i] = lane + 32 * i < n_expert ? expf(p[i] - mx) : -1.f;
-        sum += fmaxf(p[i], 0.f);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    float chosen_sum = 0.f, my_w = 0.f;
-    int my_id = 0;
-    for (int j = 0; j < k; ++j) {
-        float best = -1.f;
-        int bi = n_expert;
-#pragma unroll
-        for (int i = 0; i < kPer; ++i)  // ascending e per lane: ties keep the lower index
-            if (p[i] > best) best = p[i], bi = lane + 32 * i;
-        warp_argmax(best, bi);
-        if (bi >= n_expert) bi = 0, best = 0.f;  // NaN logits: no candidate; stay in bounds
-#pragma unroll
-        for (int i = 0; i < kPer; ++i)
-            if (lane + 32 * i == bi) p[i] = -2.f;  // taken
-        if (lane == j) my_id = bi, my_w = best / sum;
-        chosen_sum += best / sum;
-    }
-    if (lane < k) {
-        const float f = (norm ? 1.0f / (chosen_sum + 1e-20f) : 1.0f) * scale;
-        ids[(size_t)t * k + lane] = my_id;
-        weights[(size_t)t * k + lane] = my_w * f;
-    }
+    const size_t t = blockIdx.x;
+    const float* l = logits + t * n_expert;
+    route_warp<kPer>([&](int e) { return l[e]; }, n_expert, k, norm, scale, ids + t * k,
+                     weights + t * k);
 }
 
 __global__ void combine_kernel(const float* y, const float* w, int k, int dim, float* out,
@@ -332,14 +291,13 @@ void Gpu::rms_norm(const float* x, const float* w, float eps, int rows, int n, f
     SLUICE_CUDA_LAUNCHED();
 }
 
-void Gpu::head_norm_rope(float* x, int n_tok, int n_head, int stride, int head_dim,
-                         const float* norm_w, float eps, const float* inv_freq, int n_rot,
-                         float mag, bool pairs, const Pos& pos, const KvStore& kv) {
+void Gpu::qk_norm_rope(const RopeIn& q, const RopeIn& k, int n_tok, int head_dim, float eps,
+                       const float* inv_freq, int n_rot, float mag, bool pairs, const Pos& pos,
+                       const KvStore& kv) {
     if (n_tok <= 0) return;
-    const int blocks = n_tok * n_head + (kv.v_cache ? n_tok : 0);
-    head_norm_rope_kernel<<<blocks, 128, (size_t)head_dim * 4, p_->compute>>>(
-        x, n_tok, n_head, stride, head_dim, norm_w, eps, inv_freq, n_rot, mag, pairs ? 1 : 0,
-        pos.pos0, pos.dev, kv);
+    const int blocks = n_tok * (q.n_head + k.n_head) + (kv.v_cache ? n_tok : 0);
+    qk_norm_rope_kernel<<<blocks, 128, (size_t)head_dim * 4, p_->compute>>>(
+        q, k, n_tok, head_dim, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos.pos0, pos.dev, kv);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -389,8 +347,8 @@ void Gpu::route_softmax_topk(const float* logits, int n, int n_expert, int k, bo
                              float scale, int32_t* ids, float* weights) {
     if (n <= 0) return;
     check(n_expert <= 8192 && k <= n_expert, "CUDA routing: unsupported expert count");
-    if (n_expert <= 256 && k <= 32)
-        route_reg_kernel<8>
+    if (n_expert <= kRouteRegExperts && k <= kRouteRegMaxK)
+        route_reg_kernel<kRouteRegExperts / 32>
             <<<n, 32, 0, p_->compute>>>(logits, n_expert, k, norm ? 1 : 0, scale, ids, weights);
     else
         route_kernel<<<n, 32, (size_t)n_expert * 4, p_->compute>>>(
