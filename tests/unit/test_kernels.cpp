@@ -129,7 +129,7 @@ TEST(Kernels, GemmMatchesReference) {
                         << kk.name << " " << dtype_name(t) << " nt " << nt2;
                 }
                 if (isa == Isa::Avx512) y_avx512 = y;
-                if (isa == Isa::Avx512Vnni || isa == Isa::Amx) {
+                if (isa == Isa::Avx512Vnni || isa == Isa::Avx512Bf16 || isa == Isa::Amx) {
                     EXPECT_EQ(y, y_avx512) << kk.name << " " << dtype_name(t);
                 }
             }
@@ -166,11 +166,10 @@ TEST(Kernels, LongMatVecEqualsRowByRow) {
     }
 }
 
-// The tile-unit path against its reference: dequantized weights and activations each rounded
-// to bf16, products summed in double.
-TEST(Kernels, GemmBf16MatchesReference) {
-    const CpuKernels* k = cpu_kernels_for(Isa::Amx);
-    if (!k) GTEST_SKIP() << "no AMX-BF16 on this CPU";
+// gemm_bf16 of one ISA against the reference: dequantized weights and activations each
+// rounded to bf16, products summed in double.
+void check_gemm_bf16(const CpuKernels& kk) {
+    const CpuKernels* k = &kk;
     const int64_t nr = 37;  // one full 32-row panel and a padded one
     for (DType t : {DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
                     DType::F32, DType::F16, DType::BF16}) {
@@ -199,7 +198,8 @@ TEST(Kernels, GemmBf16MatchesReference) {
                     // f32 sums, and the fast dequantizers fuse the scale multiply, so a weight
                     // can round to the neighbouring bf16 (2^-8 relative).
                     ASSERT_NEAR(y[(size_t)(tok * nr + r)], want, 1e-5 * mag + 1e-2 * top)
-                        << dtype_name(t) << " row " << r << " tok " << tok << " nt " << nt;
+                        << k->name << " " << dtype_name(t) << " row " << r << " tok " << tok
+                        << " nt " << nt;
                 }
             }
             // A (row, token) result does not depend on the rows and tokens around it.
@@ -207,9 +207,20 @@ TEST(Kernels, GemmBf16MatchesReference) {
             k->pack_bf16(x.data() + (nt - 1) * n, 1, n, x1.data());
             float y1 = 0;
             k->gemm_bf16(t, qw.data() + (nr - 1) * ws, ws, 1, x1.data(), 1, n, &y1, 1);
-            EXPECT_EQ(y1, y[(size_t)((nt - 1) * nr + nr - 1)]) << dtype_name(t) << " nt " << nt;
+            EXPECT_EQ(y1, y[(size_t)((nt - 1) * nr + nr - 1)])
+                << k->name << " " << dtype_name(t) << " nt " << nt;
         }
     }
+}
+TEST(Kernels, GemmBf16MatchesReference) {
+    int tested = 0;
+    for (Isa isa : {Isa::Avx512Bf16, Isa::Amx}) {
+        const CpuKernels* k = cpu_kernels_for(isa);
+        if (!k) continue;
+        ++tested;
+        check_gemm_bf16(*k);
+    }
+    if (tested == 0) GTEST_SKIP() << "no AVX512-BF16 or AMX-BF16 on this CPU";
 }
 
 TEST(Kernels, DotAndAxpy) {

@@ -21,6 +21,9 @@ extern const CpuKernels kKernels;
 namespace isa_avx512vnni {
 extern const CpuKernels kKernels;
 }
+namespace isa_avx512bf16 {
+extern const CpuKernels kKernels;
+}
 namespace isa_amx {
 extern const CpuKernels kKernels;
 }
@@ -43,6 +46,8 @@ bool cpu_has(Isa isa) {
                    __builtin_cpu_supports("avx512dq");
         case Isa::Avx512Vnni:
             return cpu_has(Isa::Avx512) && __builtin_cpu_supports("avx512vnni");
+        case Isa::Avx512Bf16:
+            return cpu_has(Isa::Avx512Vnni) && __builtin_cpu_supports("avx512bf16");
         case Isa::Amx: {
             // Linux hands out the 8 KiB tile state only on request (once, for the whole
             // process); a tile instruction without it is SIGILL.
@@ -68,15 +73,18 @@ const CpuKernels* choose() {
             isa = Isa::Avx512;
         else if (want == "avx512vnni")
             isa = Isa::Avx512Vnni;
+        else if (want == "avx512bf16")
+            isa = Isa::Avx512Bf16;
         else if (want == "amx")
             isa = Isa::Amx;
         else
-            fail("SLUICE_ISA='" + want + "' is not one of scalar, avx2, avx512, avx512vnni, amx");
+            fail("SLUICE_ISA='" + want +
+                 "' is not one of scalar, avx2, avx512, avx512vnni, avx512bf16, amx");
         const CpuKernels* k = cpu_kernels_for(isa);
         check(k != nullptr, "SLUICE_ISA=" + want + ": this CPU does not support it");
         return k;
     }
-    for (Isa isa : {Isa::Amx, Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2})
+    for (Isa isa : {Isa::Amx, Isa::Avx512Bf16, Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2})
         if (const CpuKernels* k = cpu_kernels_for(isa)) return k;
     return &isa_scalar::kKernels;
 }
@@ -94,6 +102,8 @@ const CpuKernels* cpu_kernels_for(Isa isa) {
             return &isa_avx512::kKernels;
         case Isa::Avx512Vnni:
             return &isa_avx512vnni::kKernels;
+        case Isa::Avx512Bf16:
+            return &isa_avx512bf16::kKernels;
         case Isa::Amx:
             return &isa_amx::kKernels;
     }
@@ -102,7 +112,8 @@ const CpuKernels* cpu_kernels_for(Isa isa) {
 
 std::vector<Isa> supported_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Amx})
+    for (Isa isa :
+         {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Avx512Bf16, Isa::Amx})
         if (cpu_has(isa)) out.push_back(isa);
     return out;
 }

@@ -1,7 +1,7 @@
 #pragma once
 // Per-ISA CPU kernels behind one table, chosen once at run time from cpuid
-// (SLUICE_ISA=scalar|avx2|avx512|avx512vnni|amx forces one). Every entry has a scalar reference in
-// quant_ref.h and a differential test on random data.
+// (SLUICE_ISA=scalar|avx2|avx512|avx512vnni|avx512bf16|amx forces one). Every entry has a scalar
+// reference in quant_ref.h and a differential test on random data.
 #include <cstdint>
 #include <vector>
 
@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-enum class Isa { Scalar, Avx2, Avx512, Avx512Vnni, Amx };
+enum class Isa { Scalar, Avx2, Avx512, Avx512Vnni, Avx512Bf16, Amx };
 
 struct CpuKernels {
     Isa isa;
@@ -49,7 +49,8 @@ struct CpuKernels {
     // depend on nr, nt or the split.
     bool (*gemm)(DType dt, const void* w, size_t ws, int64_t nr, const void* act, size_t as,
                  int64_t nt, int64_t n, float* y, int64_t ldy);
-    // Tile-unit batch products (Isa::Amx only; nullptr elsewhere). pack_bf16 converts
+    // bf16 batch products (Isa::Amx: the tile unit; Isa::Avx512Bf16: VDPBF16PS; nullptr
+    // elsewhere). pack_bf16 converts
     // x: [nt, n] once per batch (packed_bf16_bytes(nt, n) bytes); gemm_bf16 then gives
     // y[t * ldy + r] = bf16(W.row(r)) . bf16(x[t]) summed in f32, dequantizing each weight row
     // once for all nt tokens, which pays off for batches (kAmxMinTokens). n % 32 == 0; returns

@@ -21,13 +21,16 @@ bool has_gemm(const TensorView& W) {
     return !W.scale && has_gemm_path(W.dtype);
 }
 
-// Batches of at least this many tokens go through the tile unit where the CPU has one
+// Batches of at least this many tokens take the bf16 batch products where the CPU has them
 // (CpuKernels::gemm_bf16): dequantizing a weight row once for the batch and multiplying in
-// bf16 beats the integer kernels from here on (sluice-kbench, docs/benchmarks.md).
-int64_t amx_min_tokens() {
+// bf16 beats the integer kernels from here on (sluice-kbench, docs/benchmarks.md). The tile
+// unit (amx) pays from 8 tokens; VDPBF16PS (avx512bf16), with a 16-token vector per product
+// and half the integer path's multiply rate, only from more.
+int64_t bf16_min_tokens() {
     static const int64_t v = [] {
         const char* e = std::getenv("SLUICE_AMX_MIN_TOKENS");
-        return e && *e ? std::max<int64_t>(1, std::atoll(e)) : (int64_t)8;
+        if (e && *e) return std::max<int64_t>(1, std::atoll(e));
+        return cpu_kernels().isa == Isa::Amx ? (int64_t)8 : (int64_t)16;
     }();
     return v;
 }
@@ -35,7 +38,7 @@ int64_t amx_min_tokens() {
 // Quantized weights only: their integer path already rounds activations to 8-bit blocks, which
 // bf16 beats; plain-float weights keep exact f32 activations.
 bool use_bf16(const TensorView& W, int64_t n_tok) {
-    return cpu_kernels().gemm_bf16 && n_tok >= amx_min_tokens() &&
+    return cpu_kernels().gemm_bf16 && n_tok >= bf16_min_tokens() &&
            activation_type_for(W.dtype) != DType::F32 && W.cols() % 32 == 0 &&
            W.cols() % dtype_traits(W.dtype).block_elems == 0;
 }
