@@ -50,12 +50,12 @@ struct CpuKernels {
     bool (*gemm)(DType dt, const void* w, size_t ws, int64_t nr, const void* act, size_t as,
                  int64_t nt, int64_t n, float* y, int64_t ldy);
     // bf16 batch products (Isa::Amx: the tile unit; Isa::Avx512Bf16: VDPBF16PS; nullptr
-    // elsewhere). pack_bf16 converts
-    // x: [nt, n] once per batch (packed_bf16_bytes(nt, n) bytes); gemm_bf16 then gives
-    // y[t * ldy + r] = bf16(W.row(r)) . bf16(x[t]) summed in f32, dequantizing each weight row
-    // once for all nt tokens, which pays off for batches (kAmxMinTokens). n % 32 == 0; returns
-    // false for dtypes without a gemm path. A (row, token) result does not depend on nr, nt or
-    // the split, but differs from gemm's (bf16 activations instead of 8-bit blocks).
+    // elsewhere). pack_bf16 converts x: [nt, n] once per batch (packed_bf16_bytes(nt, n)
+    // bytes); gemm_bf16 then gives y[t * ldy + r] = bf16(W.row(r)) . bf16(x[t]) summed in f32,
+    // dequantizing each weight row once for all nt tokens, which pays off for batches
+    // (bf16_min_tokens in ops.cpp). n % 32 == 0; returns false for dtypes without a gemm path.
+    // A (row, token) result does not depend on nr, nt or the split, but differs from gemm's
+    // (bf16 activations instead of 8-bit blocks).
     void (*pack_bf16)(const float* x, int64_t nt, int64_t n, void* out);
     bool (*gemm_bf16)(DType dt, const void* w, size_t ws, int64_t nr, const void* xp, int64_t nt,
                       int64_t n, float* y, int64_t ldy);

@@ -48,6 +48,11 @@ size_t max_stage() {
 size_t stage_bytes(int n_vec, int len) {
     return (size_t)n_vec * (size_t)(len / 32) * kPad * sizeof(float);
 }
+// Whether a mat-vec launch over n rows of len floats can apply `norm` itself: the fused
+// RMSNorm needs its input staged.
+bool norm_fusable(const NormIn& norm, int n, int len) {
+    return !norm.w || stage_bytes(n, len) <= max_stage();
+}
 // Staging loads per thread issued before the first store: with one load per loop trip the
 // stores to shared memory (generic pointers, possibly aliasing) kept each trip's global load
 // waiting for the last, and staging sat on every block's critical path (ncu, H200).
@@ -489,7 +494,7 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
     for (int i = 0; i < n_w; ++i)
         one_launch = one_launch && W[i]->dtype == W[0]->dtype && W[i]->cols() == W[0]->cols();
     // The norm is fused where the launch stages its input.
-    const bool fused = one_launch && (!norm.w || stage_bytes(n, (int)W[0]->cols()) <= max_stage());
+    const bool fused = one_launch && norm_fusable(norm, n, (int)W[0]->cols());
     if (!fused) {
         if (norm.w) {
             rms_norm(x, norm.w, norm.eps, n, (int)W[0]->cols(), norm.h);
@@ -511,11 +516,10 @@ void Gpu::router_topk(const TensorView& W, const float* x, int n, const NormIn& 
                       const RouteOut& route) {
     if (n <= 0) return;
     const int n_expert = (int)W.rows();
-    const bool fused = n <= kMaxVecTokens && n_expert <= kRouteRegExperts &&
-                       route.k <= kRouteRegMaxK && W.cols() % 32 == 0 &&
-                       (!norm.w || stage_bytes(n, (int)W.cols()) <= max_stage());
+    const bool fused = n <= kMaxVecTokens && route_in_registers(n_expert, route.k) &&
+                       W.cols() % 32 == 0 && norm_fusable(norm, n, (int)W.cols());
+    const TensorView* w[1] = {&W};
     if (!fused) {
-        const TensorView* w[1] = {&W};
         matmul_multi(w, 1, x, n, &logits, norm);
         route_softmax_topk(logits, n, n_expert, route.k, route.norm, route.scale, route.ids,
                            route.weights);
@@ -525,7 +529,6 @@ void Gpu::router_topk(const TensorView& W, const float* x, int n, const NormIn& 
     ex.norm = norm;
     ex.done = (int*)p_->done.data();
     ex.route = route;
-    const TensorView* w[1] = {&W};
     if (!dispatch_dtype(W.dtype, [&]<DType T>() {
             matvec_any<T>(p_->compute, w, 1, x, n, &logits, false, ex);
         }))

@@ -347,7 +347,7 @@ void Gpu::route_softmax_topk(const float* logits, int n, int n_expert, int k, bo
                              float scale, int32_t* ids, float* weights) {
     if (n <= 0) return;
     check(n_expert <= 8192 && k <= n_expert, "CUDA routing: unsupported expert count");
-    if (n_expert <= kRouteRegExperts && k <= kRouteRegMaxK)
+    if (route_in_registers(n_expert, k))
         route_reg_kernel<kRouteRegExperts / 32>
             <<<n, 32, 0, p_->compute>>>(logits, n_expert, k, norm ? 1 : 0, scale, ids, weights);
     else

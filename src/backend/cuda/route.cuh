@@ -19,6 +19,9 @@ __device__ __forceinline__ void warp_argmax(float& best, int& bi) {
 // Most experts the register version takes (32 lanes x 8 logits each).
 constexpr int kRouteRegExperts = 256;
 constexpr int kRouteRegMaxK = 32;
+inline bool route_in_registers(int n_expert, int k) {
+    return n_expert <= kRouteRegExperts && k <= kRouteRegMaxK;
+}
 
 // One token's routing by a whole warp, for n_expert <= 32 * kPer and k <= 32, in registers:
 // every logit load issued up front (`Load` reads logit e), and lane j keeps the j-th choice
