@@ -66,6 +66,7 @@ struct BenchOptions {
     ModelOptions m;
     int prefill = 16;
     int decode = 32;
+    int repeat = 0;  // warm prefills after the decode, on a fresh cache each
     std::string text;
     int probe_experts = 400;
     int probe_depth = 0;  // 0: best of several depths

@@ -284,6 +284,20 @@ TEST(Cli, VerboseRunReportsEachPhase) {
     EXPECT_GT(o["streaming"]["bytes_read"].get<uint64_t>(), 0u) << "the budget forces reads";
 }
 
+// Warm prefill repetitions (llama-bench's way of timing a prompt): one run each, on a fresh
+// cache, none slower than a tenth of the cold one (which also faults the mapped weights in).
+TEST(Cli, BenchRepeatsThePrefillWarm) {
+    const Result r = run("bench -m " + test::tiny_gguf("Q8_0") +
+                         " --prefill 8 --decode 2 --repeat 3 --probe-experts 0 --probe-mem 0 "
+                         "--json 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& runs = j["prefill_warm_runs"];
+    ASSERT_EQ(runs.size(), 3u) << j;
+    for (const auto& v : runs) EXPECT_GT(v.get<double>(), 0.1 * j["prefill_tok_s"].get<double>());
+    EXPECT_EQ(j["prefill_warm_tok_s"].get<double>(), runs[1].get<double>()) << "the median";
+}
+
 // The budget covers everything the process holds: the plan counts the process's own memory
 // (binary, libraries) and the run's peak RSS stays below the budget.
 TEST(Cli, StreamingBenchStaysWithinTheMemoryBudget) {
