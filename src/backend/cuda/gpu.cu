@@ -103,6 +103,9 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     p_->done = DeviceBuffer(sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->done.data(), 0, sizeof(int)));
+    p_->attn_part = DeviceBuffer((size_t)kAttnMaxHeads * kAttnSplits * (kAttnMaxVd + 2) * 4);
+    p_->attn_done = DeviceBuffer((size_t)kAttnMaxHeads * sizeof(int));
+    SLUICE_CUDA_CHECK(cudaMemset(p_->attn_done.data(), 0, p_->attn_done.size()));
     SLUICE_CUBLAS_CHECK(cublas().create(&p_->blas));
     SLUICE_CUBLAS_CHECK(cublas().set_stream(p_->blas, p_->compute));
 }

@@ -28,6 +28,10 @@ namespace sluice::cuda {
 // After a kernel launch: launch errors (bad configuration) surface here, not later.
 #define SLUICE_CUDA_LAUNCHED() SLUICE_CUDA_CHECK(cudaGetLastError())
 
+// Decode attention splits a head's positions into at most kAttnSplits chunks of at least
+// kAttnSplitMin positions; heads and value widths beyond these take the one-block-per-head path.
+constexpr int kAttnSplits = 32, kAttnSplitMin = 64, kAttnMaxHeads = 128, kAttnMaxVd = 256;
+
 struct Gpu::Impl {
     cudaStream_t compute = nullptr, side = nullptr;
     cudaEvent_t side_done = nullptr;
@@ -38,6 +42,9 @@ struct Gpu::Impl {
     // Blocks finished in a launch whose last block does a tail step (the router's routing);
     // zero between launches: the last block resets it.
     DeviceBuffer done;
+    // Split decode attention: per-chunk partials [kAttnMaxHeads][kAttnSplits][kAttnMaxVd + 2]
+    // and a finished-chunk counter per head (zero between launches).
+    DeviceBuffer attn_part, attn_done;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/gpu_impl.cuh"
 #include "backend/cuda/route.cuh"
@@ -186,6 +188,102 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
     }
 }
 
+// Decode attention (one token) split over the positions (flash-decoding): block (h, s)
+// takes the s-th chunk of head h's causal prefix and keeps its score max m, sum l = Σ e^(s_p - m)
+// and unnormalised o = Σ e^(s_p - m) v_p; the last block of the head to finish merges the
+// chunks. A position takes one warp (q·k as float4 lanes), so the sequential loops over the
+// context of one block per head become ~n_pos / (8 · n_split) steps per warp.
+// part: [n_head][kAttnSplits][vd + 2]; done: [n_head], zero between launches (the merging
+// block resets it). n_split is chosen from the device position, so graph replays adapt;
+// blocks past it return at once.
+__global__ void attention_split_kernel(const float* q, const float* kc, const float* vc, int pos0,
+                                       const int* pos_dev, int n_head, int n_kv, int hd, int vd,
+                                       float scale, float* part, int* done, float* out) {
+    extern __shared__ float sm[];
+    const int h = blockIdx.x, s = blockIdx.y, g = h / (n_head / n_kv);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
+    const int n_split = min((int)gridDim.y, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
+    const int chunk = (n_pos + n_split - 1) / n_split;
+    const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
+    const int stride = vd + 2;
+    if (s >= n_split) return;  // the launch is sized for the longest context; not counted
+    float* mine = part + ((size_t)h * kAttnSplits + s) * stride;
+    float* qs = sm;                // [hd]
+    float* sc = sm + hd;           // [chunk]
+    float* red = sc + chunk;       // [nw][vd]
+    const float* qh = q + (size_t)h * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+    __syncthreads();
+    const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
+    float mx = -FLT_MAX;
+    for (int p = p0 + w; p < p1; p += nw) {
+        const float* k = kc + (size_t)p * k_stride + (size_t)g * hd;
+        float d = 0.f;
+        for (int i = lane * 4; i < hd; i += 128) {
+            const float4 kv = *(const float4*)(k + i);
+            d += qs[i] * kv.x + qs[i + 1] * kv.y + qs[i + 2] * kv.z + qs[i + 3] * kv.w;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        d *= scale;
+        if (lane == 0) sc[p - p0] = d;
+        mx = fmaxf(mx, d);
+    }
+    mx = block_max(mx);  // its barriers also publish sc[]
+    float l = 0.f;
+    float4 acc[kAttnMaxVd / 128] = {};
+    for (int p = p0 + w; p < p1; p += nw) {
+        const float e = __expf(sc[p - p0] - mx);
+        l += e;
+        const float* v = vc + (size_t)p * v_stride + (size_t)g * vd;
+#pragma unroll
+        for (int j = 0; j < kAttnMaxVd / 128; ++j) {
+            const int i = lane * 4 + 128 * j;
+            if (i < vd) {
+                const float4 vv = *(const float4*)(v + i);
+                acc[j].x += e * vv.x, acc[j].y += e * vv.y;
+                acc[j].z += e * vv.z, acc[j].w += e * vv.w;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < kAttnMaxVd / 128; ++j) {
+        const int i = lane * 4 + 128 * j;
+        if (i < vd) *(float4*)(red + (size_t)w * vd + i) = acc[j];
+    }
+    const float lsum = block_sum(lane == 0 ? l : 0.f);  // barriers publish red[]
+    for (int i = threadIdx.x; i < vd; i += blockDim.x) {
+        float o = 0.f;
+        for (int k = 0; k < nw; ++k) o += red[(size_t)k * vd + i];
+        mine[2 + i] = o;
+    }
+    if (threadIdx.x == 0) mine[0] = mx, mine[1] = lsum;  // an empty chunk: -FLT_MAX, 0
+    __shared__ int last;
+    __threadfence();  // this block's partials are visible device-wide before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done + h, 1) == n_split - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float* ph = part + (size_t)h * kAttnSplits * stride;
+    float m = -FLT_MAX;
+    for (int k = 0; k < n_split; ++k) m = fmaxf(m, __ldcg(ph + (size_t)k * stride));
+    float den = 0.f;
+    for (int k = 0; k < n_split; ++k)
+        den += __expf(__ldcg(ph + (size_t)k * stride) - m) * __ldcg(ph + (size_t)k * stride + 1);
+    const float inv = 1.0f / den;
+    for (int i = threadIdx.x; i < vd; i += blockDim.x) {
+        float o = 0.f;
+        for (int k = 0; k < n_split; ++k) {
+            const float* pk = ph + (size_t)k * stride;
+            o += __expf(__ldcg(pk) - m) * __ldcg(pk + 2 + i);
+        }
+        out[(size_t)h * vd + i] = o * inv;
+    }
+    if (threadIdx.x == 0) done[h] = 0;
+}
+
 __global__ void add_kernel(float* x, const float* y, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
@@ -282,6 +380,29 @@ unsigned blocks_for(size_t n) {
     return (unsigned)((n + kThreads - 1) / kThreads);
 }
 
+// Shared memory a kernel may take beyond its static part, raised to the device's opt-in
+// limit once per kernel (the scores of a row live there).
+template <typename Kernel>
+int opt_in_smem(Kernel k) {
+    int dev = 0, optin = 0;
+    SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+    SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    cudaFuncAttributes fa{};
+    SLUICE_CUDA_CHECK(cudaFuncGetAttributes(&fa, k));  // static part (reductions)
+    const int max_smem = optin - (int)fa.sharedSizeBytes;
+    SLUICE_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    return max_smem;
+}
+
+// SLUICE_GPU_ATTN_SPLIT=0 keeps decode on one block per head (for comparisons).
+bool attn_split_on() {
+    static const bool on = [] {
+        const char* e = std::getenv("SLUICE_GPU_ATTN_SPLIT");
+        return !(e && *e == '0');
+    }();
+    return on;
+}
+
 }  // namespace
 
 void Gpu::rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y) {
@@ -306,22 +427,23 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
     if (n <= 0) return;
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
-    const size_t smem = (size_t)(hd + last) * sizeof(float);
-    // Shared memory holds every score of a row; raise the limit once for long contexts.
-    static int max_smem = -1;
-    if (max_smem < 0) {
-        int dev = 0;
-        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-        int optin = 0;
-        SLUICE_CUDA_CHECK(
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        cudaFuncAttributes fa{};
-        SLUICE_CUDA_CHECK(
-            cudaFuncGetAttributes(&fa, attention_kernel));  // static part (reductions)
-        max_smem = optin - (int)fa.sharedSizeBytes;
-        SLUICE_CUDA_CHECK(cudaFuncSetAttribute(
-            attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    if (n == 1 && n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 && attn_split_on()) {
+        static const int max_smem = opt_in_smem(attention_split_kernel);
+        const int splits = std::min(kAttnSplits, (last + kAttnSplitMin - 1) / kAttnSplitMin);
+        const int chunk = std::max(kAttnSplitMin, (last + splits - 1) / splits);
+        const int warps = kThreads / 32;
+        const size_t smem = (size_t)(hd + chunk + warps * vd) * sizeof(float);
+        check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
+                                            " positions exceeds this kernel's shared-memory limit; "
+                                            "use a shorter --ctx");
+        attention_split_kernel<<<dim3(n_head, splits), kThreads, smem, p_->compute>>>(
+            q, k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale,
+            p_->attn_part.f32(), (int*)p_->attn_done.data(), out);
+        SLUICE_CUDA_LAUNCHED();
+        return;
     }
+    const size_t smem = (size_t)(hd + last) * sizeof(float);
+    static const int max_smem = opt_in_smem(attention_kernel);
     check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                         " positions exceeds this kernel's shared-memory limit (" +
                                         std::to_string(max_smem / 4 - hd) +
