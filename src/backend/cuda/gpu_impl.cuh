@@ -28,6 +28,22 @@ namespace sluice::cuda {
 // After a kernel launch: launch errors (bad configuration) surface here, not later.
 #define SLUICE_CUDA_LAUNCHED() SLUICE_CUDA_CHECK(cudaGetLastError())
 
+// Called once by every block counted in `total`, after writing its outputs: true in the
+// block that arrives last, which may then read the others' outputs (through L2, __ldcg). That
+// block resets *counter to zero, so the next launch (or graph replay) starts from zero.
+__device__ inline bool last_block_to_arrive(int* counter, int total) {
+    __shared__ int last;
+    __threadfence();  // this block's outputs are visible device-wide before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(counter, 1) == total - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    if (last) __threadfence();
+    return last;
+}
+
 // Decode attention splits a head's positions into at most kAttnSplits chunks of at least
 // kAttnSplitMin positions; heads and value widths beyond these take the one-block-per-head path.
 constexpr int kAttnSplits = 32, kAttnSplitMin = 64, kAttnMaxHeads = 128, kAttnMaxVd = 256;

@@ -160,20 +160,13 @@ struct VecExtras {
 // n_expert]. Every block calls it after writing its outputs.
 __device__ void route_in_last_block(int* done, const float* logits, int n_tok, int n_expert,
                                     const RouteOut& ro) {
-    __shared__ int last;
-    __threadfence();  // this block's logits are visible device-wide before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(done, 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    if (!last_block_to_arrive(done, (int)gridDim.x)) return;
     for (int t = threadIdx.x >> 5; t < n_tok; t += blockDim.x >> 5) {
         const float* l = logits + (size_t)t * n_expert;
         route_warp<kRouteRegExperts / 32>([&](int e) { return __ldcg(l + e); }, n_expert, ro.k,
                                           ro.norm ? 1 : 0, ro.scale, ro.ids + (size_t)t * ro.k,
                                           ro.weights + (size_t)t * ro.k);
     }
-    if (threadIdx.x == 0) *done = 0;
 }
 
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; `split` warps per row (1, 2, 4 or 8), lanes

@@ -188,6 +188,12 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
     }
 }
 
+// Chunks of a decode row of n_pos positions: at least kAttnSplitMin positions each, at most
+// max_splits. Since n_split ≤ ⌈n_pos / 64⌉ ≤ 32, no chunk of ⌈n_pos / n_split⌉ is empty.
+__host__ __device__ inline int attn_split_count(int n_pos, int max_splits) {
+    return min(max_splits, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
+}
+
 // Decode attention (one token) split over the positions (flash-decoding): block (h, s)
 // takes the s-th chunk of head h's causal prefix and keeps its score max m, sum l = Σ e^(s_p - m)
 // and unnormalised o = Σ e^(s_p - m) v_p; the last block of the head to finish merges the
@@ -203,11 +209,11 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
     const int h = blockIdx.x, s = blockIdx.y, g = h / (n_head / n_kv);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
-    const int n_split = min((int)gridDim.y, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
+    const int n_split = attn_split_count(n_pos, (int)gridDim.y);
+    if (s >= n_split) return;  // the launch is sized for the longest context; not counted
     const int chunk = (n_pos + n_split - 1) / n_split;
     const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
     const int stride = vd + 2;
-    if (s >= n_split) return;  // the launch is sized for the longest context; not counted
     float* mine = part + ((size_t)h * kAttnSplits + s) * stride;
     float* qs = sm;                // [hd]
     float* sc = sm + hd;           // [chunk]
@@ -258,30 +264,23 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
         for (int k = 0; k < nw; ++k) o += red[(size_t)k * vd + i];
         mine[2 + i] = o;
     }
-    if (threadIdx.x == 0) mine[0] = mx, mine[1] = lsum;  // an empty chunk: -FLT_MAX, 0
-    __shared__ int last;
-    __threadfence();  // this block's partials are visible device-wide before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(done + h, 1) == n_split - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    if (threadIdx.x == 0) mine[0] = mx, mine[1] = lsum;
+    if (!last_block_to_arrive(done + h, n_split)) return;
+    // Merge: chunk k weighs e^(m_k - m) for the head's max m; weights computed once here.
+    __shared__ float wk[kAttnSplits];
     const float* ph = part + (size_t)h * kAttnSplits * stride;
     float m = -FLT_MAX;
     for (int k = 0; k < n_split; ++k) m = fmaxf(m, __ldcg(ph + (size_t)k * stride));
+    if (threadIdx.x < n_split) wk[threadIdx.x] = __expf(__ldcg(ph + (size_t)threadIdx.x * stride) - m);
+    __syncthreads();
     float den = 0.f;
-    for (int k = 0; k < n_split; ++k)
-        den += __expf(__ldcg(ph + (size_t)k * stride) - m) * __ldcg(ph + (size_t)k * stride + 1);
+    for (int k = 0; k < n_split; ++k) den += wk[k] * __ldcg(ph + (size_t)k * stride + 1);
     const float inv = 1.0f / den;
     for (int i = threadIdx.x; i < vd; i += blockDim.x) {
         float o = 0.f;
-        for (int k = 0; k < n_split; ++k) {
-            const float* pk = ph + (size_t)k * stride;
-            o += __expf(__ldcg(pk) - m) * __ldcg(pk + 2 + i);
-        }
+        for (int k = 0; k < n_split; ++k) o += wk[k] * __ldcg(ph + (size_t)k * stride + 2 + i);
         out[(size_t)h * vd + i] = o * inv;
     }
-    if (threadIdx.x == 0) done[h] = 0;
 }
 
 __global__ void add_kernel(float* x, const float* y, size_t n) {
@@ -429,7 +428,9 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     if (n == 1 && n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 && attn_split_on()) {
         static const int max_smem = opt_in_smem(attention_split_kernel);
-        const int splits = std::min(kAttnSplits, (last + kAttnSplitMin - 1) / kAttnSplitMin);
+        const int splits = attn_split_count(last, kAttnSplits);
+        // The largest chunk of any n_pos ≤ last: ⌈last / splits⌉ while n_pos takes every
+        // split, else at most kAttnSplitMin.
         const int chunk = std::max(kAttnSplitMin, (last + splits - 1) / splits);
         const int warps = kThreads / 32;
         const size_t smem = (size_t)(hd + chunk + warps * vd) * sizeof(float);
