@@ -137,6 +137,37 @@ TEST(Kernels, GemmMatchesReference) {
     }
 }
 
+// Q8_0 codes at the ends of the s8 range, which llama.cpp's quantizer never writes but a file
+// may hold (-128): the integer dot stays exact on every ISA (|w| is taken as u8 and multiplied
+// by sign(w) * a, so -128 and 127 both fit).
+TEST(Kernels, GemmQ8_0ExtremeCodesExact) {
+    const int64_t n = 256 + 32, nr = 7, nt = 3, nb = n / QK8_0;
+    std::mt19937 rng(7);
+    std::vector<block_q8_0> w((size_t)(nr * nb)), a((size_t)(nt * nb));
+    for (auto& b : w) {
+        b.d = f32_to_f16(0.01f + (float)(rng() % 100) * 1e-4f);
+        for (auto& q : b.qs)
+            q = (int8_t)((rng() % 4) ? (rng() % 2 ? -128 : 127) : (int)(rng() % 256) - 128);
+    }
+    for (auto& b : a) {  // activations are ours: quantize_activations keeps |q| <= 127
+        b.d = f32_to_f16(0.02f);
+        for (auto& q : b.qs)
+            q = (int8_t)((rng() % 2) ? (rng() % 2 ? -127 : 127) : (int)(rng() % 255) - 127);
+    }
+    const size_t ws = (size_t)nb * sizeof(block_q8_0);
+    for (Isa isa : supported_isas()) {
+        const CpuKernels& kk = *cpu_kernels_for(isa);
+        std::vector<float> y((size_t)(nr * nt));
+        ASSERT_TRUE(kk.gemm(DType::Q8_0, w.data(), ws, nr, a.data(), ws, nt, n, y.data(), nr));
+        for (int64_t t = 0; t < nt; ++t)
+            for (int64_t r = 0; r < nr; ++r) {
+                const float want = qdot_ref(DType::Q8_0, w.data() + r * nb, a.data() + t * nb, n);
+                EXPECT_NEAR(y[(size_t)(t * nr + r)], want, 2e-5 * (1 + std::abs(want)))
+                    << kk.name << " row " << r << " tok " << t;
+            }
+    }
+}
+
 // Mat-vec calls long enough for the six-stream split (qgemm_impl.inc, kLongStreamBytes) give
 // every row what the one-row call gives (which GemmMatchesReference checks).
 TEST(Kernels, LongMatVecEqualsRowByRow) {

@@ -104,23 +104,23 @@ static inline VI scales_for(__m256i s) {
         4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I, 4 * I);
     return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
 }
-// For 8 x i16 scales, one per 32 elements, in lanes 0..7 of s: i16 lanes 0..15 hold s[A],
-// lanes 16..31 hold s[B] (the two 32-element halves of a 64-element vector).
+// Bytes u[A] and u[B] of a 16-byte vector u broadcast to all four 128-bit lanes (u4) as u16:
+// i16 lanes 0..15 hold u[A], lanes 16..31 hold u[B]. One in-lane byte shuffle.
 template <int A, int B>
-static inline VI scales32_for(__m256i s) {
-    constexpr short a = A, b = B;
-    const __m512i idx = _mm512_set_epi16(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, a, a, a,
-                                         a, a, a, a, a, a, a, a, a, a, a, a, a);
-    return {_mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))};
+static inline VI bytes2_as_i16(VI u4) {
+    constexpr char a = A, b = B, z = (char)0x80;
+    const __m512i idx =
+        _mm512_set_epi8(z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z,
+                        b, z, b, z, b, z, b, z, a, z, a, z, a, z, a, z, a, z, a, z, a, z, a, z, a,
+                        z, a, z, a, z, a, z, a, z, a, z, a, z, a);
+    return {_mm512_shuffle_epi8(u4.v, idx)};
 }
-// Lanes 8..15 of s, each twice: [s8, s8, s9, s9, .., s15, s15].
-static inline __m256i dup_high8_i16(__m256i s) {
-    const __m256i idx = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-    return _mm256_permutexvar_epi16(idx, s);
+static inline VI broadcast16(__m128i u) {
+    return {_mm512_broadcast_i32x4(u)};
 }
-// acc + float(i32) * s
-static inline VF fmadd_i32(VI i, float s, VF acc) {
-    return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), _mm512_set1_ps(s), acc.v)};
+// acc + float(i32) * s[0]
+static inline VF fmadd_i32_lane0(VI i, __m128 s, VF acc) {
+    return {_mm512_fmadd_ps(_mm512_cvtepi32_ps(i.v), _mm512_broadcastss_ps(s), acc.v)};
 }
 // [f(h0) x8, f(h1) x8] for two f16 values.
 static inline VF splat2_f16(uint16_t h0, uint16_t h1) {
@@ -228,17 +228,21 @@ static inline VI scales_for(__m256i s) {
             _mm256_set_m128i(_mm_set1_epi16(v[4 * I + 3]), _mm_set1_epi16(v[4 * I + 2]))};
 }
 template <int A, int B>
-static inline VI scales32_for(__m256i s) {
-    alignas(32) int16_t v[16];
-    _mm256_store_si256((__m256i*)v, s);
-    return {_mm256_set1_epi16(v[A]), _mm256_set1_epi16(v[B])};
+static inline VI bytes2_as_i16(VI u4) {
+    constexpr char a = A, b = B, z = (char)0x80;
+    return {
+        _mm256_shuffle_epi8(u4.a, _mm256_setr_epi8(a, z, a, z, a, z, a, z, a, z, a, z, a, z, a, z,
+                                                   a, z, a, z, a, z, a, z, a, z, a, z, a, z, a, z)),
+        _mm256_shuffle_epi8(
+            u4.b, _mm256_setr_epi8(b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z, b, z,
+                                   b, z, b, z, b, z, b, z, b, z))};
 }
-static inline __m256i dup_high8_i16(__m256i s) {
-    const __m128i h = _mm256_extracti128_si256(s, 1);
-    return _mm256_set_m128i(_mm_unpackhi_epi16(h, h), _mm_unpacklo_epi16(h, h));
+static inline VI broadcast16(__m128i u) {
+    const __m256i v = _mm256_broadcastsi128_si256(u);
+    return {v, v};
 }
-static inline VF fmadd_i32(VI i, float s, VF acc) {
-    const __m256 sv = _mm256_set1_ps(s);
+static inline VF fmadd_i32_lane0(VI i, __m128 s, VF acc) {
+    const __m256 sv = _mm256_broadcastss_ps(s);
     return {_mm256_fmadd_ps(_mm256_cvtepi32_ps(i.a), sv, acc.a),
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(i.b), sv, acc.b)};
 }
