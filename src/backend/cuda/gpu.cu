@@ -1,5 +1,6 @@
 // Device discovery, memory, streams and copies.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -182,6 +183,18 @@ void Gpu::launch(const Graph& g) {
 
 void Gpu::mark_side(int i) {
     SLUICE_CUDA_CHECK(cudaEventRecord(p_->side_mark[i], p_->side));
+}
+
+bool pdl_on() {
+    static const bool on = [] {
+        const char* e = std::getenv("SLUICE_GPU_PDL");
+        if (e && *e == '0') return false;
+        int dev = 0, major = 0;
+        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+        SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        return major >= 9;
+    }();
+    return on;
 }
 
 void Gpu::wait_side_mark(int i) {

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <utility>
 
 #include "backend/cuda/cublas_lib.h"
 #include "backend/cuda/cuda.h"
@@ -42,6 +43,46 @@ __device__ inline bool last_block_to_arrive(int* counter, int total) {
     __syncthreads();
     if (last) __threadfence();
     return last;
+}
+
+// Programmatic dependent launch (sm_90+). A kernel started by launch_pdl is scheduled as the
+// kernel before it in the stream finishes (its blocks all exited) rather than after that
+// grid's completion has gone through the stream, and must call pdl_wait() before anything it
+// reads or writes that another kernel touches: pdl_wait returns once the previous grid has
+// completed and its writes are visible. Before it, a kernel may only read its own constant
+// weights (prefetching them into L2). Without the launch attribute, or below sm_90, it is a
+// no-op. No kernel triggers its dependents early (griddepcontrol.launch_dependents): waiting
+// blocks resident beside a running grid slowed decode on the H200 by 2-8% (docs/benchmarks.md).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// Prefetches bytes [p, p + n) into L2, lines spread over `nthreads` threads (index i).
+__device__ __forceinline__ void prefetch_l2(const void* p, size_t n, int i, int nthreads) {
+    for (size_t o = (size_t)i * 128; o < n; o += (size_t)nthreads * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)p + o));
+}
+
+// On when the device is sm_90 or newer, unless SLUICE_GPU_PDL=0 (for comparisons).
+bool pdl_on();
+
+// kernel<<<grid, block, smem, s>>>(args...), with programmatic stream serialization when
+// pdl_on(): the kernel must follow the pdl_wait() contract above.
+template <typename... KArgs, typename... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                Args&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = pdl_on() ? 1 : 0;
+    SLUICE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 // Decode attention splits a head's positions into at most kAttnSplits chunks of at least

@@ -184,6 +184,9 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int r = ((int)blockIdx.x - P.first_block) * (kWarps / split) + warp / split,
               part = warp % split;
+    if (r < P.rows)
+        prefetch_l2(P.W + (size_t)r * P.row_bytes, P.row_bytes, part * 32 + lane, 32 * split);
+    pdl_wait();
     const float* xb = x;
     int cs = 32;
     size_t ts = (size_t)ldx;
@@ -289,8 +292,8 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
     const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
-    matvec_kernel<T, NT><<<blocks, 32 * kWarps, smem, s>>>(parts, cols, x, cols, accumulate ? 1 : 0,
-                                                           smem ? 1 : 0, ex);
+    launch_pdl(matvec_kernel<T, NT>, blocks, 32 * kWarps, smem, s, parts, cols, x, cols,
+               accumulate ? 1 : 0, smem ? 1 : 0, ex);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -356,6 +359,7 @@ template <DType TG, DType TU>
 __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* ids, int tok_div,
                                        int n_ff, int n_embd, size_t g_row_bytes, size_t u_row_bytes,
                                        const float* x, float* act, int staged) {
+    pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     const float* xb = x + (size_t)(s / tok_div) * n_embd;
@@ -402,6 +406,7 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
                                             int staged) {
     __shared__ const uint8_t* base[kMaxSlots];
     __shared__ float sw[kMaxSlots];
+    pdl_wait();
     const int t = blockIdx.y, lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     if ((int)threadIdx.x < k) {
@@ -548,8 +553,8 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
-            experts_gate_up_kernel<T, T><<<grid, 32 * kWarps, smem, p_->compute>>>(
-                t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0);
+            launch_pdl(experts_gate_up_kernel<T, T>, grid, 32 * kWarps, smem, p_->compute, t.table,
+                       ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[0]);
     SLUICE_CUDA_LAUNCHED();
@@ -565,8 +570,8 @@ void Gpu::experts_down_combine(const ExpertTable& t, const int32_t* ids, const f
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
             const size_t smem = stage_smem<experts_down_combine_kernel<T>>(k, (int)t.n_ff);
-            experts_down_combine_kernel<T><<<grid, 32 * kWarps, smem, p_->compute>>>(
-                t.table, ids, w, k, (int)t.n_embd, (int)t.n_ff, rb, act, out, smem ? 1 : 0);
+            launch_pdl(experts_down_combine_kernel<T>, grid, 32 * kWarps, smem, p_->compute,
+                       t.table, ids, w, k, (int)t.n_embd, (int)t.n_ff, rb, act, out, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[2]);
     SLUICE_CUDA_LAUNCHED();

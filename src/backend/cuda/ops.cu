@@ -100,6 +100,7 @@ __global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim,
                                     const float* inv_freq, int n_rot, float mag, int pairs,
                                     int pos0, const int* pos_dev, KvStore kv) {
     extern __shared__ float v[];
+    pdl_wait();
     const int p0 = pos_dev ? *pos_dev : pos0;
     const int nq = n_tok * q.n_head, nk = n_tok * k.n_head;
     if ((int)blockIdx.x >= nq + nk) {
@@ -151,6 +152,7 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
                                  const int* pos_dev, int n_head, int n_kv, int hd, int vd,
                                  float scale, float* out) {
     extern __shared__ float sm[];
+    pdl_wait();
     float* qs = sm;       // [hd]
     float* sc = sm + hd;  // [n_pos]
     const int t = blockIdx.x / n_head, h = blockIdx.x % n_head, g = h / (n_head / n_kv);
@@ -206,6 +208,7 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
                                        const int* pos_dev, int n_head, int n_kv, int hd, int vd,
                                        float scale, float* part, int* done, float* out) {
     extern __shared__ float sm[];
+    pdl_wait();
     const int h = blockIdx.x, s = blockIdx.y, g = h / (n_head / n_kv);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
@@ -215,9 +218,9 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
     const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
     const int stride = vd + 2;
     float* mine = part + ((size_t)h * kAttnSplits + s) * stride;
-    float* qs = sm;                // [hd]
-    float* sc = sm + hd;           // [chunk]
-    float* red = sc + chunk;       // [nw][vd]
+    float* qs = sm;           // [hd]
+    float* sc = sm + hd;      // [chunk]
+    float* red = sc + chunk;  // [nw][vd]
     const float* qh = q + (size_t)h * hd;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
     __syncthreads();
@@ -271,7 +274,8 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
     const float* ph = part + (size_t)h * kAttnSplits * stride;
     float m = -FLT_MAX;
     for (int k = 0; k < n_split; ++k) m = fmaxf(m, __ldcg(ph + (size_t)k * stride));
-    if (threadIdx.x < n_split) wk[threadIdx.x] = __expf(__ldcg(ph + (size_t)threadIdx.x * stride) - m);
+    if (threadIdx.x < n_split)
+        wk[threadIdx.x] = __expf(__ldcg(ph + (size_t)threadIdx.x * stride) - m);
     __syncthreads();
     float den = 0.f;
     for (int k = 0; k < n_split; ++k) den += wk[k] * __ldcg(ph + (size_t)k * stride + 1);
@@ -389,7 +393,8 @@ int opt_in_smem(Kernel k) {
     cudaFuncAttributes fa{};
     SLUICE_CUDA_CHECK(cudaFuncGetAttributes(&fa, k));  // static part (reductions)
     const int max_smem = optin - (int)fa.sharedSizeBytes;
-    SLUICE_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    SLUICE_CUDA_CHECK(
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
     return max_smem;
 }
 
@@ -416,8 +421,8 @@ void Gpu::qk_norm_rope(const RopeIn& q, const RopeIn& k, int n_tok, int head_dim
                        const KvStore& kv) {
     if (n_tok <= 0) return;
     const int blocks = n_tok * (q.n_head + k.n_head) + (kv.v_cache ? n_tok : 0);
-    qk_norm_rope_kernel<<<blocks, 128, (size_t)head_dim * 4, p_->compute>>>(
-        q, k, n_tok, head_dim, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos.pos0, pos.dev, kv);
+    launch_pdl(qk_norm_rope_kernel, blocks, 128, (size_t)head_dim * 4, p_->compute, q, k, n_tok,
+               head_dim, eps, inv_freq, n_rot, mag, pairs ? 1 : 0, pos.pos0, pos.dev, kv);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -437,9 +442,9 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
         check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                             " positions exceeds this kernel's shared-memory limit; "
                                             "use a shorter --ctx");
-        attention_split_kernel<<<dim3(n_head, splits), kThreads, smem, p_->compute>>>(
-            q, k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale,
-            p_->attn_part.f32(), (int*)p_->attn_done.data(), out);
+        launch_pdl(attention_split_kernel, dim3(n_head, splits), kThreads, smem, p_->compute, q,
+                   k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale,
+                   p_->attn_part.f32(), (int*)p_->attn_done.data(), out);
         SLUICE_CUDA_LAUNCHED();
         return;
     }
@@ -449,8 +454,8 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
                                         " positions exceeds this kernel's shared-memory limit (" +
                                         std::to_string(max_smem / 4 - hd) +
                                         "); use a shorter --ctx");
-    attention_kernel<<<n * n_head, kThreads, smem, p_->compute>>>(
-        q, k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, out);
+    launch_pdl(attention_kernel, n * n_head, kThreads, smem, p_->compute, q, k_cache, v_cache,
+               pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, out);
     SLUICE_CUDA_LAUNCHED();
 }
 
