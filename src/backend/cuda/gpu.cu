@@ -185,15 +185,21 @@ void Gpu::mark_side(int i) {
     SLUICE_CUDA_CHECK(cudaEventRecord(p_->side_mark[i], p_->side));
 }
 
+int device_attribute(cudaDeviceAttr a) {
+    int dev = 0, v = 0;
+    SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+    SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, dev));
+    return v;
+}
+
+bool env_off(const char* name) {
+    const char* e = std::getenv(name);
+    return e && *e == '0';
+}
+
 bool pdl_on() {
-    static const bool on = [] {
-        const char* e = std::getenv("SLUICE_GPU_PDL");
-        if (e && *e == '0') return false;
-        int dev = 0, major = 0;
-        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-        SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        return major >= 9;
-    }();
+    static const bool on =
+        !env_off("SLUICE_GPU_PDL") && device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
     return on;
 }
 

@@ -64,6 +64,11 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n, int i, int 
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)p + o));
 }
 
+// The current device's attribute a.
+int device_attribute(cudaDeviceAttr a);
+// True when the environment variable `name` is set to 0 (switches kept for side-by-side runs).
+bool env_off(const char* name);
+
 // On when the device is sm_90 or newer, unless SLUICE_GPU_PDL=0 (for comparisons).
 bool pdl_on();
 

@@ -36,13 +36,9 @@ constexpr int kPad = 36;
 // Most bytes staged: the device's opt-in shared memory per block (227 KiB on sm_90, 163 KiB
 // on sm_80); larger activations are read from global memory.
 size_t max_stage() {
-    static const size_t bytes = [] {
-        int dev = 0, optin = 0;
-        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-        SLUICE_CUDA_CHECK(
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        return (size_t)optin - 1024;  // room for the kernels' static shared memory
-    }();
+    // room for the kernels' static shared memory
+    static const size_t bytes =
+        (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
     return bytes;
 }
 size_t stage_bytes(int n_vec, int len) {
@@ -263,12 +259,7 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
 // Warps per row: enough blocks to fill the device about 1.5 times (a k or v projection of 512
 // rows is 64 blocks of one warp per row), keeping >= 8 chunks per warp.
 int matvec_split(int rows, int cols) {
-    static const int sms = [] {
-        int dev = 0, n = 0;
-        SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-        SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        return n;
-    }();
+    static const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
     int split = 1;
     while (split < kWarps && (rows + kWarps / split - 1) / (kWarps / split) < sms * 3 / 2 &&
            cols / 32 / (2 * split) >= 8)

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "backend/cuda/gpu_impl.cuh"
@@ -387,9 +386,7 @@ unsigned blocks_for(size_t n) {
 // limit once per kernel (the scores of a row live there).
 template <typename Kernel>
 int opt_in_smem(Kernel k) {
-    int dev = 0, optin = 0;
-    SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-    SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
     cudaFuncAttributes fa{};
     SLUICE_CUDA_CHECK(cudaFuncGetAttributes(&fa, k));  // static part (reductions)
     const int max_smem = optin - (int)fa.sharedSizeBytes;
@@ -400,10 +397,7 @@ int opt_in_smem(Kernel k) {
 
 // SLUICE_GPU_ATTN_SPLIT=0 keeps decode on one block per head (for comparisons).
 bool attn_split_on() {
-    static const bool on = [] {
-        const char* e = std::getenv("SLUICE_GPU_ATTN_SPLIT");
-        return !(e && *e == '0');
-    }();
+    static const bool on = !env_off("SLUICE_GPU_ATTN_SPLIT");
     return on;
 }
 
