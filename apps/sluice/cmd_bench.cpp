@@ -2,7 +2,9 @@
 // routing varies per step as in real use, reported against the physical bound.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "backend/cpu/ops.h"
 #include "commands.h"
@@ -46,24 +48,60 @@ uint64_t weight_bytes_per_token(const Model& m) {
     return touched;
 }
 
-// Read bandwidth of this machine's memory on the pool's threads, swept over the model's own
-// routed-expert bytes (resident after the run, and no allocation to fault in): up to `mib`
-// MiB from the first expert of the first file. 0 if there is nothing to sweep.
-struct MemProbe {
-    double bytes_per_s = 0;
-    uint64_t bytes = 0;
+// The region whose read rate is the memory roofline: the model's own routed-expert bytes
+// (resident after the run, and no allocation to fault in), up to `mib` MiB from the first
+// expert of the first file. Empty if there is nothing to sweep.
+class MemSweep {
+public:
+    MemSweep(const Model& m, size_t mib) {
+        const ExpertLayout& L = m.expert_layout();
+        uint64_t first = UINT64_MAX;
+        for (const ExpertLayerLayout& layer : L.layers)
+            for (const auto& e : layer.experts)
+                for (const ExpertSlice& s : e)
+                    if (s.file == 0) first = std::min(first, s.offset);
+        if (L.files.empty() || first == UINT64_MAX || mib == 0) return;
+        file_.emplace(L.files[0], MappedFile::Paging::Huge);
+        p_ = file_->data() + first;
+        n_ = std::min<uint64_t>((uint64_t)mib << 20, file_->size() - first);
+    }
+    bool empty() const { return n_ == 0; }
+    uint64_t bytes() const { return n_; }
+    // Median of `reps` sweeps after one that faults the pages in.
+    double bandwidth(ThreadPool& pool, int reps = 5) const {
+        return empty() ? 0 : read_bandwidth(pool, p_, n_, reps);
+    }
+    // One sweep, pages already in.
+    double bandwidth_once(ThreadPool& pool) const {
+        const double s = empty() ? 0 : read_seconds(pool, p_, n_);
+        return s > 0 ? (double)n_ / s : 0;
+    }
+
+private:
+    std::optional<MappedFile> file_;
+    const uint8_t* p_ = nullptr;
+    uint64_t n_ = 0;
 };
-MemProbe probe_memory(ThreadPool& pool, const Model& m, size_t mib) {
-    const ExpertLayout& L = m.expert_layout();
-    uint64_t first = UINT64_MAX;
-    for (const ExpertLayerLayout& layer : L.layers)
-        for (const auto& e : layer.experts)
-            for (const ExpertSlice& s : e)
-                if (s.file == 0) first = std::min(first, s.offset);
-    if (L.files.empty() || first == UINT64_MAX || mib == 0) return {};
-    const MappedFile f(L.files[0], MappedFile::Paging::Huge);
-    const uint64_t n = std::min<uint64_t>((uint64_t)mib << 20, f.size() - first);
-    return {read_bandwidth(pool, f.data() + first, n), n};
+
+// Decode steps paired with memory sweeps run between them: step i against the mean of the
+// sweeps just before and just after it, so a host whose memory speed drifts between (or
+// within) runs is compared with itself.
+struct PairedSteps {
+    std::vector<double> sweep_bw;    // [n_steps + 1], bytes/s
+    std::vector<double> efficiency;  // [n_steps], weight bytes/s of the step over its sweeps'
+    double overall = 0;  // all steps' weight bytes/s over the mean of all sweeps
+};
+
+double median_of(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+double quantile_of(std::vector<double> v, double q) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[(size_t)std::lround(q * (double)(v.size() - 1))];
 }
 
 }  // namespace
@@ -92,6 +130,11 @@ void register_bench(CLI::App& app, BenchOptions& o) {
     c->add_option("--probe-mem", o.probe_mem_mib,
                   "MiB of resident weights swept to measure memory bandwidth, CPU without "
                   "--mem-budget (0: skip)")
+        ->check(CLI::Range(0, 1 << 20));
+    c->add_option("--probe-mem-each", o.probe_mem_each_mib,
+                  "MiB swept after every decode step (and once before the first): each step's "
+                  "weight bytes/s against the sweeps beside it, CPU without --mem-budget "
+                  "(0: off; decode time then excludes the sweeps)")
         ->check(CLI::Range(0, 1 << 20));
 }
 
@@ -129,14 +172,26 @@ int cmd_bench(const BenchOptions& o) {
     std::vector<double> step_ms;
     const VramStats v1 = dev ? dev->stats() : VramStats{};
     const BlockDeviceStat b1 = block_device_stat(o.m.model);
+    const bool cpu_resident = !dev && o.m.mem_budget.empty();
+    const MemSweep each(m, cpu_resident ? (size_t)o.probe_mem_each_mib : 0);
+    PairedSteps paired;
+    if (!each.empty()) {
+        each.bandwidth(pool, 1);  // faults the region in
+        paired.sweep_bw.push_back(each.bandwidth_once(pool));
+    }
     const auto t1 = clock::now();
     for (int i = 0; i < o.decode; ++i) {
         const auto ts = clock::now();
         m.forward(
             {&seq[(size_t)(o.prefill + i)], 1, o.prefill + i, &kv, &pool, logits.data(), false});
         step_ms.push_back(1000 * seconds_since(ts));
+        if (!each.empty()) paired.sweep_bw.push_back(each.bandwidth_once(pool));
     }
-    const double decode_s = seconds_since(t1);
+    double decode_s = seconds_since(t1);
+    if (!each.empty()) {
+        decode_s = 0;
+        for (double ms : step_ms) decode_s += ms / 1000;
+    }
     const BlockDeviceStat b2 = block_device_stat(o.m.model);
 
     // The cold prefill above also pays for first-touch page faults on the mapped weights and
@@ -177,9 +232,7 @@ int cmd_bench(const BenchOptions& o) {
         }
     }
 
-    std::vector<double> sorted = step_ms;
-    std::sort(sorted.begin(), sorted.end());
-    const double median_ms = sorted[sorted.size() / 2];
+    const double median_ms = median_of(step_ms);
     const double decode_tok_s = o.decode / decode_s;
     const double disk_per_tok = (double)disk_decode / o.decode;
     // Compute-only speed: decode time minus time stalled on expert reads (mmap mode faults
@@ -187,6 +240,16 @@ int cmd_bench(const BenchOptions& o) {
     const double compute_s = std::max(1e-9, decode_s - sd.io_wait_s);
     const double compute_tok_s = o.decode / compute_s;
     const uint64_t weights_per_tok = weight_bytes_per_token(m);
+    for (size_t i = 0; i + 1 < paired.sweep_bw.size(); ++i) {
+        const double beside = (paired.sweep_bw[i] + paired.sweep_bw[i + 1]) / 2;
+        paired.efficiency.push_back((double)weights_per_tok / (step_ms[i] / 1000) / beside);
+    }
+    if (!paired.efficiency.empty()) {
+        double sum = 0;
+        for (double b : paired.sweep_bw) sum += b;
+        paired.overall = (double)weights_per_tok * o.decode / decode_s /
+                         (sum / (double)paired.sweep_bw.size());
+    }
     const double requested_per_tok = (double)sd.bytes_read / o.decode;
     // The device counters count every process: a few KiB per token of someone else's I/O is
     // no disk bound on a decode served from memory.
@@ -196,17 +259,17 @@ int cmd_bench(const BenchOptions& o) {
                                   : 0;
     double bound = disk_bound > 0 ? std::min(disk_bound, compute_tok_s) : compute_tok_s;
     // Everything resident on the CPU: memory bandwidth is the physical limit.
-    MemProbe mem;
-    if (!dev && o.m.mem_budget.empty()) mem = probe_memory(pool, m, (size_t)o.probe_mem_mib);
-    const double mem_bound = mem.bytes_per_s > 0 ? mem.bytes_per_s / (double)weights_per_tok : 0;
+    const MemSweep mem(m, cpu_resident ? (size_t)o.probe_mem_mib : 0);
+    const double mem_bw = mem.bandwidth(pool);
+    const double mem_bound = mem_bw > 0 ? mem_bw / (double)weights_per_tok : 0;
     if (mem_bound > 0) bound = mem_bound;
     // GPU: weights touched per token against device memory bandwidth, and expert bytes
     // copied per token against pinned host -> device bandwidth.
     nlohmann::json gpu_j;
     if (dev) {
-        const double mem_bw = dev->measure_mem(), h2d_bw = dev->measure_h2d();
+        const double dev_bw = dev->measure_mem(), h2d_bw = dev->measure_h2d();
         const double h2d_per_tok = (double)(v2.bytes_h2d - v1.bytes_h2d) / o.decode;
-        const double dev_bound = mem_bw / (double)weights_per_tok;
+        const double dev_bound = dev_bw / (double)weights_per_tok;
         const double h2d_bound = h2d_per_tok > 0 ? h2d_bw / h2d_per_tok : 0;
         bound = dev_bound;
         if (h2d_bound > 0) bound = std::min(bound, h2d_bound);
@@ -214,7 +277,7 @@ int cmd_bench(const BenchOptions& o) {
         const uint64_t acq = v2.acquires - v1.acquires, hits = v2.hits - v1.hits;
         gpu_j = {{"device", dev->describe()},
                  {"weight_bytes_per_token", weights_per_tok},
-                 {"mem_bw_bytes_per_s", mem_bw},
+                 {"mem_bw_bytes_per_s", dev_bw},
                  {"mem_bound_tok_s", dev_bound},
                  {"h2d_bytes_per_token", h2d_per_tok},
                  {"h2d_bw_bytes_per_s", h2d_bw},
@@ -265,8 +328,8 @@ int cmd_bench(const BenchOptions& o) {
         {"compute_only_tok_s", compute_tok_s},
         {"weight_bytes_per_token", weights_per_tok},
         {"weight_bytes_per_s", (double)weights_per_tok * decode_tok_s},
-        {"mem_probe", {{"bytes", mem.bytes}, {"threads", pool.size()}}},
-        {"mem_bw_bytes_per_s", mem.bytes_per_s},
+        {"mem_probe", {{"bytes", mem.bytes()}, {"threads", pool.size()}}},
+        {"mem_bw_bytes_per_s", mem_bw},
         {"mem_bound_tok_s", mem_bound},
         {"bound_tok_s", bound},
         {"efficiency", bound > 0 ? decode_tok_s / bound : 0},
@@ -274,6 +337,15 @@ int cmd_bench(const BenchOptions& o) {
         {"backend", dev ? "cuda" : "cpu"},
     };
     if (dev) j["gpu"] = gpu_j;
+    if (!paired.efficiency.empty())
+        j["decode_paired"] = {{"sweep_bytes", each.bytes()},
+                              {"sweep_bw_bytes_per_s", paired.sweep_bw},
+                              {"sweep_bw_median", median_of(paired.sweep_bw)},
+                              {"step_efficiency", paired.efficiency},
+                              {"step_efficiency_median", median_of(paired.efficiency)},
+                              {"efficiency_overall", paired.overall},
+                              {"step_efficiency_p10", quantile_of(paired.efficiency, 0.1)},
+                              {"step_efficiency_p90", quantile_of(paired.efficiency, 0.9)}};
     if (o.m.json) {
         print_json(j);
         return 0;
@@ -316,10 +388,17 @@ int cmd_bench(const BenchOptions& o) {
                     probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
     std::printf("  weights       %s/token read -> %.2f GB/s\n",
                 format_bytes(weights_per_tok).c_str(), (double)weights_per_tok * decode_tok_s / 1e9);
-    if (mem.bytes_per_s > 0)
+    if (mem_bw > 0)
         std::printf("memory          %.2f GB/s read (sweep of %s on %d threads) -> %.3f tok/s\n",
-                    mem.bytes_per_s / 1e9, format_bytes(mem.bytes).c_str(), pool.size(),
-                    mem_bound);
+                    mem_bw / 1e9, format_bytes(mem.bytes()).c_str(), pool.size(), mem_bound);
+    if (!paired.efficiency.empty())
+        std::printf("  paired        steps vs a %s sweep beside each: sweeps %.2f GB/s (median, "
+                    "%.2f-%.2f); efficiency per step median %.1f%% (p10 %.1f%%, p90 %.1f%%), "
+                    "all steps %.1f%%\n",
+                    format_bytes(each.bytes()).c_str(), median_of(paired.sweep_bw) / 1e9,
+                    quantile_of(paired.sweep_bw, 0) / 1e9, quantile_of(paired.sweep_bw, 1) / 1e9,
+                    100 * median_of(paired.efficiency), 100 * quantile_of(paired.efficiency, 0.1),
+                    100 * quantile_of(paired.efficiency, 0.9), 100 * paired.overall);
     if (dev)
         std::printf("gpu             %s  weights %s/token at %.0f GB/s -> %.1f tok/s; host->device "
                     "%s/token at %.1f GB/s -> %.1f tok/s; VRAM expert hit rate %.1f%%\n",

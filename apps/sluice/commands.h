@@ -71,6 +71,7 @@ struct BenchOptions {
     int probe_experts = 400;
     int probe_depth = 0;  // 0: best of several depths
     int probe_mem_mib = 2048;
+    int probe_mem_each_mib = 0;
 };
 void register_bench(CLI::App& app, BenchOptions& o);
 int cmd_bench(const BenchOptions& o);

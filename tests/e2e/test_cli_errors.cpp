@@ -298,6 +298,36 @@ TEST(Cli, BenchRepeatsThePrefillWarm) {
     EXPECT_EQ(j["prefill_warm_tok_s"].get<double>(), runs[1].get<double>()) << "the median";
 }
 
+// Each decode step is paired with the memory sweeps either side of it: one sweep more than
+// steps, an efficiency per step, and the whole decode's weight traffic against the sweeps'
+// mean (the decode time then counts the steps only, not the sweeps between them).
+TEST(Cli, BenchPairsDecodeStepsWithMemorySweeps) {
+    const Result r = run("bench -m " + test::tiny_gguf("Q8_0") +
+                         " --prefill 4 --decode 5 --probe-experts 0 --probe-mem 1 "
+                         "--probe-mem-each 1 --json 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& p = j["decode_paired"];
+    ASSERT_EQ(p["sweep_bw_bytes_per_s"].size(), 6u) << p;
+    ASSERT_EQ(p["step_efficiency"].size(), 5u) << p;
+    double mean_bw = 0;
+    for (const auto& b : p["sweep_bw_bytes_per_s"]) {
+        EXPECT_GT(b.get<double>(), 1e8) << p;
+        mean_bw += b.get<double>() / 6;
+    }
+    for (const auto& e : p["step_efficiency"]) EXPECT_GT(e.get<double>(), 0.0) << p;
+    EXPECT_NEAR(p["efficiency_overall"].get<double>(),
+                j["weight_bytes_per_s"].get<double>() / mean_bw,
+                1e-9 * p["efficiency_overall"].get<double>());
+    EXPECT_EQ(p["sweep_bytes"].get<uint64_t>(), j["mem_probe"]["bytes"].get<uint64_t>());
+
+    const Result plain = run("bench -m " + test::tiny_gguf("Q8_0") +
+                             " --prefill 4 --decode 2 --probe-experts 0 --probe-mem 0 --json "
+                             "2>/dev/null");
+    ASSERT_EQ(plain.status, 0) << plain.out;
+    EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("decode_paired"));
+}
+
 // The budget covers everything the process holds: the plan counts the process's own memory
 // (binary, libraries) and the run's peak RSS stays below the budget.
 TEST(Cli, StreamingBenchStaysWithinTheMemoryBudget) {
