@@ -105,6 +105,20 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
             EXPECT_LT(rel_err(y, ref_matmul(m.deq, rows, cols, x, n)), tol)
                 << dtype_name(t) << " n=" << n;
         }
+        // One token over more rows than the device holds blocks at once (40003 rows: several
+        // waves of blocks, the last block partly empty).
+        {
+            const int tall = 40003, tc = 256;
+            TestMatrix mt = make_matrix(gpu, t, tall, tc, rng);
+            const std::vector<float> x = randn(tc, rng);
+            cuda::DeviceBuffer xd(x.size() * 4), yd((size_t)tall * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            gpu.matmul(mt.view, xd.f32(), 1, yd.f32());
+            std::vector<float> y(tall);
+            gpu.download(y.data(), yd.data(), y.size() * 4);
+            EXPECT_LT(rel_err(y, ref_matmul(mt.deq, tall, tc, x, 1)), 1e-5)
+                << dtype_name(t) << " tall";
+        }
         // get_rows: embedding lookups dequantize exactly.
         const std::vector<int32_t> ids = {5, 0, 76, 5};
         cuda::DeviceBuffer idd(16), rd(ids.size() * cols * 4);
@@ -184,67 +198,72 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;
     std::mt19937 rng(11);
-    const int F = 96, E = 256, NE = 3, K = 2, n = 3;
-    for (DType t : kTypes) {
-        std::vector<TestMatrix> gate, up, down;
-        std::vector<const void*> table;
-        for (int e = 0; e < NE; ++e) {
-            gate.push_back(make_matrix(gpu, t, F, E, rng));
-            up.push_back(make_matrix(gpu, t, F, E, rng));
-        }
-        // down has F columns: k-quants need 256 per row, so use Q8_0 there when F is short.
-        const DType td = F % dtype_traits(t).block_elems == 0 ? t : DType::Q8_0;
-        for (int e = 0; e < NE; ++e) down.push_back(make_matrix(gpu, td, E, F, rng));
-        for (int e = 0; e < NE; ++e)
-            table.insert(table.end(), {gate[e].dev.data(), up[e].dev.data(), down[e].dev.data()});
-        cuda::DeviceBuffer td_buf(table.size() * sizeof(void*));
-        gpu.upload(td_buf.data(), table.data(), table.size() * sizeof(void*));
-        cuda::ExpertTable et;
-        et.table = (const void* const*)td_buf.data();
-        et.dtype[0] = et.dtype[1] = t;
-        et.dtype[2] = td;
-        et.n_ff = F;
-        et.n_embd = E;
-        const std::vector<int32_t> ids = {2, 0, 1, 2, 0, 1};  // [n, K]
-        const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
-        const std::vector<float> x = randn((size_t)n * E, rng);
-        cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
-            act((size_t)n * K * F * 4), out((size_t)n * E * 4);
-        gpu.upload(idd.data(), ids.data(), ids.size() * 4);
-        gpu.upload(wd.data(), w.data(), w.size() * 4);
-        gpu.upload(xd.data(), x.data(), x.size() * 4);
-        const std::vector<float> base = randn((size_t)n * E, rng);  // out accumulates onto it
-        // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
-        // them on the CPU-miss path).
-        for (bool absent : {false, true}) {
-            if (absent) {
-                std::vector<const void*> t2 = table;
-                t2[3] = t2[4] = t2[5] = nullptr;
-                gpu.upload(td_buf.data(), t2.data(), t2.size() * sizeof(void*));
+    const int E = 256, NE = 3, K = 2, n = 3;
+    // F = 2080: 260 blocks for each of the 6 slots, more than the device holds at once.
+    for (int F : {96, 2080})
+        for (DType t : kTypes) {
+            std::vector<TestMatrix> gate, up, down;
+            std::vector<const void*> table;
+            for (int e = 0; e < NE; ++e) {
+                gate.push_back(make_matrix(gpu, t, F, E, rng));
+                up.push_back(make_matrix(gpu, t, F, E, rng));
             }
-            gpu.upload(out.data(), base.data(), base.size() * 4);
-            gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(), act.f32());
-            gpu.experts_down_combine(et, (const int32_t*)idd.data(), wd.f32(), n, K, act.f32(),
-                                     out.f32());
-            std::vector<float> got((size_t)n * E);
-            gpu.download(got.data(), out.data(), got.size() * 4);
-            std::vector<double> ref(base.begin(), base.end());
-            for (int tk = 0; tk < n; ++tk)
-                for (int j = 0; j < K; ++j) {
-                    const int e = ids[(size_t)tk * K + j];
-                    if (absent && e == 1) continue;
-                    const std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
-                    const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
-                    const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
-                    std::vector<float> a(F);
-                    for (int i = 0; i < F; ++i) a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
-                    const auto d = ref_matmul(down[e].deq, E, F, a, 1);
-                    for (int i = 0; i < E; ++i)
-                        ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+            // down has F columns: k-quants need 256 per row, so use Q8_0 there when F is short.
+            const DType td = F % dtype_traits(t).block_elems == 0 ? t : DType::Q8_0;
+            for (int e = 0; e < NE; ++e) down.push_back(make_matrix(gpu, td, E, F, rng));
+            for (int e = 0; e < NE; ++e)
+                table.insert(table.end(),
+                             {gate[e].dev.data(), up[e].dev.data(), down[e].dev.data()});
+            cuda::DeviceBuffer td_buf(table.size() * sizeof(void*));
+            gpu.upload(td_buf.data(), table.data(), table.size() * sizeof(void*));
+            cuda::ExpertTable et;
+            et.table = (const void* const*)td_buf.data();
+            et.dtype[0] = et.dtype[1] = t;
+            et.dtype[2] = td;
+            et.n_ff = F;
+            et.n_embd = E;
+            const std::vector<int32_t> ids = {2, 0, 1, 2, 0, 1};  // [n, K]
+            const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
+            const std::vector<float> x = randn((size_t)n * E, rng);
+            cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
+                act((size_t)n * K * F * 4), out((size_t)n * E * 4);
+            gpu.upload(idd.data(), ids.data(), ids.size() * 4);
+            gpu.upload(wd.data(), w.data(), w.size() * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            const std::vector<float> base = randn((size_t)n * E, rng);  // out accumulates onto it
+            // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
+            // them on the CPU-miss path).
+            for (bool absent : {false, true}) {
+                if (absent) {
+                    std::vector<const void*> t2 = table;
+                    t2[3] = t2[4] = t2[5] = nullptr;
+                    gpu.upload(td_buf.data(), t2.data(), t2.size() * sizeof(void*));
                 }
-            EXPECT_LT(rel_err(got, ref), 1e-4) << dtype_name(t) << " absent " << absent;
+                gpu.upload(out.data(), base.data(), base.size() * 4);
+                gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(), act.f32());
+                gpu.experts_down_combine(et, (const int32_t*)idd.data(), wd.f32(), n, K, act.f32(),
+                                         out.f32());
+                std::vector<float> got((size_t)n * E);
+                gpu.download(got.data(), out.data(), got.size() * 4);
+                std::vector<double> ref(base.begin(), base.end());
+                for (int tk = 0; tk < n; ++tk)
+                    for (int j = 0; j < K; ++j) {
+                        const int e = ids[(size_t)tk * K + j];
+                        if (absent && e == 1) continue;
+                        const std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
+                        const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
+                        const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
+                        std::vector<float> a(F);
+                        for (int i = 0; i < F; ++i)
+                            a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
+                        const auto d = ref_matmul(down[e].deq, E, F, a, 1);
+                        for (int i = 0; i < E; ++i)
+                            ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+                    }
+                EXPECT_LT(rel_err(got, ref), 1e-4)
+                    << dtype_name(t) << " F=" << F << " absent " << absent;
+            }
         }
-    }
 }
 
 std::vector<float> download_f32(cuda::Gpu& gpu, const cuda::DeviceBuffer& b, size_t n) {
@@ -387,8 +406,9 @@ TEST(CudaOps, DecodeAttentionMatchesReferenceAcrossSplits) {
             EXPECT_LT(rel_err(download_f32(gpu, od, (size_t)n_head * vd), ref), 1e-5)
                 << "pos " << pos << " host";
             gpu.upload(posd.data(), &pos, 4);
-            gpu.attention(qd.f32(), kd.f32(), vd_.f32(), 1, cuda::Pos{0, (const int*)posd.data(), n_ctx},
-                          n_head, n_kv, hd, vd, scale, od.f32());
+            gpu.attention(qd.f32(), kd.f32(), vd_.f32(), 1,
+                          cuda::Pos{0, (const int*)posd.data(), n_ctx}, n_head, n_kv, hd, vd, scale,
+                          od.f32());
             EXPECT_LT(rel_err(download_f32(gpu, od, (size_t)n_head * vd), ref), 1e-5)
                 << "pos " << pos << " device";
         }
