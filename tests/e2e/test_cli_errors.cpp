@@ -284,14 +284,20 @@ TEST(Cli, VerboseRunReportsEachPhase) {
     EXPECT_GT(o["streaming"]["bytes_read"].get<uint64_t>(), 0u) << "the budget forces reads";
 }
 
+// `sluice bench --json` on the tiny Q8_0 model with `args` (no disk probe); a failed run fails
+// the test and gives null.
+nlohmann::json bench_json(const std::string& args) {
+    const Result r = run("bench -m " + test::tiny_gguf("Q8_0") + " --probe-experts 0 --json " +
+                         args + " 2>/dev/null");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+}
+
 // Warm prefill repetitions (llama-bench's way of timing a prompt): one run each, on a fresh
 // cache, none slower than a tenth of the cold one (which also faults the mapped weights in).
 TEST(Cli, BenchRepeatsThePrefillWarm) {
-    const Result r = run("bench -m " + test::tiny_gguf("Q8_0") +
-                         " --prefill 8 --decode 2 --repeat 3 --probe-experts 0 --probe-mem 0 "
-                         "--json 2>/dev/null");
-    ASSERT_EQ(r.status, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    const auto j = bench_json("--prefill 8 --decode 2 --repeat 3 --probe-mem 0");
+    ASSERT_FALSE(j.is_null());
     const auto& runs = j["prefill_warm_runs"];
     ASSERT_EQ(runs.size(), 3u) << j;
     for (const auto& v : runs) EXPECT_GT(v.get<double>(), 0.1 * j["prefill_tok_s"].get<double>());
@@ -302,11 +308,8 @@ TEST(Cli, BenchRepeatsThePrefillWarm) {
 // steps, an efficiency per step, and the whole decode's weight traffic against the sweeps'
 // mean (the decode time then counts the steps only, not the sweeps between them).
 TEST(Cli, BenchPairsDecodeStepsWithMemorySweeps) {
-    const Result r = run("bench -m " + test::tiny_gguf("Q8_0") +
-                         " --prefill 4 --decode 5 --probe-experts 0 --probe-mem 1 "
-                         "--probe-mem-each 1 --json 2>/dev/null");
-    ASSERT_EQ(r.status, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    const auto j = bench_json("--prefill 4 --decode 5 --probe-mem 1 --probe-mem-each 1");
+    ASSERT_FALSE(j.is_null());
     const auto& p = j["decode_paired"];
     ASSERT_EQ(p["sweep_bw_bytes_per_s"].size(), 6u) << p;
     ASSERT_EQ(p["step_efficiency"].size(), 5u) << p;
@@ -321,11 +324,9 @@ TEST(Cli, BenchPairsDecodeStepsWithMemorySweeps) {
                 1e-9 * p["efficiency_overall"].get<double>());
     EXPECT_EQ(p["sweep_bytes"].get<uint64_t>(), j["mem_probe"]["bytes"].get<uint64_t>());
 
-    const Result plain = run("bench -m " + test::tiny_gguf("Q8_0") +
-                             " --prefill 4 --decode 2 --probe-experts 0 --probe-mem 0 --json "
-                             "2>/dev/null");
-    ASSERT_EQ(plain.status, 0) << plain.out;
-    EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("decode_paired"));
+    const auto plain = bench_json("--prefill 4 --decode 2 --probe-mem 0");
+    ASSERT_FALSE(plain.is_null());
+    EXPECT_FALSE(plain.contains("decode_paired"));
 }
 
 // The budget covers everything the process holds: the plan counts the process's own memory
