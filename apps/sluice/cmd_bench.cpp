@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <optional>
 
 #include "backend/cpu/ops.h"
@@ -52,7 +53,7 @@ uint64_t weight_bytes_per_token(const Model& m) {
 // (resident after the run, and no allocation to fault in), up to `mib` MiB from the first
 // expert of the first file. Empty if there is nothing to sweep.
 class MemSweep {
-public:
+  public:
     MemSweep(const Model& m, size_t mib) {
         const ExpertLayout& L = m.expert_layout();
         uint64_t first = UINT64_MAX;
@@ -67,17 +68,12 @@ public:
     }
     bool empty() const { return n_ == 0; }
     uint64_t bytes() const { return n_; }
-    // Median of `reps` sweeps after one that faults the pages in.
-    double bandwidth(ThreadPool& pool, int reps = 5) const {
-        return empty() ? 0 : read_bandwidth(pool, p_, n_, reps);
-    }
-    // One sweep, pages already in.
-    double bandwidth_once(ThreadPool& pool) const {
-        const double s = empty() ? 0 : read_seconds(pool, p_, n_);
-        return s > 0 ? (double)n_ / s : 0;
-    }
+    // Median of 5 sweeps after one that faults the pages in.
+    double bandwidth(ThreadPool& pool) const { return empty() ? 0 : read_bandwidth(pool, p_, n_); }
+    // One sweep (the first also faults the pages in).
+    double bandwidth_once(ThreadPool& pool) const { return empty() ? 0 : read_rate(pool, p_, n_); }
 
-private:
+  private:
     std::optional<MappedFile> file_;
     const uint8_t* p_ = nullptr;
     uint64_t n_ = 0;
@@ -89,8 +85,23 @@ private:
 struct PairedSteps {
     std::vector<double> sweep_bw;    // [n_steps + 1], bytes/s
     std::vector<double> efficiency;  // [n_steps], weight bytes/s of the step over its sweeps'
-    double overall = 0;  // all steps' weight bytes/s over the mean of all sweeps
+    double overall = 0;              // all steps' weight bytes/s over the mean of all sweeps
 };
+PairedSteps pair_steps(std::vector<double> sweep_bw, const std::vector<double>& step_ms,
+                       uint64_t weights_per_tok) {
+    PairedSteps p{std::move(sweep_bw), {}, 0};
+    if (p.sweep_bw.size() != step_ms.size() + 1 || step_ms.empty()) return {};
+    double step_s = 0, sweep_sum = p.sweep_bw[0];
+    for (size_t i = 0; i < step_ms.size(); ++i) {
+        const double beside = (p.sweep_bw[i] + p.sweep_bw[i + 1]) / 2;
+        p.efficiency.push_back((double)weights_per_tok / (step_ms[i] / 1000) / beside);
+        step_s += step_ms[i] / 1000;
+        sweep_sum += p.sweep_bw[i + 1];
+    }
+    p.overall = (double)weights_per_tok * (double)step_ms.size() / step_s /
+                (sweep_sum / (double)p.sweep_bw.size());
+    return p;
+}
 
 double median_of(std::vector<double> v) {
     if (v.empty()) return 0;
@@ -174,10 +185,10 @@ int cmd_bench(const BenchOptions& o) {
     const BlockDeviceStat b1 = block_device_stat(o.m.model);
     const bool cpu_resident = !dev && o.m.mem_budget.empty();
     const MemSweep each(m, cpu_resident ? (size_t)o.probe_mem_each_mib : 0);
-    PairedSteps paired;
+    std::vector<double> sweep_bw;
     if (!each.empty()) {
-        each.bandwidth(pool, 1);  // faults the region in
-        paired.sweep_bw.push_back(each.bandwidth_once(pool));
+        each.bandwidth_once(pool);  // faults the region in
+        sweep_bw.push_back(each.bandwidth_once(pool));
     }
     const auto t1 = clock::now();
     for (int i = 0; i < o.decode; ++i) {
@@ -185,13 +196,12 @@ int cmd_bench(const BenchOptions& o) {
         m.forward(
             {&seq[(size_t)(o.prefill + i)], 1, o.prefill + i, &kv, &pool, logits.data(), false});
         step_ms.push_back(1000 * seconds_since(ts));
-        if (!each.empty()) paired.sweep_bw.push_back(each.bandwidth_once(pool));
+        if (!each.empty()) sweep_bw.push_back(each.bandwidth_once(pool));
     }
-    double decode_s = seconds_since(t1);
-    if (!each.empty()) {
-        decode_s = 0;
-        for (double ms : step_ms) decode_s += ms / 1000;
-    }
+    // With sweeps between the steps, the steps' own time.
+    const double decode_s = each.empty()
+                                ? seconds_since(t1)
+                                : std::accumulate(step_ms.begin(), step_ms.end(), 0.0) / 1000;
     const BlockDeviceStat b2 = block_device_stat(o.m.model);
 
     // The cold prefill above also pays for first-touch page faults on the mapped weights and
@@ -240,16 +250,7 @@ int cmd_bench(const BenchOptions& o) {
     const double compute_s = std::max(1e-9, decode_s - sd.io_wait_s);
     const double compute_tok_s = o.decode / compute_s;
     const uint64_t weights_per_tok = weight_bytes_per_token(m);
-    for (size_t i = 0; i + 1 < paired.sweep_bw.size(); ++i) {
-        const double beside = (paired.sweep_bw[i] + paired.sweep_bw[i + 1]) / 2;
-        paired.efficiency.push_back((double)weights_per_tok / (step_ms[i] / 1000) / beside);
-    }
-    if (!paired.efficiency.empty()) {
-        double sum = 0;
-        for (double b : paired.sweep_bw) sum += b;
-        paired.overall = (double)weights_per_tok * o.decode / decode_s /
-                         (sum / (double)paired.sweep_bw.size());
-    }
+    const PairedSteps paired = pair_steps(std::move(sweep_bw), step_ms, weights_per_tok);
     const double requested_per_tok = (double)sd.bytes_read / o.decode;
     // The device counters count every process: a few KiB per token of someone else's I/O is
     // no disk bound on a decode served from memory.
@@ -387,29 +388,30 @@ int cmd_bench(const BenchOptions& o) {
         std::printf("disk bandwidth  %.2f GB/s (%d random experts, O_DIRECT, depth %d)\n",
                     probe.bytes_per_s / 1e9, o.probe_experts, probe_depth);
     std::printf("  weights       %s/token read -> %.2f GB/s\n",
-                format_bytes(weights_per_tok).c_str(), (double)weights_per_tok * decode_tok_s / 1e9);
+                format_bytes(weights_per_tok).c_str(),
+                (double)weights_per_tok * decode_tok_s / 1e9);
     if (mem_bw > 0)
         std::printf("memory          %.2f GB/s read (sweep of %s on %d threads) -> %.3f tok/s\n",
                     mem_bw / 1e9, format_bytes(mem.bytes()).c_str(), pool.size(), mem_bound);
     if (!paired.efficiency.empty())
-        std::printf("  paired        steps vs a %s sweep beside each: sweeps %.2f GB/s (median, "
-                    "%.2f-%.2f); efficiency per step median %.1f%% (p10 %.1f%%, p90 %.1f%%), "
-                    "all steps %.1f%%\n",
-                    format_bytes(each.bytes()).c_str(), median_of(paired.sweep_bw) / 1e9,
-                    quantile_of(paired.sweep_bw, 0) / 1e9, quantile_of(paired.sweep_bw, 1) / 1e9,
-                    100 * median_of(paired.efficiency), 100 * quantile_of(paired.efficiency, 0.1),
-                    100 * quantile_of(paired.efficiency, 0.9), 100 * paired.overall);
+        std::printf(
+            "  paired        steps vs a %s sweep beside each: sweeps %.2f GB/s (median, "
+            "%.2f-%.2f); efficiency per step median %.1f%% (p10 %.1f%%, p90 %.1f%%), "
+            "all steps %.1f%%\n",
+            format_bytes(each.bytes()).c_str(), median_of(paired.sweep_bw) / 1e9,
+            quantile_of(paired.sweep_bw, 0) / 1e9, quantile_of(paired.sweep_bw, 1) / 1e9,
+            100 * median_of(paired.efficiency), 100 * quantile_of(paired.efficiency, 0.1),
+            100 * quantile_of(paired.efficiency, 0.9), 100 * paired.overall);
     if (dev)
-        std::printf("gpu             %s  weights %s/token at %.0f GB/s -> %.1f tok/s; host->device "
-                    "%s/token at %.1f GB/s -> %.1f tok/s; VRAM expert hit rate %.1f%%\n",
-                    dev->describe().c_str(),
-                    format_bytes(gpu_j["weight_bytes_per_token"].get<uint64_t>()).c_str(),
-                    gpu_j["mem_bw_bytes_per_s"].get<double>() / 1e9,
-                    gpu_j["mem_bound_tok_s"].get<double>(),
-                    format_bytes((uint64_t)gpu_j["h2d_bytes_per_token"].get<double>()).c_str(),
-                    gpu_j["h2d_bw_bytes_per_s"].get<double>() / 1e9,
-                    gpu_j["h2d_bound_tok_s"].get<double>(),
-                    100 * gpu_j["vram_hit_rate"].get<double>());
+        std::printf(
+            "gpu             %s  weights %s/token at %.0f GB/s -> %.1f tok/s; host->device "
+            "%s/token at %.1f GB/s -> %.1f tok/s; VRAM expert hit rate %.1f%%\n",
+            dev->describe().c_str(),
+            format_bytes(gpu_j["weight_bytes_per_token"].get<uint64_t>()).c_str(),
+            gpu_j["mem_bw_bytes_per_s"].get<double>() / 1e9, gpu_j["mem_bound_tok_s"].get<double>(),
+            format_bytes((uint64_t)gpu_j["h2d_bytes_per_token"].get<double>()).c_str(),
+            gpu_j["h2d_bw_bytes_per_s"].get<double>() / 1e9, gpu_j["h2d_bound_tok_s"].get<double>(),
+            100 * gpu_j["vram_hit_rate"].get<double>());
     // Only the limits that were measured (0: not measured, or no bytes of that kind).
     std::printf("bound           %.3f tok/s (", bound);
     if (mem_bound > 0) std::printf("memory %.3f, ", mem_bound);

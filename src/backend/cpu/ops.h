@@ -68,9 +68,9 @@ void attention_block(const float* q, int64_t ldq, int n_q, int64_t hd, const flo
 // decode, which streams each weight once per token, is measured against. Use a region far
 // larger than the last-level cache.
 double read_bandwidth(ThreadPool& pool, const uint8_t* p, size_t n, int reps = 5);
-// Seconds of one such sweep, no warm-up (0 for a region under 8 bytes): for probes
+// Bytes per second of one such sweep, no warm-up (0 for a region under 8 bytes): for probes
 // interleaved with other work on pages already faulted in.
-double read_seconds(ThreadPool& pool, const uint8_t* p, size_t n);
+double read_rate(ThreadPool& pool, const uint8_t* p, size_t n);
 inline float silu(float x);
 
 }  // namespace sluice
