@@ -54,6 +54,9 @@ class CudaForward final : public DeviceForward {
     void host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                      const std::vector<int32_t>& hid);
     void step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
+    // Layer l + 1's q/k/v weights (none after the last layer): the routed experts' gate/up
+    // launch of layer l prefetches them into L2.
+    cuda::L2Ahead next_qkv(int l) const;
     void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                          const std::vector<int32_t>& hid, const std::vector<float>& hw,
                          const std::vector<int>& uniq);
@@ -331,14 +334,17 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
         const GpuLayer& L = layers_[(size_t)l];
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
         float* qkv_y[3] = {q, k, v};
-        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h});
+        // Prefetched into L2 while attention runs: the layer's next two mat-vecs.
+        cuda::L2Ahead ahead;
+        ahead.add(L.wo.data, L.wo.nbytes());
+        ahead.add(L.router.data, L.router.nbytes());
+        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h}, ahead);
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
-        gpu_.qk_norm_rope(cuda::RopeIn{q, nh, hd, L.q_norm}, cuda::RopeIn{k, nkv, hd, L.k_norm}, n,
-                          hd, c.rms_eps, inv_freq_, (int)rope.n_rot(), rope.mag, rope.pairs, pos,
-                          cuda::KvStore{kc, kv_dim, v, vc, v_dim});
         phase("attn_proj");
-        gpu_.attention(q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
+        gpu_.rope_attention(cuda::RopeFirst{k, v, L.q_norm, L.k_norm, c.rms_eps, inv_freq_,
+                                            (int)rope.n_rot(), rope.mag, rope.pairs},
+                            q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
         phase("attention");
         gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
         phase("attn_out");
@@ -354,6 +360,15 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     const int first = a.all_logits ? 0 : n - 1, rows = n - first;
     gpu_.rms_norm(x + (size_t)first * E, output_norm_, c.rms_eps, rows, E, h);
     gpu_.matmul(output_, h, rows, lg);
+}
+
+cuda::L2Ahead CudaForward::next_qkv(int l) const {
+    cuda::L2Ahead a;
+    if ((size_t)l + 1 < layers_.size()) {
+        const GpuLayer& N = layers_[(size_t)l + 1];
+        for (const TensorView* w : {&N.wq, &N.wk, &N.wv}) a.add(w->data, w->nbytes());
+    }
+    return a;
 }
 
 // Tokens grouped by expert: each expert's weights are read once for the batch. Experts are
@@ -421,7 +436,7 @@ void CudaForward::host_misses(Model& m, const ForwardArgs& a, int l, const float
     const cuda::ExpertTable t = experts_->table(l);
     float* act = buf(ACT, (size_t)n * KU * F);
     float* yh = buf(YH, (size_t)n * KU * E);
-    gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);  // runs while the host computes below
+    gpu_.experts_gate_up(t, ids, n * KU, KU, h, act, next_qkv(l));  // runs while the host computes
     gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     std::vector<float> out((size_t)n * KU * E, 0.f);
     std::vector<ExpertWeights> ew;
@@ -459,7 +474,7 @@ void CudaForward::moe(Model& m, const ForwardArgs& a, int l, float* x, float* h)
     auto table_kernels = [&] {
         const cuda::ExpertTable t = experts_->table(l);
         float* act = buf(ACT, (size_t)n * KU * F);
-        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
+        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act, next_qkv(l));
         gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     };
     if (experts_->all_resident() && table_path) {

@@ -415,6 +415,64 @@ TEST(CudaOps, DecodeAttentionMatchesReferenceAcrossSplits) {
     }
 }
 
+// RoPE folded into decode attention (rope_attention: the attention blocks normalise and rotate
+// q and the new K row themselves and store K/V) vs qk_norm_rope then attention: the outputs and
+// both caches agree, at split boundaries, with the position on the host and on the device.
+TEST(CudaOps, RopeAttentionEqualsRopeThenAttention) {
+    REQUIRE_GPU();
+    // The fused launch (opt-in) is what is tested; it stays on for the model test below.
+    setenv("SLUICE_GPU_ROPE_FUSE", "1", 1);
+    cuda::Gpu gpu;
+    std::mt19937 rng(12);
+    const int n_head = 16, n_kv = 4, hd = 128, vd = 128, n_ctx = 2100, n_rot = 128;
+    const float scale = 1.0f / std::sqrt((float)hd), eps = 1e-6f;
+    const size_t kn = (size_t)n_ctx * n_kv * hd, vn = (size_t)n_ctx * n_kv * vd;
+    const std::vector<float> kc = randn(kn, rng, 2.0f), vc = randn(vn, rng);
+    std::vector<float> norms = randn(2 * hd, rng, 0.1f), inv_freq(n_rot / 2);
+    for (float& w : norms) w += 1.0f;
+    for (int i = 0; i < n_rot / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / n_rot);
+    auto up = [&](const std::vector<float>& h) {
+        cuda::DeviceBuffer d(h.size() * 4);
+        gpu.upload(d.data(), h.data(), h.size() * 4);
+        return d;
+    };
+    cuda::DeviceBuffer kca = up(kc), vca = up(vc), kcb = up(kc), vcb = up(vc), nd = up(norms),
+                       fd = up(inv_freq), oa((size_t)n_head * vd * 4), ob(oa.size()), posd(4);
+    const float* qn = nd.f32();
+    const float* kn_w = nd.f32() + hd;
+    for (int pos : {0, 63, 64, 200, 2047}) {
+        for (int rep = 0; rep < 2; ++rep) {
+            cuda::DeviceBuffer qa = up(randn((size_t)n_head * hd, rng)), qb(qa.size()),
+                               k = up(randn((size_t)n_kv * hd, rng)),
+                               v = up(randn((size_t)n_kv * vd, rng));
+            gpu.copy(qb.data(), qa.data(), qa.size());
+            gpu.qk_norm_rope(cuda::RopeIn{qb.f32(), n_head, hd, qn},
+                             cuda::RopeIn{k.f32(), n_kv, hd, kn_w}, 1, hd, eps, fd.f32(), n_rot,
+                             1.0f, false, cuda::Pos{pos, nullptr, 0},
+                             cuda::KvStore{kcb.f32(), n_kv * hd, v.f32(), vcb.f32(), n_kv * vd});
+            gpu.attention(qb.f32(), kcb.f32(), vcb.f32(), 1, cuda::Pos{pos, nullptr, 0}, n_head,
+                          n_kv, hd, vd, scale, ob.f32());
+            gpu.upload(posd.data(), &pos, 4);
+            const cuda::Pos p = rep == 0 ? cuda::Pos{pos, nullptr, 0}
+                                         : cuda::Pos{0, (const int*)posd.data(), n_ctx};
+            gpu.rope_attention(
+                cuda::RopeFirst{k.f32(), v.f32(), qn, kn_w, eps, fd.f32(), n_rot, 1.0f, false},
+                qa.f32(), kca.f32(), vca.f32(), 1, p, n_head, n_kv, hd, vd, scale, oa.f32());
+            const std::vector<float> b = download_f32(gpu, ob, (size_t)n_head * vd),
+                                     kb = download_f32(gpu, kcb, kn);
+            EXPECT_LT(
+                rel_err(download_f32(gpu, oa, b.size()), std::vector<double>(b.begin(), b.end())),
+                1e-5)
+                << "pos " << pos << " rep " << rep;
+            EXPECT_LT(
+                rel_err(download_f32(gpu, kca, kn), std::vector<double>(kb.begin(), kb.end())),
+                1e-6)
+                << "pos " << pos;
+            EXPECT_EQ(download_f32(gpu, vca, vn), download_f32(gpu, vcb, vn)) << "pos " << pos;
+        }
+    }
+}
+
 // The whole model: CPU vs CUDA on the repository's Q4_K_M model.
 struct ModelRun {
     std::vector<std::vector<float>> prefill_logits;  // per prompt position

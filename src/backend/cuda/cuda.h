@@ -121,6 +121,36 @@ struct NormIn {
     float* h = nullptr;
 };
 
+// Device memory a later op will read (its weights), which a decode launch prefetches into L2
+// once each of its blocks has issued its own loads: that op's loads then hit L2 instead of
+// waiting on device memory, which a lone decode kernel keeps busy only a fifth of its time
+// (docs/benchmarks.md, issue 7). Prefetching changes no result. Up to kMax ranges. Followed
+// only with SLUICE_GPU_L2AHEAD=1 until measured on a GPU.
+struct L2Ahead {
+    static constexpr int kMax = 4;
+    const void* p[kMax] = {};
+    size_t n[kMax] = {};
+    int count = 0;
+    // Adds [p, p + n); ignored when null, empty or full.
+    void add(const void* ptr, size_t bytes) {
+        if (ptr && bytes && count < kMax) p[count] = ptr, n[count++] = bytes;
+    }
+};
+
+// The RoPE step that Gpu::rope_attention does before attending: k and v are the projections'
+// raw rows of the new tokens, normalised (norms: [head_dim] f32, or null) and rotated as
+// qk_norm_rope does, then stored to the cache rows of their positions.
+struct RopeFirst {
+    const float* k = nullptr;  // [n, n_kv * hd]
+    const float* v = nullptr;  // [n, n_kv * vd]
+    const float *q_norm = nullptr, *k_norm = nullptr;
+    float eps = 0.f;
+    const float* inv_freq = nullptr;  // [n_rot / 2], device
+    int n_rot = 0;
+    float mag = 1.f;
+    bool pairs = false;
+};
+
 // Routing done at the end of the router's mat-vec launch (softmax, top k, optional
 // renormalisation, times scale): ids, weights: [n, k].
 struct RouteOut {
@@ -176,12 +206,14 @@ class Gpu {
     // y: [n, W.rows()] = x: [n, W.cols()] . W^T (accumulate: y +=). Small n: fused
     // dequantizing mat-vec; larger n: weights dequantized to f16 tiles and multiplied on
     // the tensor cores (f32 accumulation).
-    void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false);
+    // `ahead`: prefetched into L2 by the mat-vec launch (decode-sized n; ignored otherwise).
+    void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false,
+                const L2Ahead& ahead = {});
     // y[i] = matmul(*W[i], x, n) for i < n_w: one launch for decode-sized n when the matrices
     // share a dtype and row length (a layer's q, k and v), else one matmul each. With norm.w,
     // x is normalised first (NormIn), in the same launch where the rows fit in shared memory.
     void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
-                      const NormIn& norm = {});
+                      const NormIn& norm = {}, const L2Ahead& ahead = {});
     // The router: logits: [n, W.rows()] = NormIn(x) . W^T, then softmax top-k routing of each
     // token (route_softmax_topk), in one launch for decode-sized n (the last block to finish
     // routes).
@@ -203,6 +235,13 @@ class Gpu {
     // out: [n, n_head * vd].
     void attention(const float* q, const float* k_cache, const float* v_cache, int n,
                    const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out);
+    // qk_norm_rope (q in place, k and v to the caches) then attention. With
+    // SLUICE_GPU_ROPE_FUSE=1, for one token on the split decode path, both in one launch (the
+    // attention blocks rotate their own q head and the new K row); off by default until
+    // measured on a GPU.
+    void rope_attention(const RopeFirst& rf, float* q, float* k_cache, float* v_cache, int n,
+                        const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale,
+                        float* out);
     void add(float* x, const float* y, size_t n);  // x += y
     // Softmax over n_expert logits per token, top k, optional renormalisation, times scale.
     // logits: [n, n_expert]; ids, weights: [n, k].
@@ -211,9 +250,10 @@ class Gpu {
 
     // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
     // act: [n_slots, n_ff] = silu(gate x) * (up x). Slots whose expert has no table entry get
-    // zeros (the caller computes them elsewhere).
+    // zeros (the caller computes them elsewhere). The launch prefetches each slot's down
+    // projection into L2 (experts_down_combine reads it next), and `ahead`.
     void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
-                         const float* x, float* act);
+                         const float* x, float* act, const L2Ahead& ahead = {});
     // out[t] += sum over j < k of w[t * k + j] * (down_e act[t * k + j]), e = ids[t * k + j],
     // for t < n: the down projections and their weighted sum in one launch. Slots whose
     // expert has no table entry add nothing. act: [n * k, n_ff]; out: [n, n_embd].
@@ -248,6 +288,11 @@ class Gpu {
     Impl& impl() { return *p_; }
 
   private:
+    // attention(), and with rf the fused RoPE step: false (nothing queued) where the fused
+    // kernel does not apply.
+    bool attention_impl(const float* q, float* k_cache, float* v_cache, int n, const Pos& pos,
+                        int n_head, int n_kv, int hd, int vd, float scale, float* out,
+                        const RopeFirst* rf);
     std::unique_ptr<Impl> p_;
 };
 

@@ -192,14 +192,19 @@ int device_attribute(cudaDeviceAttr a) {
     return v;
 }
 
-bool env_off(const char* name) {
+bool env_flag(const char* name, bool dflt) {
     const char* e = std::getenv(name);
-    return e && *e == '0';
+    return e && *e ? *e != '0' : dflt;
 }
 
 bool pdl_on() {
-    static const bool on =
-        !env_off("SLUICE_GPU_PDL") && device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+    static const bool on = env_flag("SLUICE_GPU_PDL", true) &&
+                           device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+    return on;
+}
+
+bool l2_ahead_on() {
+    static const bool on = env_flag("SLUICE_GPU_L2AHEAD", false);
     return on;
 }
 

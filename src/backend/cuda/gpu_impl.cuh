@@ -59,15 +59,24 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 // Prefetches bytes [p, p + n) into L2, lines spread over `nthreads` threads (index i).
-__device__ __forceinline__ void prefetch_l2(const void* p, size_t n, int i, int nthreads) {
-    for (size_t o = (size_t)i * 128; o < n; o += (size_t)nthreads * 128)
+__device__ __forceinline__ void prefetch_l2(const void* p, size_t n, size_t i, size_t nthreads) {
+    for (size_t o = i * 128; o < n; o += nthreads * 128)
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)p + o));
 }
+// Every range of `a` into L2, lines spread over all threads of the grid (L2Ahead, cuda.h).
+__device__ __forceinline__ void prefetch_ahead(const L2Ahead& a) {
+    const size_t nthreads = (size_t)gridDim.x * gridDim.y * blockDim.x;
+    const size_t i = ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    for (int r = 0; r < a.count; ++r) prefetch_l2(a.p[r], a.n[r], i, nthreads);
+}
+// L2Ahead hints are followed only with SLUICE_GPU_L2AHEAD=1: not yet measured on a GPU.
+bool l2_ahead_on();
 
 // The current device's attribute a.
 int device_attribute(cudaDeviceAttr a);
-// True when the environment variable `name` is set to 0 (switches kept for side-by-side runs).
-bool env_off(const char* name);
+// Switches kept for side-by-side runs: the environment variable `name` set to 0 is off, set
+// to anything else on; unset, `dflt`.
+bool env_flag(const char* name, bool dflt);
 
 // On when the device is sm_90 or newer, unless SLUICE_GPU_PDL=0 (for comparisons).
 bool pdl_on();

@@ -91,10 +91,44 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-// One block per (token, head) of q, then of k; the head's row of head_dim floats staged in
-// shared memory. With a KvStore, k's results go to the cache rows of their positions instead,
-// and blocks past both tensors' heads copy each token's V row into its cache row (one launch
-// instead of three).
+// dst[i] for i < head_dim: the head row x RMS-normalised with norm_w (null: taken as it is),
+// then its first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag.
+// tmp: head_dim floats of shared memory; dst may be x. Block-wide; ends with a barrier.
+__device__ void norm_rope_row(const float* x, int head_dim, const float* norm_w, float eps,
+                              const float* inv_freq, int n_rot, float mag, int pairs, float pos,
+                              float* tmp, float* dst) {
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        tmp[i] = x[i];
+        ss += tmp[i] * tmp[i];
+    }
+    float scale = 1.f;
+    if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
+    __syncthreads();
+    const int half = n_rot / 2;
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        const float wi = norm_w ? norm_w[i] * scale : 1.f;
+        float out = tmp[i] * wi;
+        if (i < n_rot) {
+            const int f = pairs ? i / 2 : i % half;              // frequency index
+            const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
+            const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
+            const float wo = norm_w ? norm_w[other] * scale : 1.f;
+            const float a = first ? out : tmp[other] * wo;
+            const float bb = first ? tmp[other] * wo : out;
+            float sn, cs;
+            sincosf(pos * inv_freq[f], &sn, &cs);
+            cs *= mag, sn *= mag;
+            out = first ? a * cs - bb * sn : bb * cs + a * sn;
+        }
+        dst[i] = out;
+    }
+    __syncthreads();
+}
+
+// One block per (token, head) of q, then of k (norm_rope_row). With a KvStore, k's results go
+// to the cache rows of their positions instead, and blocks past both tensors' heads copy each
+// token's V row into its cache row (one launch instead of three).
 __global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim, float eps,
                                     const float* inv_freq, int n_rot, float mag, int pairs,
                                     int pos0, const int* pos_dev, KvStore kv) {
@@ -115,34 +149,8 @@ __global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim,
     float* xh = X.x + ((size_t)t * X.n_head + h) * X.stride;
     float* dst =
         is_k && kv.k_cache ? kv.k_cache + (size_t)(p0 + t) * kv.k_row + (size_t)h * head_dim : xh;
-    const float* norm_w = X.norm_w;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        v[i] = xh[i];
-        ss += v[i] * v[i];
-    }
-    float scale = 1.f;
-    if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
-    __syncthreads();
-    const int half = n_rot / 2;
-    const float pos = (float)(p0 + t);
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        const float wi = norm_w ? norm_w[i] * scale : 1.f;
-        float out = v[i] * wi;
-        if (i < n_rot) {
-            const int f = pairs ? i / 2 : i % half;              // frequency index
-            const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
-            const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
-            const float wo = norm_w ? norm_w[other] * scale : 1.f;
-            const float a = first ? out : v[other] * wo;
-            const float bb = first ? v[other] * wo : out;
-            float sn, cs;
-            sincosf(pos * inv_freq[f], &sn, &cs);
-            cs *= mag, sn *= mag;
-            out = first ? a * cs - bb * sn : bb * cs + a * sn;
-        }
-        dst[i] = out;
-    }
+    norm_rope_row(xh, head_dim, X.norm_w, eps, inv_freq, n_rot, mag, pairs, (float)(p0 + t), v,
+                  dst);
 }
 
 // One block per (token, head): scores over the causal prefix in shared memory, softmax,
@@ -203,9 +211,15 @@ __host__ __device__ inline int attn_split_count(int n_pos, int max_splits) {
 // part: [n_head][kAttnSplits][vd + 2]; done: [n_head], zero between launches (the merging
 // block resets it). n_split is chosen from the device position, so graph replays adapt;
 // blocks past it return at once.
-__global__ void attention_split_kernel(const float* q, const float* kc, const float* vc, int pos0,
+//
+// With rf.inv_freq set, q, k and v are the projections' raw rows of the new token (position
+// n_pos - 1): each block normalises and rotates its q head itself, the chunk holding the new
+// position does the same for its K row and takes the V row as it is, and the group's first
+// head stores both to the cache rows (nobody else reads those rows in this launch).
+__global__ void attention_split_kernel(const float* q, float* kc, float* vc, int pos0,
                                        const int* pos_dev, int n_head, int n_kv, int hd, int vd,
-                                       float scale, float* part, int* done, float* out) {
+                                       float scale, float* part, int* done, float* out,
+                                       RopeFirst rf) {
     extern __shared__ float sm[];
     pdl_wait();
     const int h = blockIdx.x, s = blockIdx.y, g = h / (n_head / n_kv);
@@ -217,16 +231,35 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
     const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
     const int stride = vd + 2;
     float* mine = part + ((size_t)h * kAttnSplits + s) * stride;
-    float* qs = sm;           // [hd]
-    float* sc = sm + hd;      // [chunk]
-    float* red = sc + chunk;  // [nw][vd]
+    float* qs = sm;                        // [hd]
+    float* sc = sm + hd;                   // [chunk], padded to keep red 16-byte aligned
+    float* red = sc + ((chunk + 3) & ~3);  // [nw][vd]
+    float* knew = red + (size_t)nw * vd;   // [hd], rf only: the new position's K row
     const float* qh = q + (size_t)h * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
-    __syncthreads();
     const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
+    const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / rf.v
+    const float* vnew = rf.v + (size_t)g * vd;
+    if (rf.inv_freq) {
+        const float pos = (float)(n_pos - 1);
+        norm_rope_row(qh, hd, rf.q_norm, rf.eps, rf.inv_freq, rf.n_rot, rf.mag, rf.pairs, pos, red,
+                      qs);
+        if (p_new >= 0) {
+            norm_rope_row(rf.k + (size_t)g * hd, hd, rf.k_norm, rf.eps, rf.inv_freq, rf.n_rot,
+                          rf.mag, rf.pairs, pos, red, knew);
+            if (h % (n_head / n_kv) == 0) {
+                for (int i = threadIdx.x; i < hd; i += blockDim.x)
+                    kc[(size_t)p_new * k_stride + (size_t)g * hd + i] = knew[i];
+                for (int i = threadIdx.x; i < vd; i += blockDim.x)
+                    vc[(size_t)p_new * v_stride + (size_t)g * vd + i] = vnew[i];
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+        __syncthreads();
+    }
     float mx = -FLT_MAX;
     for (int p = p0 + w; p < p1; p += nw) {
-        const float* k = kc + (size_t)p * k_stride + (size_t)g * hd;
+        const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
         float d = 0.f;
         for (int i = lane * 4; i < hd; i += 128) {
             const float4 kv = *(const float4*)(k + i);
@@ -244,7 +277,7 @@ __global__ void attention_split_kernel(const float* q, const float* kc, const fl
     for (int p = p0 + w; p < p1; p += nw) {
         const float e = __expf(sc[p - p0] - mx);
         l += e;
-        const float* v = vc + (size_t)p * v_stride + (size_t)g * vd;
+        const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
 #pragma unroll
         for (int j = 0; j < kAttnMaxVd / 128; ++j) {
             const int i = lane * 4 + 128 * j;
@@ -397,7 +430,7 @@ int opt_in_smem(Kernel k) {
 
 // SLUICE_GPU_ATTN_SPLIT=0 keeps decode on one block per head (for comparisons).
 bool attn_split_on() {
-    static const bool on = !env_off("SLUICE_GPU_ATTN_SPLIT");
+    static const bool on = env_flag("SLUICE_GPU_ATTN_SPLIT", true);
     return on;
 }
 
@@ -422,26 +455,52 @@ void Gpu::qk_norm_rope(const RopeIn& q, const RopeIn& k, int n_tok, int head_dim
 
 void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, int n,
                     const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out) {
-    if (n <= 0) return;
+    // The split kernel stores to the caches only when given a RopeFirst.
+    attention_impl(q, (float*)k_cache, (float*)v_cache, n, pos, n_head, n_kv, hd, vd, scale, out,
+                   nullptr);
+}
+
+void Gpu::rope_attention(const RopeFirst& rf, float* q, float* k_cache, float* v_cache, int n,
+                         const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale,
+                         float* out) {
+    // Read per call (tests switch it); off by default until measured on a GPU.
+    const bool fuse = env_flag("SLUICE_GPU_ROPE_FUSE", false);
+    if (fuse && attention_impl(q, k_cache, v_cache, n, pos, n_head, n_kv, hd, vd, scale, out, &rf))
+        return;
+    qk_norm_rope(RopeIn{q, n_head, hd, rf.q_norm},
+                 RopeIn{const_cast<float*>(rf.k), n_kv, hd, rf.k_norm}, n, hd, rf.eps, rf.inv_freq,
+                 rf.n_rot, rf.mag, rf.pairs, pos,
+                 KvStore{k_cache, n_kv * hd, rf.v, v_cache, n_kv * vd});
+    attention(q, k_cache, v_cache, n, pos, n_head, n_kv, hd, vd, scale, out);
+}
+
+bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, const Pos& pos,
+                         int n_head, int n_kv, int hd, int vd, float scale, float* out,
+                         const RopeFirst* rf) {
+    if (n <= 0) return true;
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
-    if (n == 1 && n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 && attn_split_on()) {
+    const int warps = kThreads / 32;
+    if (n == 1 && n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 && attn_split_on() &&
+        (!rf || warps * vd >= hd)) {
         static const int max_smem = opt_in_smem(attention_split_kernel);
         const int splits = attn_split_count(last, kAttnSplits);
         // The largest chunk of any n_pos ≤ last: ⌈last / splits⌉ while n_pos takes every
         // split, else at most kAttnSplitMin.
         const int chunk = std::max(kAttnSplitMin, (last + splits - 1) / splits);
-        const int warps = kThreads / 32;
-        const size_t smem = (size_t)(hd + chunk + warps * vd) * sizeof(float);
+        // q, scores (padded), per-warp sums (also norm_rope_row's scratch), the new K row
+        const size_t smem =
+            (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rf ? hd : 0)) * sizeof(float);
         check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                             " positions exceeds this kernel's shared-memory limit; "
                                             "use a shorter --ctx");
         launch_pdl(attention_split_kernel, dim3(n_head, splits), kThreads, smem, p_->compute, q,
                    k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale,
-                   p_->attn_part.f32(), (int*)p_->attn_done.data(), out);
+                   p_->attn_part.f32(), (int*)p_->attn_done.data(), out, rf ? *rf : RopeFirst{});
         SLUICE_CUDA_LAUNCHED();
-        return;
+        return true;
     }
+    if (rf) return false;
     const size_t smem = (size_t)(hd + last) * sizeof(float);
     static const int max_smem = opt_in_smem(attention_kernel);
     check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
@@ -451,6 +510,7 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
     launch_pdl(attention_kernel, n * n_head, kThreads, smem, p_->compute, q, k_cache, v_cache,
                pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, out);
     SLUICE_CUDA_LAUNCHED();
+    return true;
 }
 
 void Gpu::add(float* x, const float* y, size_t n) {
