@@ -24,7 +24,7 @@ if [ ! -f "$model" ]; then
     -o "$model" >"$out/synth.log" 2>&1 &
   synth=$!
 fi
-SLUICE_SOURCE_DIR=$PWD /tmp/p/new/test_cuda 2>&1 | tail -30 | tee "$out/tests.log"
+SLUICE_GPU_BIN=/tmp/p/new tests/gpu/run.sh 2>&1 | tail -30 | tee "$out/tests.log"
 [ -n "${synth:-}" ] && wait "$synth"
 run() { # name binary [VAR=VALUE...]
   local name=$1 bin=$2

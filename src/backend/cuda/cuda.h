@@ -206,12 +206,11 @@ class Gpu {
     // y: [n, W.rows()] = x: [n, W.cols()] . W^T (accumulate: y +=). Small n: fused
     // dequantizing mat-vec; larger n: weights dequantized to f16 tiles and multiplied on
     // the tensor cores (f32 accumulation).
-    // `ahead`: prefetched into L2 by the mat-vec launch (decode-sized n; ignored otherwise).
-    void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false,
-                const L2Ahead& ahead = {});
+    void matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate = false);
     // y[i] = matmul(*W[i], x, n) for i < n_w: one launch for decode-sized n when the matrices
     // share a dtype and row length (a layer's q, k and v), else one matmul each. With norm.w,
     // x is normalised first (NormIn), in the same launch where the rows fit in shared memory.
+    // `ahead` is prefetched into L2 by that one launch (ignored where there are several).
     void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
                       const NormIn& norm = {}, const L2Ahead& ahead = {});
     // The router: logits: [n, W.rows()] = NormIn(x) . W^T, then softmax top-k routing of each
@@ -236,9 +235,9 @@ class Gpu {
     void attention(const float* q, const float* k_cache, const float* v_cache, int n,
                    const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale, float* out);
     // qk_norm_rope (q in place, k and v to the caches) then attention. With
-    // SLUICE_GPU_ROPE_FUSE=1, for one token on the split decode path, both in one launch (the
-    // attention blocks rotate their own q head and the new K row); off by default until
-    // measured on a GPU.
+    // SLUICE_GPU_ROPE_FUSE=1 when the Gpu was made, for one token on the split decode path,
+    // both in one launch (the attention blocks rotate their own q head and the new K row); off
+    // by default until measured on a GPU.
     void rope_attention(const RopeFirst& rf, float* q, float* k_cache, float* v_cache, int n,
                         const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale,
                         float* out);

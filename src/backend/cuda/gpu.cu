@@ -102,6 +102,7 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&p_->side_done, cudaEventDisableTiming));
     for (cudaEvent_t& e : p_->side_mark)
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    p_->rope_fuse = env_flag("SLUICE_GPU_ROPE_FUSE", false);
     p_->done = DeviceBuffer(sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->done.data(), 0, sizeof(int)));
     p_->attn_part = DeviceBuffer((size_t)kAttnMaxHeads * kAttnSplits * (kAttnMaxVd + 2) * 4);

@@ -108,6 +108,9 @@ struct Gpu::Impl {
     cudaEvent_t side_done = nullptr;
     cudaEvent_t side_mark[Gpu::kSideMarks] = {};
     cublasHandle_t blas = nullptr;
+    // SLUICE_GPU_ROPE_FUSE=1 at construction: rope_attention in one launch where it applies
+    // (off by default until measured on a GPU).
+    bool rope_fuse = false;
     // f16 tiles of dequantized weights and converted activations for tensor-core matmuls.
     DeviceBuffer w16, x16, y32;
     // Blocks finished in a launch whose last block does a tail step (the router's routing);

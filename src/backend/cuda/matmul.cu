@@ -454,8 +454,7 @@ L2Ahead followed(const L2Ahead& a) {
     return l2_ahead_on() ? a : L2Ahead{};
 }
 
-void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate,
-                 const L2Ahead& ahead) {
+void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate) {
     if (n <= 0) return;
     const cudaStream_t s = p_->compute;
     check(W.cols() % 32 == 0,
@@ -463,10 +462,8 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     if (n <= kMaxVecTokens) {
         const TensorView* w[1] = {&W};
         float* yy[1] = {y};
-        VecExtras ex;
-        ex.ahead = followed(ahead);
         if (!dispatch_dtype(W.dtype,
-                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate, ex); }))
+                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate); }))
             no_kernel(W.dtype);
         return;
     }
@@ -506,7 +503,7 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
             rms_norm(x, norm.w, norm.eps, n, (int)W[0]->cols(), norm.h);
             x = norm.h;
         }
-        for (int i = 0; i < n_w; ++i) matmul(*W[i], x, n, y[i], false, i == 0 ? ahead : L2Ahead{});
+        for (int i = 0; i < n_w; ++i) matmul(*W[i], x, n, y[i]);
         return;
     }
     check(W[0]->cols() % 32 == 0,

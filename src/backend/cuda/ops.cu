@@ -238,7 +238,7 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
     const float* qh = q + (size_t)h * hd;
     const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
     const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / rf.v
-    const float* vnew = rf.v + (size_t)g * vd;
+    const float* vnew = p_new >= 0 ? rf.v + (size_t)g * vd : nullptr;
     if (rf.inv_freq) {
         const float pos = (float)(n_pos - 1);
         norm_rope_row(qh, hd, rf.q_norm, rf.eps, rf.inv_freq, rf.n_rot, rf.mag, rf.pairs, pos, red,
@@ -463,9 +463,8 @@ void Gpu::attention(const float* q, const float* k_cache, const float* v_cache, 
 void Gpu::rope_attention(const RopeFirst& rf, float* q, float* k_cache, float* v_cache, int n,
                          const Pos& pos, int n_head, int n_kv, int hd, int vd, float scale,
                          float* out) {
-    // Read per call (tests switch it); off by default until measured on a GPU.
-    const bool fuse = env_flag("SLUICE_GPU_ROPE_FUSE", false);
-    if (fuse && attention_impl(q, k_cache, v_cache, n, pos, n_head, n_kv, hd, vd, scale, out, &rf))
+    if (p_->rope_fuse &&
+        attention_impl(q, k_cache, v_cache, n, pos, n_head, n_kv, hd, vd, scale, out, &rf))
         return;
     qk_norm_rope(RopeIn{q, n_head, hd, rf.q_norm},
                  RopeIn{const_cast<float*>(rf.k), n_kv, hd, rf.k_norm}, n, hd, rf.eps, rf.inv_freq,
