@@ -24,14 +24,16 @@ if [ ! -f "$model" ]; then
     -o "$model" >"$out/synth.log" 2>&1 &
   synth=$!
 fi
-SLUICE_GPU_BIN=/tmp/p/new tests/gpu/run.sh 2>&1 | tail -30 | tee "$out/tests.log"
+SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -40 |
+  tee "$out/tests.log"
 [ -n "${synth:-}" ] && wait "$synth"
 run() { # name binary [VAR=VALUE...]
   local name=$1 bin=$2
   shift 2
   [ "$(el)" -gt "${BUDGET_S:-420}" ] && return
-  env "$@" "$bin" bench -m "$model" --backend cuda --prefill "${P:-32}" --decode 64 \
-    --probe-experts 0 --json 2>/dev/null | tail -1 >/tmp/r.json
+  env "$@" timeout "${RUN_TIMEOUT_S:-90}" "$bin" bench -m "$model" --backend cuda --prefill "${P:-32}" --decode 64 \
+    --probe-experts 0 --json 2>/tmp/r.err | tail -1 >/tmp/r.json
+  { echo "== $name $*"; tail -5 /tmp/r.err; } >>"$out/stderr.log"
   echo "$name P=${P:-32} $(cat /tmp/r.json)" >>"$out/ab.jsonl"
   python3 -c "import json; d=json.load(open('/tmp/r.json')); print('$name P=${P:-32}', \
 round(d['decode_tok_s'], 1), round(d.get('mem_bound_tok_s', 0), 1), d.get('efficiency'))" |

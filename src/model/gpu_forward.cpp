@@ -29,7 +29,9 @@ struct GpuLayer {
 };
 
 struct DeviceKv {
-    DeviceBuffer k, v;  // [n_layer][n_ctx][n_kv * hd], [n_layer][n_ctx][n_kv * vd]
+    DeviceBuffer k, v;   // [n_layer][n_ctx][n_kv * hd], [n_layer][n_ctx][n_kv * vd]
+    DeviceBuffer fused;  // cuda::DecodeLayer[n_layer] of these caches, made at fused_gen
+    uint64_t fused_gen = ~0ull;
 };
 
 class CudaForward final : public DeviceForward {
@@ -37,7 +39,11 @@ class CudaForward final : public DeviceForward {
     CudaForward(Model& m, const GpuOptions& o);
     ~CudaForward() override;
     void forward(Model& m, const ForwardArgs& a) override;
-    std::string describe() const override { return describe_; }
+    std::string describe() const override {
+        return fused_steps_ ? describe_ + "gpu: decode steps in one persistent kernel: " +
+                                  std::to_string(fused_steps_) + " steps\n"
+                            : describe_;
+    }
     VramStats stats() const override { return experts_ ? experts_->stats() : VramStats{}; }
     double measure_h2d() override { return gpu_.measure_h2d(256ull << 20); }
     double measure_mem() override { return gpu_.measure_d2d(1ull << 30); }
@@ -53,10 +59,15 @@ class CudaForward final : public DeviceForward {
                     const float* h, int n, float* out, bool accumulate);
     void host_misses(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                      const std::vector<int32_t>& hid);
-    void step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
+    // Queues the layers and the output; true if through the persistent decode kernel.
+    bool step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
     // Layer l + 1's q/k/v weights (none after the last layer): the routed experts' gate/up
     // launch of layer l prefetches them into L2.
     cuda::L2Ahead next_qkv(int l) const;
+    // Every layer of a one-token step in the persistent decode kernel (Gpu::decode_layers),
+    // where the model is all MoE layers with resident experts and no shared expert: false
+    // (nothing queued) otherwise.
+    bool fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, const int* pos, float* x);
     void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                          const std::vector<int32_t>& hid, const std::vector<float>& hw,
                          const std::vector<int>& uniq);
@@ -73,12 +84,15 @@ class CudaForward final : public DeviceForward {
         cuda::Graph graph;
         uint64_t graph_gen = 0;     // gen_ when captured
         uint64_t warm_gen = ~0ull;  // gen_ of the last uncaptured decode step
+        bool fused = false;         // the graph runs the persistent decode kernel
     };
     std::map<const KvCache*, GraphState> graphs_;
     uint64_t gen_ = 0;  // bumped whenever a device buffer a graph may hold is reallocated
     bool capturing_ = false;
-    bool graphs_on_ = true;    // SLUICE_GPU_GRAPH=0 turns replay off (for comparisons)
-    bool cpu_misses_ = false;  // decode: experts not in VRAM computed on the CPU
+    bool graphs_on_ = true;     // SLUICE_GPU_GRAPH=0 turns replay off (for comparisons)
+    bool cpu_misses_ = false;   // decode: experts not in VRAM computed on the CPU
+    bool fusable_ = false;      // fused_layers may apply (layer kinds and shapes)
+    uint64_t fused_steps_ = 0;  // steps queued through fused_layers (a replayed graph counts)
     std::vector<DeviceBuffer> scratch_;
     uint64_t dense_bytes_ = 0;
     std::string describe_;
@@ -247,6 +261,15 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
         if (!experts_->host_path_note().empty())
             describe_ += "gpu: " + experts_->host_path_note() + "\n";
     }
+    fusable_ = experts_ && experts_->all_resident();
+    for (int l = 0; l < c.n_layer && fusable_; ++l) {
+        const GpuLayer& L = layers_[(size_t)l];
+        fusable_ = c.is_moe_layer(l) && L.shexp_gate.empty() &&
+                   L.wq.rows() == (int64_t)c.n_head * c.head_dim &&
+                   L.wk.rows() == (int64_t)c.n_head_kv * c.head_dim &&
+                   L.wv.rows() == (int64_t)c.n_head_kv * c.v_head_dim &&
+                   L.wo.cols() == (int64_t)c.n_head * c.v_head_dim && L.router.rows() == c.n_expert;
+    }
     const char* pe = std::getenv("SLUICE_GPU_PROFILE");
     prof_.on = pe && *pe && *pe != '0';
     const char* ge = std::getenv("SLUICE_GPU_GRAPH");
@@ -291,30 +314,31 @@ void CudaForward::forward(Model& m, const ForwardArgs& a) {
     // position read from device memory.
     const bool graph = n == 1 && graphs_on_ && !prof_.on && (!experts_ || experts_->all_resident());
     if (!graph) {
-        step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg);
+        fused_steps_ += step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg) ? 1 : 0;
     } else {
         gpu_.upload_async(pos, &a.pos0, 4);
         GraphState& g = graphs_[a.kv];
         if (g.warm_gen != gen_) {
             g.warm_gen = gen_;
-            step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg);
+            fused_steps_ += step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg) ? 1 : 0;
         } else {
             if (!g.graph.ready() || g.graph_gen != gen_) {
                 gpu_.begin_capture();
                 capturing_ = true;
-                step(m, a, kv, cuda::Pos{0, pos, n_ctx}, lg);
+                g.fused = step(m, a, kv, cuda::Pos{0, pos, n_ctx}, lg);
                 capturing_ = false;
                 gpu_.end_capture(g.graph);
                 g.graph_gen = gen_;
             }
             gpu_.launch(g.graph);
+            fused_steps_ += g.fused ? 1 : 0;
         }
     }
     gpu_.download(a.logits, lg, (size_t)rows * c.n_vocab * 4);
     phase("output");
 }
 
-void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos,
+bool CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos,
                        float* lg) {
     const ModelConfig& c = m.config();
     const int n = a.n, E = c.n_embd, hd = c.head_dim, vd = c.v_head_dim, nh = c.n_head,
@@ -330,7 +354,9 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     gpu_.get_rows(tok_embd_, (const int32_t*)buf(TOK, (size_t)n), n, x);
     phase("embed");
     const RopeTable& rope = m.rope();
-    for (int l = 0; l < c.n_layer; ++l) {
+    const bool fused = n == 1 && fusable_ && !prof_.on && gpu_.decode_layers_enabled() &&
+                       fused_layers(m, a, kv, pos.dev, x);
+    for (int l = 0; l < c.n_layer && !fused; ++l) {
         const GpuLayer& L = layers_[(size_t)l];
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
         float* qkv_y[3] = {q, k, v};
@@ -360,6 +386,69 @@ void CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     const int first = a.all_logits ? 0 : n - 1, rows = n - first;
     gpu_.rms_norm(x + (size_t)first * E, output_norm_, c.rms_eps, rows, E, h);
     gpu_.matmul(output_, h, rows, lg);
+    return fused;
+}
+
+bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, const int* pos,
+                               float* x) {
+    const ModelConfig& c = m.config();
+    const int KU = c.n_expert_used, F = c.n_ff_exp, n_ctx = a.kv->n_ctx();
+    const int q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim,
+              v_dim = c.n_head_kv * c.v_head_dim;
+    if (!pos) {  // an uncaptured step: the kernel reads the position from device memory
+        int32_t* p = (int32_t*)buf(POS, 1);
+        gpu_.upload_async(p, &a.pos0, 4);
+        pos = p;
+    }
+    cuda::DecodeStep s;
+    s.x = x;
+    s.q = buf(Q, (size_t)q_dim);
+    s.k = buf(K, (size_t)kv_dim);
+    s.v = buf(V, (size_t)v_dim);
+    s.att = buf(ATT, (size_t)c.n_head * c.v_head_dim);
+    s.logits = buf(RLOG, (size_t)c.n_expert);
+    s.act = buf(ACT, (size_t)KU * F);
+    s.pos = pos;
+    s.max_pos = n_ctx;
+    s.n_embd = c.n_embd, s.n_head = c.n_head, s.n_kv = c.n_head_kv;
+    s.hd = c.head_dim, s.vd = c.v_head_dim;
+    s.eps = c.rms_eps, s.attn_scale = c.attn_scale();
+    const RopeTable& rope = m.rope();
+    s.inv_freq = inv_freq_, s.n_rot = (int)rope.n_rot(), s.mag = rope.mag, s.pairs = rope.pairs;
+    s.n_expert = c.n_expert, s.k_used = KU, s.n_ff = F;
+    s.norm_topk = c.norm_topk_prob, s.route_scale = c.routed_scale;
+    if (kv.fused_gen != gen_) {
+        auto mat = [](const TensorView& w) {
+            return cuda::DecodeMat{w.data, w.row_size(), (int)w.rows(), (int)w.cols(), w.dtype};
+        };
+        std::vector<cuda::DecodeLayer> dl((size_t)c.n_layer);
+        for (int l = 0; l < c.n_layer; ++l) {
+            const GpuLayer& L = layers_[(size_t)l];
+            cuda::DecodeLayer& d = dl[(size_t)l];
+            d.attn_norm = L.attn_norm, d.ffn_norm = L.ffn_norm;
+            d.q_norm = L.q_norm, d.k_norm = L.k_norm;
+            d.q = mat(L.wq), d.k = mat(L.wk), d.v = mat(L.wv), d.o = mat(L.wo);
+            d.router = mat(L.router);
+            const cuda::ExpertTable t = experts_->table(l);
+            bool types_ok = t.dtype[0] == t.dtype[1];
+            for (const cuda::DecodeMat& w : {d.q, d.k, d.v, d.o, d.router})
+                types_ok = types_ok && cuda::decode_layers_take(w.dtype);
+            for (DType e : t.dtype) types_ok = types_ok && cuda::decode_layers_take(e);
+            if (!types_ok) return fusable_ = false;
+            d.experts = t.table;
+            for (int p = 0; p < 3; ++p) {
+                d.expert_dtype[p] = t.dtype[p];
+                d.expert_row_bytes[p] = row_bytes(t.dtype[p], p < 2 ? t.n_embd : t.n_ff);
+            }
+            d.k_cache = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
+            d.v_cache = kv.v.f32() + (size_t)l * n_ctx * v_dim;
+        }
+        check(!capturing_, "internal: fused layer table made during graph capture");
+        kv.fused = DeviceBuffer(dl.size() * sizeof(cuda::DecodeLayer));
+        gpu_.upload(kv.fused.data(), dl.data(), kv.fused.size());
+        kv.fused_gen = gen_;
+    }
+    return gpu_.decode_layers((const cuda::DecodeLayer*)kv.fused.data(), c.n_layer, s);
 }
 
 cuda::L2Ahead CudaForward::next_qkv(int l) const {

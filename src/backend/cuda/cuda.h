@@ -161,6 +161,49 @@ struct RouteOut {
     float* weights = nullptr;
 };
 
+// A weight matrix as the persistent decode kernel reads it: device data, GGUF row-major.
+struct DecodeMat {
+    const void* w = nullptr;
+    uint64_t row_bytes = 0;
+    int rows = 0, cols = 0;
+    DType dtype = DType::F32;
+};
+
+// Whether Gpu::decode_layers reads weights of type t (the common decode types only: each type
+// compiled into that kernel raises its register count).
+bool decode_layers_take(DType t);
+
+// One MoE transformer layer's weights and caches for Gpu::decode_layers (device pointers;
+// norms f32 [n_embd] or [head_dim], q_norm/k_norm may be null).
+struct DecodeLayer {
+    const float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+    DecodeMat q, k, v, o, router;
+    const void* const* experts = nullptr;  // ExpertTable::table, every expert resident
+    DType expert_dtype[3] = {DType::F32, DType::F32, DType::F32};  // gate, up, down
+    uint64_t expert_row_bytes[3] = {};
+    float *k_cache = nullptr, *v_cache = nullptr;  // this layer's [n_ctx, n_kv * hd / vd]
+};
+
+// What every layer of a decode step shares: the residual x ([n_embd], updated in place),
+// scratch, the token's position (device int) and the shapes.
+struct DecodeStep {
+    float* x = nullptr;
+    float *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *logits = nullptr,
+          *act =
+              nullptr;  // [q rows], [k rows], [v rows], [n_head * vd], [n_expert], [k_used * n_ff]
+    const int* pos = nullptr;
+    int max_pos = 0;  // the position bound the launch is sized for
+    int n_embd = 0, n_head = 0, n_kv = 0, hd = 0, vd = 0;
+    float eps = 0.f, attn_scale = 1.f;
+    const float* inv_freq = nullptr;  // [n_rot / 2]
+    int n_rot = 0;
+    float mag = 1.f;
+    bool pairs = false;
+    int n_expert = 0, k_used = 0, n_ff = 0;
+    bool norm_topk = false;
+    float route_scale = 1.f;
+};
+
 // Work captured once and replayed (a decode step): fewer launch costs.
 class Graph {
   public:
@@ -270,6 +313,16 @@ class Gpu {
     void swiglu(const float* g, const float* u, size_t n, float* act);
     // Gated shared expert: y[t] *= sigmoid(h[t] . w) for t < n. y, h: [n, dim]; w: [dim].
     void scale_by_sigmoid_dot(float* y, const float* h, const float* w, int n, int dim);
+
+    // The layers [0, n_layers) of one decode token (layers: device array), each as
+    // matmul_multi(q/k/v, attn_norm) → rope_attention → matmul(o, +=) → router_topk(ffn_norm) →
+    // experts_gate_up → experts_down_combine, in one persistent launch whose blocks meet at a
+    // grid-wide barrier between those phases, and prefetch later phases' weights into L2 while
+    // they wait. False (nothing queued) where it does not apply: too many experts or slots for
+    // its routing, head shapes the split attention lacks, no cooperative launch, or
+    // SLUICE_GPU_FUSED unset (off by default until measured on a GPU; =1 on).
+    bool decode_layers(const DecodeLayer* layers, int n_layers, const DecodeStep& s);
+    bool decode_layers_enabled() const;  // SLUICE_GPU_FUSED=1 when this Gpu was made
 
     // Ops queued between begin_capture and end_capture are recorded into g, not run;
     // launch(g) runs them. No synchronising call may happen while capturing.

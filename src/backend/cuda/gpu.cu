@@ -108,6 +108,9 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     p_->attn_part = DeviceBuffer((size_t)kAttnMaxHeads * kAttnSplits * (kAttnMaxVd + 2) * 4);
     p_->attn_done = DeviceBuffer((size_t)kAttnMaxHeads * sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->attn_done.data(), 0, p_->attn_done.size()));
+    p_->fused = env_flag("SLUICE_GPU_FUSED", false);
+    p_->grid_bar = DeviceBuffer(2 * sizeof(unsigned));
+    SLUICE_CUDA_CHECK(cudaMemset(p_->grid_bar.data(), 0, p_->grid_bar.size()));
     SLUICE_CUBLAS_CHECK(cublas().create(&p_->blas));
     SLUICE_CUBLAS_CHECK(cublas().set_stream(p_->blas, p_->compute));
 }

@@ -119,6 +119,10 @@ struct Gpu::Impl {
     // Split decode attention: per-chunk partials [kAttnMaxHeads][kAttnSplits][kAttnMaxVd + 2]
     // and a finished-chunk counter per head (zero between launches).
     DeviceBuffer attn_part, attn_done;
+    // The persistent decode kernel (decode_layers): on with SLUICE_GPU_FUSED=1 at construction;
+    // its grid barrier's arrival count and generation (count zero between barriers).
+    bool fused = false;
+    DeviceBuffer grid_bar;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };

@@ -5,6 +5,7 @@
 #include "backend/cuda/dequant.cuh"
 #include "backend/cuda/gpu_impl.cuh"
 #include "backend/cuda/route.cuh"
+#include "backend/cuda/vec.cuh"
 
 namespace sluice::cuda {
 namespace {
@@ -12,27 +13,6 @@ namespace {
 constexpr int kWarps = 8;  // rows per block in the mat-vec kernels: one warp per row
 constexpr int kMaxVecTokens = 8;
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ float dot32(const float* w, const float* x) {
-    const float4* xv = (const float4*)x;
-    float s = 0.f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const float4 v = xv[i];
-        s += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-    }
-    return s;
-}
-
-// Activations staged in shared memory, each 32-chunk padded to kPad floats: lane l reads
-// chunk l, and a 144-byte stride spreads a warp's 16-byte reads over all banks (profiled:
-// reading x from global/L1 at a 128-byte lane stride made the mat-vec L1-bound, 92% busy).
-constexpr int kPad = 36;
 // Most bytes staged: the device's opt-in shared memory per block (227 KiB on sm_90, 163 KiB
 // on sm_80); larger activations are read from global memory.
 size_t max_stage() {

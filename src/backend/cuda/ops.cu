@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/cuda/attention.cuh"
 #include "backend/cuda/gpu_impl.cuh"
 #include "backend/cuda/route.cuh"
 
@@ -12,47 +13,6 @@ namespace sluice::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// Sum over the block (blockDim.x a multiple of 32, <= 1024). Every thread gets the result.
-__device__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    const float r = total;
-    __syncthreads();  // part/total may be reused by the caller's next reduction
-    return r;
-}
-
-__device__ float block_max(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : -FLT_MAX;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s = fmaxf(s, __shfl_xor_sync(0xffffffffu, s, o));
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    const float r = total;
-    __syncthreads();
-    return r;
-}
 
 // One block per row. Each thread loads its x and w elements before the reduction, so the
 // weights' latency overlaps the sum's (a block per row is a latency-bound kernel: the
@@ -89,41 +49,6 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
     const float scale = rsqrtf(block_sum(ss) / (float)n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
-}
-
-// dst[i] for i < head_dim: the head row x RMS-normalised with norm_w (null: taken as it is),
-// then its first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag.
-// tmp: head_dim floats of shared memory; dst may be x. Block-wide; ends with a barrier.
-__device__ void norm_rope_row(const float* x, int head_dim, const float* norm_w, float eps,
-                              const float* inv_freq, int n_rot, float mag, int pairs, float pos,
-                              float* tmp, float* dst) {
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        tmp[i] = x[i];
-        ss += tmp[i] * tmp[i];
-    }
-    float scale = 1.f;
-    if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
-    __syncthreads();
-    const int half = n_rot / 2;
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        const float wi = norm_w ? norm_w[i] * scale : 1.f;
-        float out = tmp[i] * wi;
-        if (i < n_rot) {
-            const int f = pairs ? i / 2 : i % half;              // frequency index
-            const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
-            const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
-            const float wo = norm_w ? norm_w[other] * scale : 1.f;
-            const float a = first ? out : tmp[other] * wo;
-            const float bb = first ? tmp[other] * wo : out;
-            float sn, cs;
-            sincosf(pos * inv_freq[f], &sn, &cs);
-            cs *= mag, sn *= mag;
-            out = first ? a * cs - bb * sn : bb * cs + a * sn;
-        }
-        dst[i] = out;
-    }
-    __syncthreads();
 }
 
 // One block per (token, head) of q, then of k (norm_rope_row). With a KvStore, k's results go
@@ -197,126 +122,16 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
     }
 }
 
-// Chunks of a decode row of n_pos positions: at least kAttnSplitMin positions each, at most
-// max_splits. Since n_split ≤ ⌈n_pos / 64⌉ ≤ 32, no chunk of ⌈n_pos / n_split⌉ is empty.
-__host__ __device__ inline int attn_split_count(int n_pos, int max_splits) {
-    return min(max_splits, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
-}
-
-// Decode attention (one token) split over the positions (flash-decoding): block (h, s)
-// takes the s-th chunk of head h's causal prefix and keeps its score max m, sum l = Σ e^(s_p - m)
-// and unnormalised o = Σ e^(s_p - m) v_p; the last block of the head to finish merges the
-// chunks. A position takes one warp (q·k as float4 lanes), so the sequential loops over the
-// context of one block per head become ~n_pos / (8 · n_split) steps per warp.
-// part: [n_head][kAttnSplits][vd + 2]; done: [n_head], zero between launches (the merging
-// block resets it). n_split is chosen from the device position, so graph replays adapt;
-// blocks past it return at once.
-//
-// With rf.inv_freq set, q, k and v are the projections' raw rows of the new token (position
-// n_pos - 1): each block normalises and rotates its q head itself, the chunk holding the new
-// position does the same for its K row and takes the V row as it is, and the group's first
-// head stores both to the cache rows (nobody else reads those rows in this launch).
+// One block per (head, chunk) of the token's positions: attention_split_block.
 __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int pos0,
                                        const int* pos_dev, int n_head, int n_kv, int hd, int vd,
                                        float scale, float* part, int* done, float* out,
                                        RopeFirst rf) {
     extern __shared__ float sm[];
     pdl_wait();
-    const int h = blockIdx.x, s = blockIdx.y, g = h / (n_head / n_kv);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
-    const int n_split = attn_split_count(n_pos, (int)gridDim.y);
-    if (s >= n_split) return;  // the launch is sized for the longest context; not counted
-    const int chunk = (n_pos + n_split - 1) / n_split;
-    const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk);
-    const int stride = vd + 2;
-    float* mine = part + ((size_t)h * kAttnSplits + s) * stride;
-    float* qs = sm;                        // [hd]
-    float* sc = sm + hd;                   // [chunk], padded to keep red 16-byte aligned
-    float* red = sc + ((chunk + 3) & ~3);  // [nw][vd]
-    float* knew = red + (size_t)nw * vd;   // [hd], rf only: the new position's K row
-    const float* qh = q + (size_t)h * hd;
-    const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
-    const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / rf.v
-    const float* vnew = p_new >= 0 ? rf.v + (size_t)g * vd : nullptr;
-    if (rf.inv_freq) {
-        const float pos = (float)(n_pos - 1);
-        norm_rope_row(qh, hd, rf.q_norm, rf.eps, rf.inv_freq, rf.n_rot, rf.mag, rf.pairs, pos, red,
-                      qs);
-        if (p_new >= 0) {
-            norm_rope_row(rf.k + (size_t)g * hd, hd, rf.k_norm, rf.eps, rf.inv_freq, rf.n_rot,
-                          rf.mag, rf.pairs, pos, red, knew);
-            if (h % (n_head / n_kv) == 0) {
-                for (int i = threadIdx.x; i < hd; i += blockDim.x)
-                    kc[(size_t)p_new * k_stride + (size_t)g * hd + i] = knew[i];
-                for (int i = threadIdx.x; i < vd; i += blockDim.x)
-                    vc[(size_t)p_new * v_stride + (size_t)g * vd + i] = vnew[i];
-            }
-        }
-    } else {
-        for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
-        __syncthreads();
-    }
-    float mx = -FLT_MAX;
-    for (int p = p0 + w; p < p1; p += nw) {
-        const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
-        float d = 0.f;
-        for (int i = lane * 4; i < hd; i += 128) {
-            const float4 kv = *(const float4*)(k + i);
-            d += qs[i] * kv.x + qs[i + 1] * kv.y + qs[i + 2] * kv.z + qs[i + 3] * kv.w;
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        d *= scale;
-        if (lane == 0) sc[p - p0] = d;
-        mx = fmaxf(mx, d);
-    }
-    mx = block_max(mx);  // its barriers also publish sc[]
-    float l = 0.f;
-    float4 acc[kAttnMaxVd / 128] = {};
-    for (int p = p0 + w; p < p1; p += nw) {
-        const float e = __expf(sc[p - p0] - mx);
-        l += e;
-        const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
-#pragma unroll
-        for (int j = 0; j < kAttnMaxVd / 128; ++j) {
-            const int i = lane * 4 + 128 * j;
-            if (i < vd) {
-                const float4 vv = *(const float4*)(v + i);
-                acc[j].x += e * vv.x, acc[j].y += e * vv.y;
-                acc[j].z += e * vv.z, acc[j].w += e * vv.w;
-            }
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < kAttnMaxVd / 128; ++j) {
-        const int i = lane * 4 + 128 * j;
-        if (i < vd) *(float4*)(red + (size_t)w * vd + i) = acc[j];
-    }
-    const float lsum = block_sum(lane == 0 ? l : 0.f);  // barriers publish red[]
-    for (int i = threadIdx.x; i < vd; i += blockDim.x) {
-        float o = 0.f;
-        for (int k = 0; k < nw; ++k) o += red[(size_t)k * vd + i];
-        mine[2 + i] = o;
-    }
-    if (threadIdx.x == 0) mine[0] = mx, mine[1] = lsum;
-    if (!last_block_to_arrive(done + h, n_split)) return;
-    // Merge: chunk k weighs e^(m_k - m) for the head's max m; weights computed once here.
-    __shared__ float wk[kAttnSplits];
-    const float* ph = part + (size_t)h * kAttnSplits * stride;
-    float m = -FLT_MAX;
-    for (int k = 0; k < n_split; ++k) m = fmaxf(m, __ldcg(ph + (size_t)k * stride));
-    if (threadIdx.x < n_split)
-        wk[threadIdx.x] = __expf(__ldcg(ph + (size_t)threadIdx.x * stride) - m);
-    __syncthreads();
-    float den = 0.f;
-    for (int k = 0; k < n_split; ++k) den += wk[k] * __ldcg(ph + (size_t)k * stride + 1);
-    const float inv = 1.0f / den;
-    for (int i = threadIdx.x; i < vd; i += blockDim.x) {
-        float o = 0.f;
-        for (int k = 0; k < n_split; ++k) o += wk[k] * __ldcg(ph + (size_t)k * stride + 2 + i);
-        out[(size_t)h * vd + i] = o * inv;
-    }
+    attention_split_block(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
+                          n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
 __global__ void add_kernel(float* x, const float* y, size_t n) {
