@@ -67,7 +67,7 @@ class CudaForward final : public DeviceForward {
     // Every layer of a one-token step in the persistent decode kernel (Gpu::decode_layers),
     // where the model is all MoE layers with resident experts and no shared expert: false
     // (nothing queued) otherwise.
-    bool fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, const int* pos, float* x);
+    bool fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, float* x);
     void grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
                          const std::vector<int32_t>& hid, const std::vector<float>& hw,
                          const std::vector<int>& uniq);
@@ -269,6 +269,11 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
                    L.wk.rows() == (int64_t)c.n_head_kv * c.head_dim &&
                    L.wv.rows() == (int64_t)c.n_head_kv * c.v_head_dim &&
                    L.wo.cols() == (int64_t)c.n_head * c.v_head_dim && L.router.rows() == c.n_expert;
+        const cuda::ExpertTable t = experts_->table(l);
+        fusable_ = fusable_ && t.dtype[0] == t.dtype[1];
+        for (const TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.router})
+            fusable_ = fusable_ && cuda::decode_layers_take(w->dtype);
+        for (DType e : t.dtype) fusable_ = fusable_ && cuda::decode_layers_take(e);
     }
     const char* pe = std::getenv("SLUICE_GPU_PROFILE");
     prof_.on = pe && *pe && *pe != '0';
@@ -313,10 +318,11 @@ void CudaForward::forward(Model& m, const ForwardArgs& a) {
     // per KV cache (after one uncaptured step has sized the buffers) and replayed, the
     // position read from device memory.
     const bool graph = n == 1 && graphs_on_ && !prof_.on && (!experts_ || experts_->all_resident());
+    // A replayed graph and the persistent decode kernel read the position from device memory.
+    if (n == 1) gpu_.upload_async(pos, &a.pos0, 4);
     if (!graph) {
         fused_steps_ += step(m, a, kv, cuda::Pos{a.pos0, nullptr, 0}, lg) ? 1 : 0;
     } else {
-        gpu_.upload_async(pos, &a.pos0, 4);
         GraphState& g = graphs_[a.kv];
         if (g.warm_gen != gen_) {
             g.warm_gen = gen_;
@@ -355,7 +361,7 @@ bool CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     phase("embed");
     const RopeTable& rope = m.rope();
     const bool fused = n == 1 && fusable_ && !prof_.on && gpu_.decode_layers_enabled() &&
-                       fused_layers(m, a, kv, pos.dev, x);
+                       fused_layers(m, a, kv, x);
     for (int l = 0; l < c.n_layer && !fused; ++l) {
         const GpuLayer& L = layers_[(size_t)l];
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
@@ -389,17 +395,11 @@ bool CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
     return fused;
 }
 
-bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, const int* pos,
-                               float* x) {
+bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, float* x) {
     const ModelConfig& c = m.config();
     const int KU = c.n_expert_used, F = c.n_ff_exp, n_ctx = a.kv->n_ctx();
     const int q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim,
               v_dim = c.n_head_kv * c.v_head_dim;
-    if (!pos) {  // an uncaptured step: the kernel reads the position from device memory
-        int32_t* p = (int32_t*)buf(POS, 1);
-        gpu_.upload_async(p, &a.pos0, 4);
-        pos = p;
-    }
     cuda::DecodeStep s;
     s.x = x;
     s.q = buf(Q, (size_t)q_dim);
@@ -408,13 +408,14 @@ bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, con
     s.att = buf(ATT, (size_t)c.n_head * c.v_head_dim);
     s.logits = buf(RLOG, (size_t)c.n_expert);
     s.act = buf(ACT, (size_t)KU * F);
-    s.pos = pos;
+    s.pos = (const int32_t*)buf(POS, 1);  // forward() uploads it
     s.max_pos = n_ctx;
     s.n_embd = c.n_embd, s.n_head = c.n_head, s.n_kv = c.n_head_kv;
     s.hd = c.head_dim, s.vd = c.v_head_dim;
     s.eps = c.rms_eps, s.attn_scale = c.attn_scale();
     const RopeTable& rope = m.rope();
-    s.inv_freq = inv_freq_, s.n_rot = (int)rope.n_rot(), s.mag = rope.mag, s.pairs = rope.pairs;
+    s.rope = cuda::RopeFirst{
+        s.k, s.v, nullptr, nullptr, c.rms_eps, inv_freq_, (int)rope.n_rot(), rope.mag, rope.pairs};
     s.n_expert = c.n_expert, s.k_used = KU, s.n_ff = F;
     s.norm_topk = c.norm_topk_prob, s.route_scale = c.routed_scale;
     if (kv.fused_gen != gen_) {
@@ -430,11 +431,6 @@ bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, con
             d.q = mat(L.wq), d.k = mat(L.wk), d.v = mat(L.wv), d.o = mat(L.wo);
             d.router = mat(L.router);
             const cuda::ExpertTable t = experts_->table(l);
-            bool types_ok = t.dtype[0] == t.dtype[1];
-            for (const cuda::DecodeMat& w : {d.q, d.k, d.v, d.o, d.router})
-                types_ok = types_ok && cuda::decode_layers_take(w.dtype);
-            for (DType e : t.dtype) types_ok = types_ok && cuda::decode_layers_take(e);
-            if (!types_ok) return fusable_ = false;
             d.experts = t.table;
             for (int p = 0; p < 3; ++p) {
                 d.expert_dtype[p] = t.dtype[p];

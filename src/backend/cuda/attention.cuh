@@ -90,6 +90,23 @@ __host__ __device__ inline int attn_split_count(int n_pos, int max_splits) {
     return min(max_splits, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
 }
 
+// Whether attention_split_block takes heads of this shape in blocks of `warps` warps; with
+// `rope` (a RopeFirst), the per-warp sums also serve as norm_rope_row's hd-float scratch.
+inline bool attn_split_fits(int n_head, int hd, int vd, int warps, bool rope) {
+    return n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 &&
+           (!rope || warps * vd >= hd);
+}
+
+// Floats of dynamic shared memory attention_split_block needs for rows of up to `last`
+// positions: q, scores (padded to 4), per-warp sums, and with `rope` the new K row. The largest
+// chunk of any n_pos <= last is ceil(last / splits) while n_pos takes every split, else at most
+// kAttnSplitMin.
+inline size_t attn_split_smem_floats(int last, int hd, int vd, int warps, bool rope) {
+    const int splits = attn_split_count(last, kAttnSplits);
+    const int chunk = max(kAttnSplitMin, (last + splits - 1) / splits);
+    return (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rope ? hd : 0));
+}
+
 // Decode attention (one token) split over the positions (flash-decoding): block (h, s)
 // takes the s-th chunk of head h's causal prefix and keeps its score max m, sum l = Σ e^(s_p - m)
 // and unnormalised o = Σ e^(s_p - m) v_p; the last block of the head to finish merges the

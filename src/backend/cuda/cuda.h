@@ -188,17 +188,14 @@ struct DecodeLayer {
 // scratch, the token's position (device int) and the shapes.
 struct DecodeStep {
     float* x = nullptr;
+    // Scratch: [q rows], [k rows], [v rows], [n_head * vd], [n_expert], [k_used * n_ff].
     float *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *logits = nullptr,
-          *act =
-              nullptr;  // [q rows], [k rows], [v rows], [n_head * vd], [n_expert], [k_used * n_ff]
+          *act = nullptr;
     const int* pos = nullptr;
     int max_pos = 0;  // the position bound the launch is sized for
     int n_embd = 0, n_head = 0, n_kv = 0, hd = 0, vd = 0;
     float eps = 0.f, attn_scale = 1.f;
-    const float* inv_freq = nullptr;  // [n_rot / 2]
-    int n_rot = 0;
-    float mag = 1.f;
-    bool pairs = false;
+    RopeFirst rope;  // k, v: the scratch rows above; q_norm, k_norm: each layer's (DecodeLayer)
     int n_expert = 0, k_used = 0, n_ff = 0;
     bool norm_topk = false;
     float route_scale = 1.f;

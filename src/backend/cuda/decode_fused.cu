@@ -149,7 +149,6 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                  nt = (size_t)gridDim.x * kThreads;
     const int E = s.n_embd, n_pos = __ldcg(s.pos) + 1;
     const int n_split = attn_split_count(n_pos, kAttnSplits);
-    const RopeFirst rf0{s.k, s.v, nullptr, nullptr, s.eps, s.inv_freq, s.n_rot, s.mag, s.pairs};
     for (int l = 0; l < n_layers; ++l) {
         const DecodeLayer& L = layers[l];
         // q, k, v = RMSNorm(x) . W^T, the norm by linearity: rows staged as x * w, each product
@@ -168,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
         grid_sync(bar);
         // RoPE (and q/k norms) of the new token, its K/V cache rows, attention over the prefix.
         {
-            RopeFirst rf = rf0;
+            RopeFirst rf = s.rope;
             rf.q_norm = L.q_norm, rf.k_norm = L.k_norm;
             for (int it = (int)blockIdx.x; it < s.n_head * n_split; it += (int)gridDim.x) {
                 __syncthreads();  // the previous item's shared memory
@@ -230,25 +229,17 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
 }
 
 // Floats of dynamic shared memory the kernel needs: the largest staged activation, or split
-// attention's q, scores (chunk padded to 4), per-warp sums and new K row (as attention_impl).
+// attention's scratch.
 size_t fused_smem_floats(const DecodeStep& s) {
     const int len = std::max({s.n_embd, s.n_head * s.vd, s.k_used * s.n_ff});
-    const int last = std::max(1, s.max_pos);
-    const int splits = attn_split_count(last, kAttnSplits);
-    const int chunk = std::max(kAttnSplitMin, (last + splits - 1) / splits);
-    const size_t attn = (size_t)(2 * s.hd + (chunk + 3) / 4 * 4 + kWarps * s.vd);
-    return std::max((size_t)len / 32 * kPad, attn);
-}
-
-template <DType... Ts>
-bool in_list(DType t, DTypeList<Ts...>) {
-    return ((t == Ts) || ...);
+    return std::max((size_t)len / 32 * kPad,
+                    attn_split_smem_floats(std::max(1, s.max_pos), s.hd, s.vd, kWarps, true));
 }
 
 }  // namespace
 
 bool decode_layers_take(DType t) {
-    return in_list(t, FusedTypes{});
+    return in_types<FusedTypes>(t);
 }
 
 bool Gpu::decode_layers_enabled() const {
@@ -258,10 +249,10 @@ bool Gpu::decode_layers_enabled() const {
 bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeStep& s) {
     if (!p_->fused || n_layers <= 0) return false;
     if (!route_in_registers(s.n_expert, s.k_used) || s.k_used <= 0) return false;
-    if (s.n_head > kAttnMaxHeads || s.vd > kAttnMaxVd || s.vd % 4 || s.hd % 4 || s.n_kv <= 0 ||
-        s.n_head % s.n_kv || kWarps * s.vd < s.hd)
+    if (!attn_split_fits(s.n_head, s.hd, s.vd, kWarps, true) || s.hd % 4 || s.n_kv <= 0 ||
+        s.n_head % s.n_kv)
         return false;
-    if (s.n_embd % 32 || s.n_ff % 32 || (s.n_head * s.vd) % 32 || !s.inv_freq) return false;
+    if (s.n_embd % 32 || s.n_ff % 32 || (s.n_head * s.vd) % 32 || !s.rope.inv_freq) return false;
     static const bool coop = device_attribute(cudaDevAttrCooperativeLaunch) != 0;
     static const int max_smem = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
     const size_t smem = fused_smem_floats(s) * sizeof(float);

@@ -222,6 +222,16 @@ bool dispatch_in(DType t, F& f, DTypeList<Ts...>) {
     return ((t == Ts ? (f.template operator()<Ts>(), true) : false) || ...);
 }
 
+template <DType... Ts>
+constexpr bool in_list(DType t, DTypeList<Ts...>) {
+    return ((t == Ts) || ...);
+}
+// Whether t is one of List's dtypes.
+template <typename List>
+constexpr bool in_types(DType t) {
+    return in_list(t, List{});
+}
+
 // Calls f.template operator()<T>() with the dtype as a template argument; false if the GPU
 // has no kernels for it.
 template <typename F>

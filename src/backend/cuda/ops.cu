@@ -295,16 +295,11 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     const int warps = kThreads / 32;
-    if (n == 1 && n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 && attn_split_on() &&
-        (!rf || warps * vd >= hd)) {
+    if (n == 1 && attn_split_fits(n_head, hd, vd, warps, rf != nullptr) && attn_split_on()) {
         static const int max_smem = opt_in_smem(attention_split_kernel);
         const int splits = attn_split_count(last, kAttnSplits);
-        // The largest chunk of any n_pos ≤ last: ⌈last / splits⌉ while n_pos takes every
-        // split, else at most kAttnSplitMin.
-        const int chunk = std::max(kAttnSplitMin, (last + splits - 1) / splits);
-        // q, scores (padded), per-warp sums (also norm_rope_row's scratch), the new K row
         const size_t smem =
-            (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rf ? hd : 0)) * sizeof(float);
+            attn_split_smem_floats(last, hd, vd, warps, rf != nullptr) * sizeof(float);
         check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                             " positions exceeds this kernel's shared-memory limit; "
                                             "use a shorter --ctx");

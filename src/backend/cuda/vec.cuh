@@ -28,8 +28,9 @@ __device__ __forceinline__ float dot32(const float* w, const float* x) {
 // reading x from global/L1 at a 128-byte lane stride made the mat-vec L1-bound, 92% busy).
 constexpr int kPad = 36;
 
-// f.template operator()<T>() for the runtime dtype t if it is one of List (device code). The
-// branch is uniform across a warp; each case is a loop specialised for its dtype.
+// dispatch_in for device code (one function for both sides would call host lambdas from device
+// code: nvcc error 20013): f.template operator()<T>() for the runtime dtype t if it is one
+// of List. The branch is uniform across a warp; each case is a loop specialised for its dtype.
 template <typename F, DType... Ts>
 __device__ __forceinline__ void visit_dtype_in(DType t, F& f, DTypeList<Ts...>) {
     ((t == Ts ? (f.template operator()<Ts>(), true) : false) || ...);
