@@ -33,7 +33,7 @@ run() { # name binary [VAR=VALUE...]
   [ "$(el)" -gt "${BUDGET_S:-420}" ] && return
   env "$@" timeout "${RUN_TIMEOUT_S:-90}" "$bin" bench -m "$model" --backend cuda --prefill "${P:-32}" --decode 64 \
     --probe-experts 0 --json 2>/tmp/r.err | tail -1 >/tmp/r.json
-  { echo "== $name $*"; tail -5 /tmp/r.err; } >>"$out/stderr.log"
+  { echo "== $name $*"; tail -12 /tmp/r.err; } >>"$out/stderr.log"
   echo "$name P=${P:-32} $(cat /tmp/r.json)" >>"$out/ab.jsonl"
   python3 -c "import json; d=json.load(open('/tmp/r.json')); print('$name P=${P:-32}', \
 round(d['decode_tok_s'], 1), round(d.get('mem_bound_tok_s', 0), 1), d.get('efficiency'))" |

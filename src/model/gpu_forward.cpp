@@ -61,9 +61,6 @@ class CudaForward final : public DeviceForward {
                      const std::vector<int32_t>& hid);
     // Queues the layers and the output; true if through the persistent decode kernel.
     bool step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda::Pos& pos, float* lg);
-    // Layer l + 1's q/k/v weights (none after the last layer): the routed experts' gate/up
-    // launch of layer l prefetches them into L2.
-    cuda::L2Ahead next_qkv(int l) const;
     // Every layer of a one-token step in the persistent decode kernel (Gpu::decode_layers),
     // where the model is all MoE layers with resident experts and no shared expert: false
     // (nothing queued) otherwise.
@@ -366,11 +363,7 @@ bool CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
         const GpuLayer& L = layers_[(size_t)l];
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
         float* qkv_y[3] = {q, k, v};
-        // Prefetched into L2 while attention runs: the layer's next two mat-vecs.
-        cuda::L2Ahead ahead;
-        ahead.add(L.wo.data, L.wo.nbytes());
-        ahead.add(L.router.data, L.router.nbytes());
-        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h}, ahead);
+        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h});
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
         phase("attn_proj");
@@ -447,15 +440,6 @@ bool CudaForward::fused_layers(Model& m, const ForwardArgs& a, DeviceKv& kv, flo
     return gpu_.decode_layers((const cuda::DecodeLayer*)kv.fused.data(), c.n_layer, s);
 }
 
-cuda::L2Ahead CudaForward::next_qkv(int l) const {
-    cuda::L2Ahead a;
-    if ((size_t)l + 1 < layers_.size()) {
-        const GpuLayer& N = layers_[(size_t)l + 1];
-        for (const TensorView* w : {&N.wq, &N.wk, &N.wv}) a.add(w->data, w->nbytes());
-    }
-    return a;
-}
-
 // Tokens grouped by expert: each expert's weights are read once for the batch. Experts are
 // made resident in chunks the VRAM cache can hold at once.
 void CudaForward::grouped_experts(Model& m, const ForwardArgs& a, int l, const float* h, float* x,
@@ -521,7 +505,7 @@ void CudaForward::host_misses(Model& m, const ForwardArgs& a, int l, const float
     const cuda::ExpertTable t = experts_->table(l);
     float* act = buf(ACT, (size_t)n * KU * F);
     float* yh = buf(YH, (size_t)n * KU * E);
-    gpu_.experts_gate_up(t, ids, n * KU, KU, h, act, next_qkv(l));  // runs while the host computes
+    gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);  // runs while the host computes below
     gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     std::vector<float> out((size_t)n * KU * E, 0.f);
     std::vector<ExpertWeights> ew;
@@ -559,7 +543,7 @@ void CudaForward::moe(Model& m, const ForwardArgs& a, int l, float* x, float* h)
     auto table_kernels = [&] {
         const cuda::ExpertTable t = experts_->table(l);
         float* act = buf(ACT, (size_t)n * KU * F);
-        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act, next_qkv(l));
+        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
         gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     };
     if (experts_->all_resident() && table_path) {

@@ -121,22 +121,6 @@ struct NormIn {
     float* h = nullptr;
 };
 
-// Device memory a later op will read (its weights), which a decode launch prefetches into L2
-// once each of its blocks has issued its own loads: that op's loads then hit L2 instead of
-// waiting on device memory, which a lone decode kernel keeps busy only a fifth of its time
-// (docs/benchmarks.md, issue 7). Prefetching changes no result. Up to kMax ranges. Followed
-// only with SLUICE_GPU_L2AHEAD=1 until measured on a GPU.
-struct L2Ahead {
-    static constexpr int kMax = 4;
-    const void* p[kMax] = {};
-    size_t n[kMax] = {};
-    int count = 0;
-    // Adds [p, p + n); ignored when null, empty or full.
-    void add(const void* ptr, size_t bytes) {
-        if (ptr && bytes && count < kMax) p[count] = ptr, n[count++] = bytes;
-    }
-};
-
 // The RoPE step that Gpu::rope_attention does before attending: k and v are the projections'
 // raw rows of the new tokens, normalised (norms: [head_dim] f32, or null) and rotated as
 // qk_norm_rope does, then stored to the cache rows of their positions.
@@ -250,9 +234,8 @@ class Gpu {
     // y[i] = matmul(*W[i], x, n) for i < n_w: one launch for decode-sized n when the matrices
     // share a dtype and row length (a layer's q, k and v), else one matmul each. With norm.w,
     // x is normalised first (NormIn), in the same launch where the rows fit in shared memory.
-    // `ahead` is prefetched into L2 by that one launch (ignored where there are several).
     void matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
-                      const NormIn& norm = {}, const L2Ahead& ahead = {});
+                      const NormIn& norm = {});
     // The router: logits: [n, W.rows()] = NormIn(x) . W^T, then softmax top-k routing of each
     // token (route_softmax_topk), in one launch for decode-sized n (the last block to finish
     // routes).
@@ -289,10 +272,9 @@ class Gpu {
 
     // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
     // act: [n_slots, n_ff] = silu(gate x) * (up x). Slots whose expert has no table entry get
-    // zeros (the caller computes them elsewhere). The launch prefetches each slot's down
-    // projection into L2 (experts_down_combine reads it next), and `ahead`.
+    // zeros (the caller computes them elsewhere).
     void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
-                         const float* x, float* act, const L2Ahead& ahead = {});
+                         const float* x, float* act);
     // out[t] += sum over j < k of w[t * k + j] * (down_e act[t * k + j]), e = ids[t * k + j],
     // for t < n: the down projections and their weighted sum in one launch. Slots whose
     // expert has no table entry add nothing. act: [n * k, n_ff]; out: [n, n_embd].

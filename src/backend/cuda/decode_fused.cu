@@ -7,6 +7,7 @@
 // device memory 11-18% busy (docs/benchmarks.md, issue 7), and separate launches cannot
 // overlap those chains.
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cuda/atomic>
 #include <string>
@@ -30,7 +31,7 @@ using FusedTypes =
 // counts arrivals and is zero between barriers; bar[1] is the generation, bumped by the last
 // block to arrive. Writes before it are visible to every block after it, through L2: data
 // another block wrote is read with __ldcg (an SM's L1 is not coherent).
-__device__ void grid_sync(unsigned* bar) {
+__device__ void grid_sync(unsigned* bar, unsigned sleep_ns) {
     __syncthreads();
     if (threadIdx.x == 0) {
         ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(bar[0]), gen(bar[1]);
@@ -41,7 +42,8 @@ __device__ void grid_sync(unsigned* bar) {
             count.store(0, ::cuda::memory_order_relaxed);
             gen.fetch_add(1, ::cuda::memory_order_release);
         } else {
-            while (gen.load(::cuda::memory_order_acquire) == g) __nanosleep(20);
+            while (gen.load(::cuda::memory_order_acquire) == g)
+                if (sleep_ns) __nanosleep(sleep_ns);
         }
         __threadfence();
     }
@@ -132,13 +134,34 @@ __device__ void prefetch_mat(const DecodeMat& M, size_t i, size_t n) {
     prefetch_l2(M.w, (size_t)M.rows * M.row_bytes, i, n);
 }
 
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+
+// The barrier that ends phase p, and with a trace (SLUICE_GPU_FUSED_TRACE) its times: each
+// block adds its busy time since the phase began to trace[kFusedPhases + p], block 0 the
+// phase's wall time to trace[p]. t: when the calling block's phase began.
+__device__ void end_phase(unsigned* bar, unsigned sleep_ns, unsigned long long* trace, int p,
+                          unsigned long long& t) {
+    if (trace && threadIdx.x == 0) atomicAdd(trace + kFusedPhases + p, global_ns() - t);
+    grid_sync(bar, sleep_ns);
+    if (trace && threadIdx.x == 0) {
+        const unsigned long long now = global_ns();
+        if (blockIdx.x == 0) trace[p] += now - t;
+        t = now;
+    }
+}
+
 // Layers [0, n_layers) of one decode token (Gpu::decode_layers). Dynamic shared memory: the
 // staged activations of the largest phase, or the attention's scratch. kPerSm blocks per SM
 // bound the registers (2: 128 per thread, a few spilled; 1: ~230).
 template <int kPerSm>
 __global__ void __launch_bounds__(kThreads, kPerSm)
     decode_layers_kernel(const DecodeLayer* layers, int n_layers, DecodeStep s, float* attn_part,
-                         int* attn_done, unsigned* bar, int ahead) {
+                         int* attn_done, unsigned* bar, int ahead, unsigned sleep_ns,
+                         unsigned long long* trace) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int32_t ids[kRouteRegMaxK];
     __shared__ float wts[kRouteRegMaxK];
@@ -149,6 +172,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                  nt = (size_t)gridDim.x * kThreads;
     const int E = s.n_embd, n_pos = __ldcg(s.pos) + 1;
     const int n_split = attn_split_count(n_pos, kAttnSplits);
+    unsigned long long t = trace && threadIdx.x == 0 ? global_ns() : 0;
     for (int l = 0; l < n_layers; ++l) {
         const DecodeLayer& L = layers[l];
         // q, k, v = RMSNorm(x) . W^T, the norm by linearity: rows staged as x * w, each product
@@ -164,7 +188,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             }
             if (ahead) prefetch_mat(L.o, gt, nt), prefetch_mat(L.router, gt, nt);
         }
-        grid_sync(bar);
+        end_phase(bar, sleep_ns, trace, 0, t);
         // RoPE (and q/k norms) of the new token, its K/V cache rows, attention over the prefix.
         {
             RopeFirst rf = s.rope;
@@ -176,21 +200,21 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                                       s.attn_scale, attn_part, attn_done, s.att, rf, sm);
             }
         }
-        grid_sync(bar);
+        end_phase(bar, sleep_ns, trace, 1, t);
         // x += o . att
         stage(s.att, nullptr, s.n_head * s.vd, sm);
         for (int r = gw; r < E; r += nwarps) {
             const float y = row_dot(L.o, r, sm);
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
-        grid_sync(bar);
+        end_phase(bar, sleep_ns, trace, 2, t);
         // Router logits = RMSNorm(x) . R^T; x * ffn_norm stays staged for the experts.
         const float sc = rsqrtf(stage(s.x, L.ffn_norm, E, sm) / (float)E + s.eps);
         for (int r = gw; r < s.n_expert; r += nwarps) {
             const float y = row_dot(L.router, r, sm) * sc;
             if (lane == 0) s.logits[r] = y;
         }
-        grid_sync(bar);
+        end_phase(bar, sleep_ns, trace, 3, t);
         // Routing (every block alike, from the same logits), then act = silu(gate h) * (up h).
         if (threadIdx.x < 32)
             route_warp<kRouteRegExperts / 32>([&](int e) { return __ldcg(s.logits + e); },
@@ -216,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             const DecodeLayer& N = layers[l + 1];
             prefetch_mat(N.q, gt, nt), prefetch_mat(N.k, gt, nt), prefetch_mat(N.v, gt, nt);
         }
-        grid_sync(bar);
+        end_phase(bar, sleep_ns, trace, 4, t);
         // x += sum over the k slots of weight * (down . act).
         stage(s.act, nullptr, s.k_used * s.n_ff, sm);  // its barriers also publish down[]
         for (int r = gw; r < E; r += nwarps) {
@@ -224,7 +248,11 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                                      r, s.n_ff / 32, sm);
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
-        if (l + 1 < n_layers) grid_sync(bar);
+        if (l + 1 < n_layers) {
+            end_phase(bar, sleep_ns, trace, 5, t);
+        } else if (trace && threadIdx.x == 0) {
+            atomicAdd(trace + kFusedPhases + 5, global_ns() - t);
+        }
     }
 }
 
@@ -288,11 +316,40 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
     cfg.numAttrs = 1;
     // SLUICE_GPU_FUSED_PREFETCH=0: no L2 prefetch of later phases' weights (for comparisons).
     static const int ahead = env_flag("SLUICE_GPU_FUSED_PREFETCH", true) ? 1 : 0;
+    // SLUICE_GPU_FUSED_SLEEP_NS: the barrier's poll interval (for comparisons; 0 spins).
+    static const unsigned sleep_ns = [] {
+        const char* e = std::getenv("SLUICE_GPU_FUSED_SLEEP_NS");
+        return e && *e ? (unsigned)std::strtoul(e, nullptr, 10) : 20u;
+    }();
+    auto* trace = (unsigned long long*)p_->fused_trace.data();
     SLUICE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, layers, n_layers, s, p_->attn_part.f32(),
                                          (int*)p_->attn_done.data(), (unsigned*)p_->grid_bar.data(),
-                                         ahead));
+                                         ahead, sleep_ns, trace));
     SLUICE_CUDA_LAUNCHED();
+    p_->fused_launches += 1;
+    p_->fused_layers += (uint64_t)n_layers;
+    p_->fused_blocks = cfg.gridDim.x;
     return true;
+}
+
+void print_fused_trace(Gpu::Impl& p) {
+    unsigned long long t[2 * kFusedPhases] = {};
+    if (cudaMemcpy(t, p.fused_trace.data(), sizeof t, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return;
+    static const char* const names[kFusedPhases] = {"q/k/v",  "attention",    "output proj",
+                                                     "router", "route+gate/up", "down"};
+    const double layers = (double)p.fused_layers, blocks = (double)p.fused_blocks;
+    std::fprintf(stderr,
+                 "gpu: persistent decode kernel, %llu launches, %llu blocks; us per layer "
+                 "(wall seen by block 0 incl. barrier / mean busy per block):\n",
+                 (unsigned long long)p.fused_launches, (unsigned long long)p.fused_blocks);
+    double wall = 0;
+    for (int i = 0; i < kFusedPhases; ++i) {
+        std::fprintf(stderr, "gpu:   %-14s %7.2f / %7.2f\n", names[i], t[i] / layers / 1e3,
+                     t[kFusedPhases + i] / layers / blocks / 1e3);
+        wall += t[i] / layers / 1e3;
+    }
+    std::fprintf(stderr, "gpu:   total wall %.2f us per layer\n", wall);
 }
 
 }  // namespace sluice::cuda

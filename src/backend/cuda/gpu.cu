@@ -109,6 +109,10 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     p_->attn_done = DeviceBuffer((size_t)kAttnMaxHeads * sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->attn_done.data(), 0, p_->attn_done.size()));
     p_->fused = env_flag("SLUICE_GPU_FUSED", false);
+    if (p_->fused && env_flag("SLUICE_GPU_FUSED_TRACE", false)) {
+        p_->fused_trace = DeviceBuffer(2 * kFusedPhases * sizeof(unsigned long long));
+        SLUICE_CUDA_CHECK(cudaMemset(p_->fused_trace.data(), 0, p_->fused_trace.size()));
+    }
     p_->grid_bar = DeviceBuffer(2 * sizeof(unsigned));
     SLUICE_CUDA_CHECK(cudaMemset(p_->grid_bar.data(), 0, p_->grid_bar.size()));
     SLUICE_CUBLAS_CHECK(cublas().create(&p_->blas));
@@ -118,6 +122,7 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
 Gpu::~Gpu() {
     if (p_->compute) cudaStreamSynchronize(p_->compute);
     if (p_->side) cudaStreamSynchronize(p_->side);
+    if (p_->fused_launches && p_->fused_trace.size()) print_fused_trace(*p_);
     if (p_->blas) cublas().destroy(p_->blas);
     if (p_->side_done) cudaEventDestroy(p_->side_done);
     for (cudaEvent_t e : p_->side_mark)
@@ -204,11 +209,6 @@ bool env_flag(const char* name, bool dflt) {
 bool pdl_on() {
     static const bool on = env_flag("SLUICE_GPU_PDL", true) &&
                            device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
-    return on;
-}
-
-bool l2_ahead_on() {
-    static const bool on = env_flag("SLUICE_GPU_L2AHEAD", false);
     return on;
 }
 

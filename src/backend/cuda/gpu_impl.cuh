@@ -63,14 +63,6 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n, size_t i, s
     for (size_t o = i * 128; o < n; o += nthreads * 128)
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)p + o));
 }
-// Every range of `a` into L2, lines spread over all threads of the grid (L2Ahead, cuda.h).
-__device__ __forceinline__ void prefetch_ahead(const L2Ahead& a) {
-    const size_t nthreads = (size_t)gridDim.x * gridDim.y * blockDim.x;
-    const size_t i = ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
-    for (int r = 0; r < a.count; ++r) prefetch_l2(a.p[r], a.n[r], i, nthreads);
-}
-// L2Ahead hints are followed only with SLUICE_GPU_L2AHEAD=1: not yet measured on a GPU.
-bool l2_ahead_on();
 
 // The current device's attribute a.
 int device_attribute(cudaDeviceAttr a);
@@ -123,8 +115,18 @@ struct Gpu::Impl {
     // its grid barrier's arrival count and generation (count zero between barriers).
     bool fused = false;
     DeviceBuffer grid_bar;
+    // SLUICE_GPU_FUSED_TRACE=1: per-phase times of decode_layers (kFusedPhases wall times seen
+    // by block 0, then the blocks' summed busy times, ns), printed when the Gpu goes away.
+    DeviceBuffer fused_trace;
+    uint64_t fused_launches = 0, fused_layers = 0, fused_blocks = 0;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };
+
+// Phases of a layer in decode_layers: q/k/v, attention, output projection, router, routing +
+// expert gate/up, expert down.
+constexpr int kFusedPhases = 6;
+// SLUICE_GPU_FUSED_TRACE's summary on stderr (decode_fused.cu).
+void print_fused_trace(Gpu::Impl& p);
 
 }  // namespace sluice::cuda

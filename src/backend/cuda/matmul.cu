@@ -130,7 +130,6 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
-    L2Ahead ahead;  // prefetched into L2 after the products' loads
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -192,7 +191,6 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
             for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
         }
     }
-    prefetch_ahead(ex.ahead);
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = warp_sum(acc[t]);
     if (split > 1) {
@@ -328,13 +326,10 @@ __global__ void get_rows_kernel(const uint8_t* W, size_t row_bytes, int cols, co
 
 // Routed experts, one warp per (row, slot): act[s, r] = silu(gate_e[r] . x_s) * (up_e[r] . x_s).
 // x_s is staged (padded) in shared memory when `staged`.
-// After its products each slot's blocks prefetch the slot's down projection (down_bytes, 0 for
-// none) into L2 for experts_down_combine, and the grid prefetches `ahead`.
 template <DType TG, DType TU>
 __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* ids, int tok_div,
                                        int n_ff, int n_embd, size_t g_row_bytes, size_t u_row_bytes,
-                                       const float* x, float* act, int staged, size_t down_bytes,
-                                       L2Ahead ahead) {
+                                       const float* x, float* act, int staged) {
     pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -344,30 +339,26 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
         stage_x(xb, n_embd, 1, n_embd, x_stage);
         xb = x_stage, cs = kPad;
     }
+    if (r >= n_ff) return;
     const int e = ids[s];
-    const bool resident = table[3 * e] != nullptr;  // else computed on the host (cuda.h)
-    if (r < n_ff && resident) {
-        const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
-        const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
-        float ag = 0.f, au = 0.f;
-#pragma unroll 2
-        for (int c = lane; c < n_embd / 32; c += 32) {
-            float w[32];
-            Chunk<TG>::load(g, c, w);
-            ag += dot32(w, xb + cs * c);
-            Chunk<TU>::load(u, c, w);
-            au += dot32(w, xb + cs * c);
-        }
-        ag = warp_sum(ag);
-        au = warp_sum(au);
-        if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
-    } else if (r < n_ff && lane == 0) {
-        act[(size_t)s * n_ff + r] = 0.f;
+    if (!table[3 * e]) {  // not resident: computed on the host (cuda.h)
+        if ((threadIdx.x & 31) == 0) act[(size_t)s * n_ff + r] = 0.f;
+        return;
     }
-    if (resident && down_bytes)
-        prefetch_l2(table[3 * e + 2], down_bytes, (size_t)blockIdx.x * blockDim.x + threadIdx.x,
-                    (size_t)gridDim.x * blockDim.x);
-    prefetch_ahead(ahead);
+    const uint8_t* g = (const uint8_t*)table[3 * e] + (size_t)r * g_row_bytes;
+    const uint8_t* u = (const uint8_t*)table[3 * e + 1] + (size_t)r * u_row_bytes;
+    float ag = 0.f, au = 0.f;
+#pragma unroll 2
+    for (int c = lane; c < n_embd / 32; c += 32) {
+        float w[32];
+        Chunk<TG>::load(g, c, w);
+        ag += dot32(w, xb + cs * c);
+        Chunk<TU>::load(u, c, w);
+        au += dot32(w, xb + cs * c);
+    }
+    ag = warp_sum(ag);
+    au = warp_sum(au);
+    if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
 }
 
 // Most routed slots per token the fused down kernel takes.
@@ -428,11 +419,6 @@ bool supports(DType t) {
     return in_types<GpuTypes>(t);
 }
 
-// The hints a launch follows: none unless SLUICE_GPU_L2AHEAD=1 (l2_ahead_on).
-L2Ahead followed(const L2Ahead& a) {
-    return l2_ahead_on() ? a : L2Ahead{};
-}
-
 void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accumulate) {
     if (n <= 0) return;
     const cudaStream_t s = p_->compute;
@@ -471,7 +457,7 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
 }
 
 void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int n, float* const* y,
-                       const NormIn& norm, const L2Ahead& ahead) {
+                       const NormIn& norm) {
     bool one_launch = n <= kMaxVecTokens && n_w <= kMaxParts;
     for (int i = 0; i < n_w; ++i)
         one_launch = one_launch && W[i]->dtype == W[0]->dtype && W[i]->cols() == W[0]->cols();
@@ -489,7 +475,6 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
           "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
     VecExtras ex;
     ex.norm = norm;
-    ex.ahead = followed(ahead);
     if (!dispatch_dtype(W[0]->dtype,
                         [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false, ex); }))
         no_kernel(W[0]->dtype);
@@ -531,17 +516,15 @@ void Gpu::get_rows(const TensorView& W, const int32_t* ids, int n, float* y) {
 }
 
 void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
-                          const float* x, float* act, const L2Ahead& ahead) {
+                          const float* x, float* act) {
     if (n_slots <= 0) return;
     check(t.dtype[0] == t.dtype[1], "CUDA experts: gate and up weights differ in type");
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
-    const size_t down_bytes = l2_ahead_on() ? row_bytes(t.dtype[2], t.n_ff) * (size_t)t.n_embd : 0;
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
             launch_pdl(experts_gate_up_kernel<T, T>, grid, 32 * kWarps, smem, p_->compute, t.table,
-                       ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0,
-                       down_bytes, followed(ahead));
+                       ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[0]);
     SLUICE_CUDA_LAUNCHED();
