@@ -285,14 +285,19 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
     static const int max_smem = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
     const size_t smem = fused_smem_floats(s) * sizeof(float);
     if (!coop || smem > (size_t)max_smem) return false;
-    // Blocks per SM: SLUICE_GPU_FUSED_BPS=1 (for comparisons) or 2 (default), if they fit.
+    // Blocks per SM: SLUICE_GPU_FUSED_BPS=1, 3 or 4 (for comparisons; register bounds of
+    // ~255, 80 and 64 per thread) or 2 (default, 128), if they fit.
     static const int bps = [] {
         const char* e = std::getenv("SLUICE_GPU_FUSED_BPS");
-        return e && std::string(e) == "1" ? 1 : 2;
+        const int v = e && *e ? std::atoi(e) : 2;
+        return v >= 1 && v <= 4 ? v : 2;
     }();
-    auto kernel = bps == 1 ? decode_layers_kernel<1> : decode_layers_kernel<2>;
+    static constexpr decltype(&decode_layers_kernel<1>) kernels[] = {
+        decode_layers_kernel<1>, decode_layers_kernel<2>, decode_layers_kernel<3>,
+        decode_layers_kernel<4>};
+    auto kernel = kernels[bps - 1];
     static const bool raised = [&] {
-        for (auto k : {decode_layers_kernel<1>, decode_layers_kernel<2>})
+        for (auto k : kernels)
             SLUICE_CUDA_CHECK(
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
         return true;
