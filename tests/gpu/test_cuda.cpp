@@ -420,10 +420,10 @@ TEST(CudaOps, DecodeAttentionMatchesReferenceAcrossSplits) {
 // both caches agree, at split boundaries, with the position on the host and on the device.
 TEST(CudaOps, RopeAttentionEqualsRopeThenAttention) {
     REQUIRE_GPU();
-    // The fused launch (opt-in, read when a Gpu is made) is what is tested.
-    setenv("SLUICE_GPU_ROPE_FUSE", "1", 1);
-    cuda::Gpu gpu;
+    // The fused launch (the default, unless SLUICE_GPU_ROPE_FUSE=0 when a Gpu is made) is what
+    // is tested.
     unsetenv("SLUICE_GPU_ROPE_FUSE");
+    cuda::Gpu gpu;
     std::mt19937 rng(12);
     const int n_head = 16, n_kv = 4, hd = 128, vd = 128, n_ctx = 2100, n_rot = 128;
     const float scale = 1.0f / std::sqrt((float)hd), eps = 1e-6f;

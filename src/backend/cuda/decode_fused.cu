@@ -156,7 +156,7 @@ __device__ void end_phase(unsigned* bar, unsigned sleep_ns, unsigned long long* 
 
 // Layers [0, n_layers) of one decode token (Gpu::decode_layers). Dynamic shared memory: the
 // staged activations of the largest phase, or the attention's scratch. kPerSm blocks per SM
-// bound the registers (2: 128 per thread, a few spilled; 1: ~230).
+// bound the registers (1: 255 per thread, none spilled; 2: 128, some spilled).
 template <int kPerSm>
 __global__ void __launch_bounds__(kThreads, kPerSm)
     decode_layers_kernel(const DecodeLayer* layers, int n_layers, DecodeStep s, float* attn_part,
@@ -173,6 +173,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
     const int E = s.n_embd, n_pos = __ldcg(s.pos) + 1;
     const int n_split = attn_split_count(n_pos, kAttnSplits);
     unsigned long long t = trace && threadIdx.x == 0 ? global_ns() : 0;
+    if (trace && threadIdx.x == 0 && blockIdx.x == 0) trace[2 * kFusedPhases] += n_layers;
     for (int l = 0; l < n_layers; ++l) {
         const DecodeLayer& L = layers[l];
         // q, k, v = RMSNorm(x) . W^T, the norm by linearity: rows staged as x * w, each product
@@ -285,16 +286,15 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
     static const int max_smem = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
     const size_t smem = fused_smem_floats(s) * sizeof(float);
     if (!coop || smem > (size_t)max_smem) return false;
-    // Blocks per SM: SLUICE_GPU_FUSED_BPS=1, 3 or 4 (for comparisons; register bounds of
-    // ~255, 80 and 64 per thread) or 2 (default, 128), if they fit.
+    // Blocks per SM: 1 (~255 registers, none spilled), or SLUICE_GPU_FUSED_BPS=2 (128, some
+    // spilled; for comparisons). Measured on an H100 (session 17): 1 block 259-264 tok/s, 2
+    // blocks 257, 3 and 4 blocks (80 and 64 registers) 191 and 151.
     static const int bps = [] {
         const char* e = std::getenv("SLUICE_GPU_FUSED_BPS");
-        const int v = e && *e ? std::atoi(e) : 2;
-        return v >= 1 && v <= 4 ? v : 2;
+        return e && std::string(e) == "2" ? 2 : 1;
     }();
-    static constexpr decltype(&decode_layers_kernel<1>) kernels[] = {
-        decode_layers_kernel<1>, decode_layers_kernel<2>, decode_layers_kernel<3>,
-        decode_layers_kernel<4>};
+    static constexpr decltype(&decode_layers_kernel<1>) kernels[] = {decode_layers_kernel<1>,
+                                                                     decode_layers_kernel<2>};
     auto kernel = kernels[bps - 1];
     static const bool raised = [&] {
         for (auto k : kernels)
@@ -331,23 +331,22 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
                                          (int*)p_->attn_done.data(), (unsigned*)p_->grid_bar.data(),
                                          ahead, sleep_ns, trace));
     SLUICE_CUDA_LAUNCHED();
-    p_->fused_launches += 1;
-    p_->fused_layers += (uint64_t)n_layers;
     p_->fused_blocks = cfg.gridDim.x;
     return true;
 }
 
 void print_fused_trace(Gpu::Impl& p) {
-    unsigned long long t[2 * kFusedPhases] = {};
-    if (cudaMemcpy(t, p.fused_trace.data(), sizeof t, cudaMemcpyDeviceToHost) != cudaSuccess)
+    unsigned long long t[kFusedTraceWords] = {};
+    if (cudaMemcpy(t, p.fused_trace.data(), sizeof t, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        !t[2 * kFusedPhases])
         return;
-    static const char* const names[kFusedPhases] = {"q/k/v",  "attention",    "output proj",
-                                                     "router", "route+gate/up", "down"};
-    const double layers = (double)p.fused_layers, blocks = (double)p.fused_blocks;
+    static const char* const names[kFusedPhases] = {"q/k/v",  "attention",     "output proj",
+                                                    "router", "route+gate/up", "down"};
+    const double layers = (double)t[2 * kFusedPhases], blocks = (double)p.fused_blocks;
     std::fprintf(stderr,
-                 "gpu: persistent decode kernel, %llu launches, %llu blocks; us per layer "
+                 "gpu: persistent decode kernel, %llu layer runs, %llu blocks; us per layer "
                  "(wall seen by block 0 incl. barrier / mean busy per block):\n",
-                 (unsigned long long)p.fused_launches, (unsigned long long)p.fused_blocks);
+                 t[2 * kFusedPhases], (unsigned long long)p.fused_blocks);
     double wall = 0;
     for (int i = 0; i < kFusedPhases; ++i) {
         std::fprintf(stderr, "gpu:   %-14s %7.2f / %7.2f\n", names[i], t[i] / layers / 1e3,

@@ -102,7 +102,7 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&p_->side_done, cudaEventDisableTiming));
     for (cudaEvent_t& e : p_->side_mark)
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    p_->rope_fuse = env_flag("SLUICE_GPU_ROPE_FUSE", false);
+    p_->rope_fuse = env_flag("SLUICE_GPU_ROPE_FUSE", true);
     p_->done = DeviceBuffer(sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->done.data(), 0, sizeof(int)));
     p_->attn_part = DeviceBuffer((size_t)kAttnMaxHeads * kAttnSplits * (kAttnMaxVd + 2) * 4);
@@ -110,7 +110,7 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     SLUICE_CUDA_CHECK(cudaMemset(p_->attn_done.data(), 0, p_->attn_done.size()));
     p_->fused = env_flag("SLUICE_GPU_FUSED", false);
     if (p_->fused && env_flag("SLUICE_GPU_FUSED_TRACE", false)) {
-        p_->fused_trace = DeviceBuffer(2 * kFusedPhases * sizeof(unsigned long long));
+        p_->fused_trace = DeviceBuffer(kFusedTraceWords * sizeof(unsigned long long));
         SLUICE_CUDA_CHECK(cudaMemset(p_->fused_trace.data(), 0, p_->fused_trace.size()));
     }
     p_->grid_bar = DeviceBuffer(2 * sizeof(unsigned));
@@ -122,7 +122,7 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
 Gpu::~Gpu() {
     if (p_->compute) cudaStreamSynchronize(p_->compute);
     if (p_->side) cudaStreamSynchronize(p_->side);
-    if (p_->fused_launches && p_->fused_trace.size()) print_fused_trace(*p_);
+    if (p_->fused_trace.size()) print_fused_trace(*p_);
     if (p_->blas) cublas().destroy(p_->blas);
     if (p_->side_done) cudaEventDestroy(p_->side_done);
     for (cudaEvent_t e : p_->side_mark)

@@ -100,9 +100,9 @@ struct Gpu::Impl {
     cudaEvent_t side_done = nullptr;
     cudaEvent_t side_mark[Gpu::kSideMarks] = {};
     cublasHandle_t blas = nullptr;
-    // SLUICE_GPU_ROPE_FUSE=1 at construction: rope_attention in one launch where it applies
-    // (off by default until measured on a GPU).
-    bool rope_fuse = false;
+    // rope_attention in one launch where it applies (SLUICE_GPU_ROPE_FUSE=0 at construction:
+    // two, for comparisons).
+    bool rope_fuse = true;
     // f16 tiles of dequantized weights and converted activations for tensor-core matmuls.
     DeviceBuffer w16, x16, y32;
     // Blocks finished in a launch whose last block does a tail step (the router's routing);
@@ -116,9 +116,10 @@ struct Gpu::Impl {
     bool fused = false;
     DeviceBuffer grid_bar;
     // SLUICE_GPU_FUSED_TRACE=1: per-phase times of decode_layers (kFusedPhases wall times seen
-    // by block 0, then the blocks' summed busy times, ns), printed when the Gpu goes away.
+    // by block 0, then the blocks' summed busy times, ns; then the layers run, counted on the
+    // device since graph replays bypass the host), printed when the Gpu goes away.
     DeviceBuffer fused_trace;
-    uint64_t fused_launches = 0, fused_layers = 0, fused_blocks = 0;
+    uint64_t fused_blocks = 0;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };
@@ -126,6 +127,7 @@ struct Gpu::Impl {
 // Phases of a layer in decode_layers: q/k/v, attention, output projection, router, routing +
 // expert gate/up, expert down.
 constexpr int kFusedPhases = 6;
+constexpr int kFusedTraceWords = 2 * kFusedPhases + 1;
 // SLUICE_GPU_FUSED_TRACE's summary on stderr (decode_fused.cu).
 void print_fused_trace(Gpu::Impl& p);
 
