@@ -31,7 +31,7 @@ using FusedTypes =
 // counts arrivals and is zero between barriers; bar[1] is the generation, bumped by the last
 // block to arrive. Writes before it are visible to every block after it, through L2: data
 // another block wrote is read with __ldcg (an SM's L1 is not coherent).
-__device__ void grid_sync(unsigned* bar, unsigned sleep_ns) {
+__device__ void grid_sync(unsigned* bar) {
     __syncthreads();
     if (threadIdx.x == 0) {
         ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(bar[0]), gen(bar[1]);
@@ -42,8 +42,8 @@ __device__ void grid_sync(unsigned* bar, unsigned sleep_ns) {
             count.store(0, ::cuda::memory_order_relaxed);
             gen.fetch_add(1, ::cuda::memory_order_release);
         } else {
-            while (gen.load(::cuda::memory_order_acquire) == g)
-                if (sleep_ns) __nanosleep(sleep_ns);
+            // Polling every 20 ns or spinning measured the same (session 17).
+            while (gen.load(::cuda::memory_order_acquire) == g) __nanosleep(20);
         }
         __threadfence();
     }
@@ -143,10 +143,9 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // The barrier that ends phase p, and with a trace (SLUICE_GPU_FUSED_TRACE) its times: each
 // block adds its busy time since the phase began to trace[kFusedPhases + p], block 0 the
 // phase's wall time to trace[p]. t: when the calling block's phase began.
-__device__ void end_phase(unsigned* bar, unsigned sleep_ns, unsigned long long* trace, int p,
-                          unsigned long long& t) {
+__device__ void end_phase(unsigned* bar, unsigned long long* trace, int p, unsigned long long& t) {
     if (trace && threadIdx.x == 0) atomicAdd(trace + kFusedPhases + p, global_ns() - t);
-    grid_sync(bar, sleep_ns);
+    grid_sync(bar);
     if (trace && threadIdx.x == 0) {
         const unsigned long long now = global_ns();
         if (blockIdx.x == 0) trace[p] += now - t;
@@ -160,8 +159,7 @@ __device__ void end_phase(unsigned* bar, unsigned sleep_ns, unsigned long long* 
 template <int kPerSm>
 __global__ void __launch_bounds__(kThreads, kPerSm)
     decode_layers_kernel(const DecodeLayer* layers, int n_layers, DecodeStep s, float* attn_part,
-                         int* attn_done, unsigned* bar, int ahead, unsigned sleep_ns,
-                         unsigned long long* trace) {
+                         int* attn_done, unsigned* bar, int ahead, unsigned long long* trace) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int32_t ids[kRouteRegMaxK];
     __shared__ float wts[kRouteRegMaxK];
@@ -189,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             }
             if (ahead) prefetch_mat(L.o, gt, nt), prefetch_mat(L.router, gt, nt);
         }
-        end_phase(bar, sleep_ns, trace, 0, t);
+        end_phase(bar, trace, 0, t);
         // RoPE (and q/k norms) of the new token, its K/V cache rows, attention over the prefix.
         {
             RopeFirst rf = s.rope;
@@ -201,21 +199,21 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                                       s.attn_scale, attn_part, attn_done, s.att, rf, sm);
             }
         }
-        end_phase(bar, sleep_ns, trace, 1, t);
+        end_phase(bar, trace, 1, t);
         // x += o . att
         stage(s.att, nullptr, s.n_head * s.vd, sm);
         for (int r = gw; r < E; r += nwarps) {
             const float y = row_dot(L.o, r, sm);
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
-        end_phase(bar, sleep_ns, trace, 2, t);
+        end_phase(bar, trace, 2, t);
         // Router logits = RMSNorm(x) . R^T; x * ffn_norm stays staged for the experts.
         const float sc = rsqrtf(stage(s.x, L.ffn_norm, E, sm) / (float)E + s.eps);
         for (int r = gw; r < s.n_expert; r += nwarps) {
             const float y = row_dot(L.router, r, sm) * sc;
             if (lane == 0) s.logits[r] = y;
         }
-        end_phase(bar, sleep_ns, trace, 3, t);
+        end_phase(bar, trace, 3, t);
         // Routing (every block alike, from the same logits), then act = silu(gate h) * (up h).
         if (threadIdx.x < 32)
             route_warp<kRouteRegExperts / 32>([&](int e) { return __ldcg(s.logits + e); },
@@ -241,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             const DecodeLayer& N = layers[l + 1];
             prefetch_mat(N.q, gt, nt), prefetch_mat(N.k, gt, nt), prefetch_mat(N.v, gt, nt);
         }
-        end_phase(bar, sleep_ns, trace, 4, t);
+        end_phase(bar, trace, 4, t);
         // x += sum over the k slots of weight * (down . act).
         stage(s.act, nullptr, s.k_used * s.n_ff, sm);  // its barriers also publish down[]
         for (int r = gw; r < E; r += nwarps) {
@@ -250,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
         if (l + 1 < n_layers) {
-            end_phase(bar, sleep_ns, trace, 5, t);
+            end_phase(bar, trace, 5, t);
         } else if (trace && threadIdx.x == 0) {
             atomicAdd(trace + kFusedPhases + 5, global_ns() - t);
         }
@@ -321,15 +319,10 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
     cfg.numAttrs = 1;
     // SLUICE_GPU_FUSED_PREFETCH=0: no L2 prefetch of later phases' weights (for comparisons).
     static const int ahead = env_flag("SLUICE_GPU_FUSED_PREFETCH", true) ? 1 : 0;
-    // SLUICE_GPU_FUSED_SLEEP_NS: the barrier's poll interval (for comparisons; 0 spins).
-    static const unsigned sleep_ns = [] {
-        const char* e = std::getenv("SLUICE_GPU_FUSED_SLEEP_NS");
-        return e && *e ? (unsigned)std::strtoul(e, nullptr, 10) : 20u;
-    }();
     auto* trace = (unsigned long long*)p_->fused_trace.data();
     SLUICE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, layers, n_layers, s, p_->attn_part.f32(),
                                          (int*)p_->attn_done.data(), (unsigned*)p_->grid_bar.data(),
-                                         ahead, sleep_ns, trace));
+                                         ahead, trace));
     SLUICE_CUDA_LAUNCHED();
     p_->fused_blocks = cfg.gridDim.x;
     return true;
