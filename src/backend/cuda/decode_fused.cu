@@ -140,11 +140,14 @@ __device__ __forceinline__ unsigned long long global_ns() {
     return t;
 }
 
-// The barrier that ends phase p, and with a trace (SLUICE_GPU_FUSED_TRACE) its times: each
-// block adds its busy time since the phase began to trace[kFusedPhases + p], block 0 the
-// phase's wall time to trace[p]. t: when the calling block's phase began.
-__device__ void end_phase(unsigned* bar, unsigned long long* trace, int p, unsigned long long& t) {
-    if (trace && threadIdx.x == 0) atomicAdd(trace + kFusedPhases + p, global_ns() - t);
+// The end of phase p: with a trace (SLUICE_GPU_FUSED_TRACE), each block adds its busy time
+// since the phase began to trace[kFusedTraceBusy + p]; then, with `barrier`, the grid-wide
+// barrier, after which block 0 adds the phase's wall time to trace[p]. t: when the calling
+// block's phase began.
+__device__ void end_phase(unsigned* bar, bool barrier, unsigned long long* trace, int p,
+                          unsigned long long& t) {
+    if (trace && threadIdx.x == 0) atomicAdd(trace + kFusedTraceBusy + p, global_ns() - t);
+    if (!barrier) return;
     grid_sync(bar);
     if (trace && threadIdx.x == 0) {
         const unsigned long long now = global_ns();
@@ -171,7 +174,10 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
     const int E = s.n_embd, n_pos = __ldcg(s.pos) + 1;
     const int n_split = attn_split_count(n_pos, kAttnSplits);
     unsigned long long t = trace && threadIdx.x == 0 ? global_ns() : 0;
-    if (trace && threadIdx.x == 0 && blockIdx.x == 0) trace[2 * kFusedPhases] += n_layers;
+    if (trace && threadIdx.x == 0 && blockIdx.x == 0) {
+        trace[kFusedTraceLayers] += n_layers;
+        trace[kFusedTraceBlocks] = gridDim.x;
+    }
     for (int l = 0; l < n_layers; ++l) {
         const DecodeLayer& L = layers[l];
         // q, k, v = RMSNorm(x) . W^T, the norm by linearity: rows staged as x * w, each product
@@ -187,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             }
             if (ahead) prefetch_mat(L.o, gt, nt), prefetch_mat(L.router, gt, nt);
         }
-        end_phase(bar, trace, 0, t);
+        end_phase(bar, true, trace, 0, t);
         // RoPE (and q/k norms) of the new token, its K/V cache rows, attention over the prefix.
         {
             RopeFirst rf = s.rope;
@@ -199,21 +205,21 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                                       s.attn_scale, attn_part, attn_done, s.att, rf, sm);
             }
         }
-        end_phase(bar, trace, 1, t);
+        end_phase(bar, true, trace, 1, t);
         // x += o . att
         stage(s.att, nullptr, s.n_head * s.vd, sm);
         for (int r = gw; r < E; r += nwarps) {
             const float y = row_dot(L.o, r, sm);
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
-        end_phase(bar, trace, 2, t);
+        end_phase(bar, true, trace, 2, t);
         // Router logits = RMSNorm(x) . R^T; x * ffn_norm stays staged for the experts.
         const float sc = rsqrtf(stage(s.x, L.ffn_norm, E, sm) / (float)E + s.eps);
         for (int r = gw; r < s.n_expert; r += nwarps) {
             const float y = row_dot(L.router, r, sm) * sc;
             if (lane == 0) s.logits[r] = y;
         }
-        end_phase(bar, trace, 3, t);
+        end_phase(bar, true, trace, 3, t);
         // Routing (every block alike, from the same logits), then act = silu(gate h) * (up h).
         if (threadIdx.x < 32)
             route_warp<kRouteRegExperts / 32>([&](int e) { return __ldcg(s.logits + e); },
@@ -239,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             const DecodeLayer& N = layers[l + 1];
             prefetch_mat(N.q, gt, nt), prefetch_mat(N.k, gt, nt), prefetch_mat(N.v, gt, nt);
         }
-        end_phase(bar, trace, 4, t);
+        end_phase(bar, true, trace, 4, t);
         // x += sum over the k slots of weight * (down . act).
         stage(s.act, nullptr, s.k_used * s.n_ff, sm);  // its barriers also publish down[]
         for (int r = gw; r < E; r += nwarps) {
@@ -247,11 +253,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
                                      r, s.n_ff / 32, sm);
             if (lane == 0) s.x[r] = __ldcg(s.x + r) + y;
         }
-        if (l + 1 < n_layers) {
-            end_phase(bar, trace, 5, t);
-        } else if (trace && threadIdx.x == 0) {
-            atomicAdd(trace + kFusedPhases + 5, global_ns() - t);
-        }
+        end_phase(bar, l + 1 < n_layers, trace, 5, t);
     }
 }
 
@@ -324,26 +326,25 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
                                          (int*)p_->attn_done.data(), (unsigned*)p_->grid_bar.data(),
                                          ahead, trace));
     SLUICE_CUDA_LAUNCHED();
-    p_->fused_blocks = cfg.gridDim.x;
     return true;
 }
 
-void print_fused_trace(Gpu::Impl& p) {
+void print_fused_trace(const Gpu::Impl& p) {
     unsigned long long t[kFusedTraceWords] = {};
     if (cudaMemcpy(t, p.fused_trace.data(), sizeof t, cudaMemcpyDeviceToHost) != cudaSuccess ||
-        !t[2 * kFusedPhases])
+        !t[kFusedTraceLayers])
         return;
     static const char* const names[kFusedPhases] = {"q/k/v",  "attention",     "output proj",
                                                     "router", "route+gate/up", "down"};
-    const double layers = (double)t[2 * kFusedPhases], blocks = (double)p.fused_blocks;
+    const double layers = (double)t[kFusedTraceLayers], blocks = (double)t[kFusedTraceBlocks];
     std::fprintf(stderr,
                  "gpu: persistent decode kernel, %llu layer runs, %llu blocks; us per layer "
                  "(wall seen by block 0 incl. barrier / mean busy per block):\n",
-                 t[2 * kFusedPhases], (unsigned long long)p.fused_blocks);
+                 t[kFusedTraceLayers], t[kFusedTraceBlocks]);
     double wall = 0;
     for (int i = 0; i < kFusedPhases; ++i) {
         std::fprintf(stderr, "gpu:   %-14s %7.2f / %7.2f\n", names[i], t[i] / layers / 1e3,
-                     t[kFusedPhases + i] / layers / blocks / 1e3);
+                     t[kFusedTraceBusy + i] / layers / blocks / 1e3);
         wall += t[i] / layers / 1e3;
     }
     std::fprintf(stderr, "gpu:   total wall %.2f us per layer\n", wall);

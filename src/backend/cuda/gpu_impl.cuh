@@ -115,11 +115,9 @@ struct Gpu::Impl {
     // its grid barrier's arrival count and generation (count zero between barriers).
     bool fused = false;
     DeviceBuffer grid_bar;
-    // SLUICE_GPU_FUSED_TRACE=1: per-phase times of decode_layers (kFusedPhases wall times seen
-    // by block 0, then the blocks' summed busy times, ns; then the layers run, counted on the
-    // device since graph replays bypass the host), printed when the Gpu goes away.
+    // SLUICE_GPU_FUSED_TRACE=1: decode_layers' per-phase times (layout: kFusedTrace*), printed
+    // when the Gpu goes away.
     DeviceBuffer fused_trace;
-    uint64_t fused_blocks = 0;
     // Grows the scratch buffers; only between ops (the stream is ordered).
     void reserve(DeviceBuffer& b, size_t bytes);
 };
@@ -127,8 +125,12 @@ struct Gpu::Impl {
 // Phases of a layer in decode_layers: q/k/v, attention, output projection, router, routing +
 // expert gate/up, expert down.
 constexpr int kFusedPhases = 6;
-constexpr int kFusedTraceWords = 2 * kFusedPhases + 1;
+// The trace's u64 words, all written on the device (graph replays bypass the host): per phase
+// the wall time block 0 saw (ns), then per phase the blocks' summed busy times, then the layers
+// run and the grid's block count.
+constexpr int kFusedTraceBusy = kFusedPhases, kFusedTraceLayers = 2 * kFusedPhases,
+              kFusedTraceBlocks = kFusedTraceLayers + 1, kFusedTraceWords = kFusedTraceBlocks + 1;
 // SLUICE_GPU_FUSED_TRACE's summary on stderr (decode_fused.cu).
-void print_fused_trace(Gpu::Impl& p);
+void print_fused_trace(const Gpu::Impl& p);
 
 }  // namespace sluice::cuda
