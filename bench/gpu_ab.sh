@@ -24,7 +24,7 @@ if [ ! -f "$model" ]; then
     -o "$model" >"$out/synth.log" 2>&1 &
   synth=$!
 fi
-SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -40 |
+SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -60 |
   tee "$out/tests.log"
 [ -n "${synth:-}" ] && wait "$synth"
 run() { # name binary [VAR=VALUE...]

@@ -198,7 +198,7 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;
     std::mt19937 rng(11);
-    const int E = 256, NE = 3, K = 2, n = 3;
+    const int E = 256, NE = 3, K = 2;
     // F = 2080: 260 blocks for each of the 6 slots, more than the device holds at once.
     for (int F : {96, 2080})
         for (DType t : kTypes) {
@@ -222,46 +222,50 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
             et.dtype[2] = td;
             et.n_ff = F;
             et.n_embd = E;
-            const std::vector<int32_t> ids = {2, 0, 1, 2, 0, 1};  // [n, K]
+            const std::vector<int32_t> ids = {1, 2, 0, 1, 2, 0};  // [3, K]
             const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
-            const std::vector<float> x = randn((size_t)n * E, rng);
-            cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
-                act((size_t)n * K * F * 4), out((size_t)n * E * 4);
-            gpu.upload(idd.data(), ids.data(), ids.size() * 4);
-            gpu.upload(wd.data(), w.data(), w.size() * 4);
-            gpu.upload(xd.data(), x.data(), x.size() * 4);
-            const std::vector<float> base = randn((size_t)n * E, rng);  // out accumulates onto it
-            // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
-            // them on the CPU-miss path).
-            for (bool absent : {false, true}) {
-                if (absent) {
+            // One token (the streaming kernels) and three (the per-row kernels).
+            for (int n : {1, 3}) {
+                const std::vector<float> x = randn((size_t)n * E, rng);
+                cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
+                    act((size_t)n * K * F * 4), out((size_t)n * E * 4);
+                gpu.upload(idd.data(), ids.data(), ids.size() * 4);
+                gpu.upload(wd.data(), w.data(), w.size() * 4);
+                gpu.upload(xd.data(), x.data(), x.size() * 4);
+                const std::vector<float> base =
+                    randn((size_t)n * E, rng);  // out accumulates onto it
+                // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
+                // them on the CPU-miss path).
+                for (bool absent : {false, true}) {
                     std::vector<const void*> t2 = table;
-                    t2[3] = t2[4] = t2[5] = nullptr;
+                    if (absent) t2[3] = t2[4] = t2[5] = nullptr;
                     gpu.upload(td_buf.data(), t2.data(), t2.size() * sizeof(void*));
+                    gpu.upload(out.data(), base.data(), base.size() * 4);
+                    gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(),
+                                        act.f32());
+                    gpu.experts_down_combine(et, (const int32_t*)idd.data(), wd.f32(), n, K,
+                                             act.f32(), out.f32());
+                    std::vector<float> got((size_t)n * E);
+                    gpu.download(got.data(), out.data(), got.size() * 4);
+                    std::vector<double> ref(base.begin(), base.end());
+                    for (int tk = 0; tk < n; ++tk)
+                        for (int j = 0; j < K; ++j) {
+                            const int e = ids[(size_t)tk * K + j];
+                            if (absent && e == 1) continue;
+                            const std::vector<float> xt(x.begin() + tk * E,
+                                                        x.begin() + (tk + 1) * E);
+                            const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
+                            const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
+                            std::vector<float> a(F);
+                            for (int i = 0; i < F; ++i)
+                                a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
+                            const auto d = ref_matmul(down[e].deq, E, F, a, 1);
+                            for (int i = 0; i < E; ++i)
+                                ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+                        }
+                    EXPECT_LT(rel_err(got, ref), 1e-4)
+                        << dtype_name(t) << " F=" << F << " n=" << n << " absent " << absent;
                 }
-                gpu.upload(out.data(), base.data(), base.size() * 4);
-                gpu.experts_gate_up(et, (const int32_t*)idd.data(), n * K, K, xd.f32(), act.f32());
-                gpu.experts_down_combine(et, (const int32_t*)idd.data(), wd.f32(), n, K, act.f32(),
-                                         out.f32());
-                std::vector<float> got((size_t)n * E);
-                gpu.download(got.data(), out.data(), got.size() * 4);
-                std::vector<double> ref(base.begin(), base.end());
-                for (int tk = 0; tk < n; ++tk)
-                    for (int j = 0; j < K; ++j) {
-                        const int e = ids[(size_t)tk * K + j];
-                        if (absent && e == 1) continue;
-                        const std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
-                        const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
-                        const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
-                        std::vector<float> a(F);
-                        for (int i = 0; i < F; ++i)
-                            a[i] = (float)(g[i] / (1 + std::exp(-g[i])) * u[i]);
-                        const auto d = ref_matmul(down[e].deq, E, F, a, 1);
-                        for (int i = 0; i < E; ++i)
-                            ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
-                    }
-                EXPECT_LT(rel_err(got, ref), 1e-4)
-                    << dtype_name(t) << " F=" << F << " absent " << absent;
             }
         }
 }
