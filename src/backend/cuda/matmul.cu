@@ -35,6 +35,7 @@ struct MatvecParts {
 // zeroed counter that block resets; one part, y = [NT, n_expert] logits).
 struct VecExtras {
     NormIn norm;
+    bool i8 = true;  // one token: int8 chunk products where the dtype has them (stream.cuh)
     int* done = nullptr;
     RouteOut route;
 };
@@ -194,7 +195,7 @@ void matvec_any(cudaStream_t s, const TensorView* const* W, int n_w, const float
         StreamPart sp[kStreamMaxParts];
         for (int i = 0; i < n_w; ++i)
             sp[i] = {(const uint8_t*)W[i]->data, W[i]->row_size(), (int)W[i]->rows(), y[i]};
-        if (stream_matvec(s, T, sp, n_w, (int)cols, x, accumulate, ex.norm)) return;
+        if (stream_matvec(s, T, sp, n_w, (int)cols, x, accumulate, ex.norm, ex.i8)) return;
     }
     int ldy[kMaxParts];
     for (int i = 0; i < n_w; ++i) ldy[i] = (int)W[i]->rows();
@@ -337,8 +338,10 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     if (n <= kMaxVecTokens) {
         const TensorView* w[1] = {&W};
         float* yy[1] = {y};
+        VecExtras ex;
+        ex.i8 = p_->stream_i8;
         if (!dispatch_dtype(W.dtype,
-                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate); }))
+                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate, ex); }))
             no_kernel(W.dtype);
         return;
     }
@@ -385,6 +388,7 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
           "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
     VecExtras ex;
     ex.norm = norm;
+    ex.i8 = p_->stream_i8;
     if (!dispatch_dtype(W[0]->dtype,
                         [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false, ex); }))
         no_kernel(W[0]->dtype);
@@ -429,7 +433,8 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
                           const float* x, float* act) {
     if (n_slots <= 0) return;
     check(t.dtype[0] == t.dtype[1], "CUDA experts: gate and up weights differ in type");
-    if (tok_div >= n_slots && stream_gate_up(p_->compute, t, ids, n_slots, x, act)) return;
+    if (tok_div >= n_slots && stream_gate_up(p_->compute, t, ids, n_slots, x, act, p_->stream_i8))
+        return;
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
@@ -447,7 +452,7 @@ void Gpu::experts_down_combine(const ExpertTable& t, const int32_t* ids, const f
     check(k <= kMaxSlots, "CUDA experts: " + std::to_string(k) +
                               " experts per token exceed the kernel's " +
                               std::to_string(kMaxSlots));
-    if (n == 1 && stream_down(p_->compute, t, ids, w, k, act, out)) return;
+    if (n == 1 && stream_down(p_->compute, t, ids, w, k, act, out, p_->stream_i8)) return;
     const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
