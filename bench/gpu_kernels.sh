@@ -27,7 +27,7 @@ d = collections.defaultdict(list)
 for r in rows:
     try: v = float(r[vi].replace(',', ''))
     except ValueError: continue
-    v = v / 1000 if r[ui] == 'nsecond' else v * (1000 if r[ui] == 'msecond' else 1)
+    v *= {'ns': 1e-3, 'nsecond': 1e-3, 'ms': 1e3, 'msecond': 1e3}.get(r[ui], 1.0)
     name = re.sub(r'<.*', '', r[ki]).split('(')[0].split('::')[-1]
     d[name].append(v)
 tot = 0
