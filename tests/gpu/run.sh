@@ -18,5 +18,3 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$test_bin"
-# The per-row mat-vec kernels, which one-token products skip by default (matvec_stream.cu).
-SLUICE_GPU_STREAM=0 "$test_bin" --gtest_filter='CudaOps.*'

@@ -84,30 +84,6 @@ std::vector<double> ref_matmul(const std::vector<float>& w, int rows, int cols,
     return y;
 }
 
-// x's 32-chunks as the one-token int8 kernels see them (matvec_stream.cu: Q4_K, Q6_K and
-// Q8_0 rows): codes round(x * 127 / max|x|), in float arithmetic as there, times max|x| / 127.
-std::vector<float> int8_codes(const std::vector<float>& x) {
-    std::vector<float> y(x.size());
-    for (size_t c = 0; c + 32 <= x.size(); c += 32) {
-        float amax = 0.f;
-        for (size_t i = c; i < c + 32; ++i) amax = std::max(amax, std::fabs(x[i]));
-        const float d = amax / 127.f, id = amax > 0.f ? 127.f / amax : 0.f;
-        for (size_t i = c; i < c + 32; ++i) {
-            const float p = x[i] * id;
-            y[i] = (float)((double)d * std::nearbyint(p));
-        }
-    }
-    return y;
-}
-
-// One-token products are either W . x in f32 (every dtype, per-row kernels) or, for the
-// dtypes with int8 chunk products, W . int8_codes(x): the smaller error of the two.
-double rel_err_1tok(const std::vector<float>& y, const std::vector<float>& w, int rows, int cols,
-                    const std::vector<float>& x) {
-    return std::min(rel_err(y, ref_matmul(w, rows, cols, x, 1)),
-                    rel_err(y, ref_matmul(w, rows, cols, int8_codes(x), 1)));
-}
-
 TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;
@@ -126,9 +102,7 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
             gpu.download(y.data(), yd.data(), y.size() * 4);
             // Mat-vec (n <= 8): f32 arithmetic. Larger: TF32 tensor cores (10-bit mantissa).
             const double tol = n <= 8 ? 1e-5 : 3e-3;
-            EXPECT_LT(n == 1 ? rel_err_1tok(y, m.deq, rows, cols, x)
-                             : rel_err(y, ref_matmul(m.deq, rows, cols, x, n)),
-                      tol)
+            EXPECT_LT(rel_err(y, ref_matmul(m.deq, rows, cols, x, n)), tol)
                 << dtype_name(t) << " n=" << n;
         }
         // One token over more rows than the device holds blocks at once (40003 rows: several
@@ -142,7 +116,8 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
             gpu.matmul(mt.view, xd.f32(), 1, yd.f32());
             std::vector<float> y(tall);
             gpu.download(y.data(), yd.data(), y.size() * 4);
-            EXPECT_LT(rel_err_1tok(y, mt.deq, tall, tc, x), 1e-5) << dtype_name(t) << " tall";
+            EXPECT_LT(rel_err(y, ref_matmul(mt.deq, tall, tc, x, 1)), 1e-5)
+                << dtype_name(t) << " tall";
         }
         // get_rows: embedding lookups dequantize exactly.
         const std::vector<int32_t> ids = {5, 0, 76, 5};
@@ -174,9 +149,7 @@ TEST(CudaOps, MatmulLongRowsStagedAndUnstaged) {
             gpu.matmul(m.view, xd.f32(), n, yd.f32());
             std::vector<float> y((size_t)n * rows);
             gpu.download(y.data(), yd.data(), y.size() * 4);
-            EXPECT_LT(n == 1 ? rel_err_1tok(y, m.deq, rows, cols, x)
-                             : rel_err(y, ref_matmul(m.deq, rows, cols, x, n)),
-                      1e-5)
+            EXPECT_LT(rel_err(y, ref_matmul(m.deq, rows, cols, x, n)), 1e-5)
                 << dtype_name(t) << " n=" << n;
         }
     }
@@ -213,8 +186,7 @@ TEST(CudaOps, MatmulMultiEqualsSeparateMatmuls) {
                 gpu.download(a.data(), one[(size_t)i].data(), a.size() * 4);
                 gpu.download(b.data(), multi[(size_t)i].data(), b.size() * 4);
                 EXPECT_EQ(a, b) << dtype_name(t) << " n=" << n << " part " << i;
-                EXPECT_LT(n == 1 ? rel_err_1tok(b, m[i].deq, rows[i], cols, x)
-                                 : rel_err(b, ref_matmul(m[i].deq, rows[i], cols, x, n)),
+                EXPECT_LT(rel_err(b, ref_matmul(m[i].deq, rows[i], cols, x, n)),
                           n <= 8 ? 1e-5 : 3e-3)
                     << dtype_name(t) << " n=" << n << " part " << i;
             }
@@ -252,7 +224,7 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
             et.n_embd = E;
             const std::vector<int32_t> ids = {1, 2, 0, 1, 2, 0};  // [3, K]
             const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
-            // One token (the streaming kernels) and three (the per-row kernels).
+            // One token (a decode step: every slot reads the same x) and three.
             for (int n : {1, 3}) {
                 const std::vector<float> x = randn((size_t)n * E, rng);
                 cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
@@ -277,33 +249,28 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
                                              act.f32(), out.f32());
                     std::vector<float> got((size_t)n * E);
                     gpu.download(got.data(), out.data(), got.size() * 4);
-                    // Each stage against its reference from the same input: x (or, one token,
-                    // its int8 codes) for gate/up; the act rows the GPU made for down.
-                    double err_act = INFINITY, err_out = INFINITY;
-                    for (bool codes : {false, true}) {
-                        if (codes && n != 1) continue;
-                        std::vector<double> ref_a(a_got.size(), 0.0);
-                        std::vector<double> ref(base.begin(), base.end());
-                        for (int tk = 0; tk < n; ++tk)
-                            for (int j = 0; j < K; ++j) {
-                                const int e = ids[(size_t)tk * K + j];
-                                if (absent && e == 1) continue;
-                                std::vector<float> xt(x.begin() + tk * E, x.begin() + (tk + 1) * E);
-                                if (codes) xt = int8_codes(xt);
-                                const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
-                                const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
-                                const size_t row = (size_t)(tk * K + j) * F;
-                                for (int i = 0; i < F; ++i)
-                                    ref_a[row + i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-                                std::vector<float> ag(a_got.begin() + row, a_got.begin() + row + F);
-                                if (codes) ag = int8_codes(ag);
-                                const auto d = ref_matmul(down[e].deq, E, F, ag, 1);
-                                for (int i = 0; i < E; ++i)
-                                    ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
-                            }
-                        err_act = std::min(err_act, rel_err(a_got, ref_a));
-                        err_out = std::min(err_out, rel_err(got, ref));
-                    }
+                    // Each stage against its reference from the same input: x for gate/up,
+                    // the act rows the GPU made for down.
+                    std::vector<double> ref_a(a_got.size(), 0.0);
+                    std::vector<double> ref(base.begin(), base.end());
+                    for (int tk = 0; tk < n; ++tk)
+                        for (int j = 0; j < K; ++j) {
+                            const int e = ids[(size_t)tk * K + j];
+                            if (absent && e == 1) continue;
+                            const std::vector<float> xt(x.begin() + tk * E,
+                                                        x.begin() + (tk + 1) * E);
+                            const auto g = ref_matmul(gate[e].deq, F, E, xt, 1);
+                            const auto u = ref_matmul(up[e].deq, F, E, xt, 1);
+                            const size_t row = (size_t)(tk * K + j) * F;
+                            for (int i = 0; i < F; ++i)
+                                ref_a[row + i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+                            const std::vector<float> ag(a_got.begin() + row,
+                                                        a_got.begin() + row + F);
+                            const auto d = ref_matmul(down[e].deq, E, F, ag, 1);
+                            for (int i = 0; i < E; ++i)
+                                ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
+                        }
+                    const double err_act = rel_err(a_got, ref_a), err_out = rel_err(got, ref);
                     EXPECT_LT(err_act, 1e-5)
                         << dtype_name(t) << " F=" << F << " n=" << n << " absent " << absent;
                     EXPECT_LT(err_out, 1e-5)
@@ -631,11 +598,9 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     EXPECT_GT(hs.hits, 0u);
 }
 
-// The persistent decode kernel (SLUICE_GPU_FUSED=1) against the per-op kernels with float
-// products (SLUICE_GPU_STREAM_I8=0; by default one-token products use int8 codes of the
-// activations): same math, other summation orders (its mat-vecs take one warp per row and
-// apply the norms by linearity), so decode logits close and greedy tokens identical; prefill
-// does not use it.
+// The persistent decode kernel (SLUICE_GPU_FUSED=1) against the per-op kernels: same math,
+// other summation orders (its mat-vecs take one warp per row and apply the norms by
+// linearity), so decode logits close and greedy tokens identical; prefill does not use it.
 // A 70-token prompt puts decode past 64 positions, where attention splits the context.
 TEST(CudaModel, PersistentDecodeKernelMatchesPerOpKernels) {
     REQUIRE_GPU();
@@ -646,13 +611,11 @@ TEST(CudaModel, PersistentDecodeKernelMatchesPerOpKernels) {
     LoadOptions lo;
     lo.backend = Backend::Cuda;
     lo.n_ctx = 128;
-    setenv("SLUICE_GPU_STREAM_I8", "0", 1);  // for both: the output projection is per-op
     LoadedModel ops = load_model(path, lo);
     const ModelRun ro = run_model(*ops.model, prompt, steps);
     setenv("SLUICE_GPU_FUSED", "1", 1);
     LoadedModel fused = load_model(path, lo);
     unsetenv("SLUICE_GPU_FUSED");
-    unsetenv("SLUICE_GPU_STREAM_I8");
     const ModelRun rf = run_model(*fused.model, prompt, steps);
     const std::string d = fused.model->device()->describe();
     EXPECT_NE(d.find("persistent kernel: 16 steps"), std::string::npos) << d;

@@ -103,7 +103,6 @@ Gpu::Gpu() : p_(std::make_unique<Impl>()) {
     for (cudaEvent_t& e : p_->side_mark)
         SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     p_->rope_fuse = env_flag("SLUICE_GPU_ROPE_FUSE", true);
-    p_->stream_i8 = env_flag("SLUICE_GPU_STREAM_I8", true);
     p_->done = DeviceBuffer(sizeof(int));
     SLUICE_CUDA_CHECK(cudaMemset(p_->done.data(), 0, sizeof(int)));
     p_->attn_part = DeviceBuffer((size_t)kAttnMaxHeads * kAttnSplits * (kAttnMaxVd + 2) * 4);

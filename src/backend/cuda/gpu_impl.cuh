@@ -103,9 +103,6 @@ struct Gpu::Impl {
     // rope_attention in one launch where it applies (SLUICE_GPU_ROPE_FUSE=0 at construction:
     // two, for comparisons).
     bool rope_fuse = true;
-    // One-token mat-vecs multiply int8 codes of their activations where the weight type has
-    // int8 chunk products (SLUICE_GPU_STREAM_I8=0 at construction: float products).
-    bool stream_i8 = true;
     // f16 tiles of dequantized weights and converted activations for tensor-core matmuls.
     DeviceBuffer w16, x16, y32;
     // Blocks finished in a launch whose last block does a tail step (the router's routing);

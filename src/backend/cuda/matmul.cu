@@ -5,8 +5,6 @@
 #include "backend/cuda/dequant.cuh"
 #include "backend/cuda/gpu_impl.cuh"
 #include "backend/cuda/route.cuh"
-#include "backend/cuda/stage.cuh"
-#include "backend/cuda/stream.cuh"
 #include "backend/cuda/vec.cuh"
 
 namespace sluice::cuda {
@@ -14,6 +12,101 @@ namespace {
 
 constexpr int kWarps = 8;  // rows per block in the mat-vec kernels: one warp per row
 constexpr int kMaxVecTokens = 8;
+
+// Most bytes staged: the device's opt-in shared memory per block (227 KiB on sm_90, 163 KiB
+// on sm_80); larger activations are read from global memory.
+size_t max_stage() {
+    // room for the kernels' static shared memory
+    static const size_t bytes =
+        (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
+    return bytes;
+}
+size_t stage_bytes(int n_vec, int len) {
+    return (size_t)n_vec * (size_t)(len / 32) * kPad * sizeof(float);
+}
+// Whether a mat-vec launch over n rows of len floats can apply `norm` itself: the fused
+// RMSNorm needs its input staged.
+bool norm_fusable(const NormIn& norm, int n, int len) {
+    return !norm.w || stage_bytes(n, len) <= max_stage();
+}
+// Staging loads per thread issued before the first store: with one load per loop trip the
+// stores to shared memory (generic pointers, possibly aliasing) kept each trip's global load
+// waiting for the last, and staging sat on every block's critical path (ncu, H200).
+constexpr int kStageBatch = 4;
+
+// xs[t][c * kPad + i] = x[t * ldx + 32c + i] (times w[32c + i] when w is set) for t < n_vec;
+// ssq[t] (NT >= n_vec entries, when set) gets this thread's share of row t's sum of squares of
+// x. 16-byte accesses when x, ldx and w allow. Block-wide; ends with a barrier.
+template <int NT = 1>
+__device__ void stage_rows(const float* x, int ldx, int n_vec, int len, float* xs,
+                           const float* w = nullptr, float* ssq = nullptr) {
+    const int nc = len / 32;
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+        if (ssq) ssq[t] = 0.f;
+    const bool vec = ((uintptr_t)x & 15) == 0 && (ldx & 3) == 0 && ((uintptr_t)w & 15) == 0;
+    if (vec) {
+        const int n4 = len / 4, total = n_vec * n4;  // len is a multiple of 32
+        for (int i0 = threadIdx.x; i0 < total; i0 += kStageBatch * blockDim.x) {
+            float4 v[kStageBatch], m[kStageBatch];
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int i = i0 + u * (int)blockDim.x;
+                if (i >= total) continue;
+                const int t = i / n4, k4 = i % n4;
+                v[u] = *(const float4*)(x + (size_t)t * ldx + 4 * k4);
+                if (w) m[u] = *(const float4*)(w + 4 * k4);
+            }
+#pragma unroll
+            for (int u = 0; u < kStageBatch; ++u) {
+                const int i = i0 + u * (int)blockDim.x;
+                if (i >= total) continue;
+                const int t = i / n4, k = 4 * (i % n4);
+                if (ssq) {
+                    const float q =
+                        v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+#pragma unroll
+                    for (int tt = 0; tt < NT; ++tt)  // constant indices keep ssq in registers
+                        if (tt == t) ssq[tt] += q;
+                }
+                if (w)
+                    v[u] = make_float4(v[u].x * m[u].x, v[u].y * m[u].y, v[u].z * m[u].z,
+                                       v[u].w * m[u].w);
+                *(float4*)(xs + (size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)) = v[u];
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < n_vec * len; i += blockDim.x) {
+            const int t = i / len, k = i % len;
+            const float v = x[(size_t)t * ldx + k];
+            if (ssq)
+#pragma unroll
+                for (int tt = 0; tt < NT; ++tt)
+                    if (tt == t) ssq[tt] += v * v;
+            xs[(size_t)t * nc * kPad + (k >> 5) * kPad + (k & 31)] = w ? v * w[k] : v;
+        }
+    }
+    __syncthreads();
+}
+__device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) {
+    stage_rows(x, ldx, n_vec, len, xs);
+}
+extern __shared__ __align__(16) float x_stage[];
+
+// Dynamic shared memory to launch Kernel with when it stages n_vec activation rows of len
+// floats, raising the kernel's limit once when needed; 0: too large, read from global.
+template <auto Kernel>
+size_t stage_smem(int n_vec, int len) {
+    const size_t bytes = stage_bytes(n_vec, len);
+    if (bytes > max_stage()) return 0;
+    static size_t allowed = 48 << 10;
+    if (bytes > allowed) {
+        SLUICE_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)max_stage()));
+        allowed = max_stage();
+    }
+    return bytes;
+}
 
 // Up to kMaxParts matrices of one dtype and row length over the same activations, in one
 // launch (a layer's q, k and v projections): blocks [first_block, next part's) are the part's.
@@ -35,7 +128,6 @@ struct MatvecParts {
 // zeroed counter that block resets; one part, y = [NT, n_expert] logits).
 struct VecExtras {
     NormIn norm;
-    bool i8 = true;  // one token: int8 chunk products where the dtype has them (stream.cuh)
     int* done = nullptr;
     RouteOut route;
 };
@@ -191,12 +283,6 @@ template <DType T>
 void matvec_any(cudaStream_t s, const TensorView* const* W, int n_w, const float* x, int n,
                 float* const* y, bool accumulate, const VecExtras& ex = {}) {
     const int64_t cols = W[0]->cols();
-    if (n == 1 && !ex.done && n_w <= kStreamMaxParts) {
-        StreamPart sp[kStreamMaxParts];
-        for (int i = 0; i < n_w; ++i)
-            sp[i] = {(const uint8_t*)W[i]->data, W[i]->row_size(), (int)W[i]->rows(), y[i]};
-        if (stream_matvec(s, T, sp, n_w, (int)cols, x, accumulate, ex.norm, ex.i8)) return;
-    }
     int ldy[kMaxParts];
     for (int i = 0; i < n_w; ++i) ldy[i] = (int)W[i]->rows();
     for (int t0 = 0; t0 < n; t0 += kMaxVecTokens) {
@@ -275,6 +361,9 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
 }
 
+// Most routed slots per token the fused down kernel takes.
+constexpr int kMaxSlots = 32;
+
 // out[t, r] += sum_j w[t, j] * (down_e[r] . act[t * k + j]), e = ids[t * k + j]: one warp per
 // output row r of token t = blockIdx.y, its lanes over the (slot, 32-chunk) pairs of all k
 // slots (an expert's row alone is too short to keep a warp's loads in flight). The k act rows
@@ -338,10 +427,8 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     if (n <= kMaxVecTokens) {
         const TensorView* w[1] = {&W};
         float* yy[1] = {y};
-        VecExtras ex;
-        ex.i8 = p_->stream_i8;
         if (!dispatch_dtype(W.dtype,
-                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate, ex); }))
+                            [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate); }))
             no_kernel(W.dtype);
         return;
     }
@@ -388,7 +475,6 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
           "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
     VecExtras ex;
     ex.norm = norm;
-    ex.i8 = p_->stream_i8;
     if (!dispatch_dtype(W[0]->dtype,
                         [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false, ex); }))
         no_kernel(W[0]->dtype);
@@ -433,8 +519,6 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
                           const float* x, float* act) {
     if (n_slots <= 0) return;
     check(t.dtype[0] == t.dtype[1], "CUDA experts: gate and up weights differ in type");
-    if (tok_div >= n_slots && stream_gate_up(p_->compute, t, ids, n_slots, x, act, p_->stream_i8))
-        return;
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
@@ -452,7 +536,6 @@ void Gpu::experts_down_combine(const ExpertTable& t, const int32_t* ids, const f
     check(k <= kMaxSlots, "CUDA experts: " + std::to_string(k) +
                               " experts per token exceed the kernel's " +
                               std::to_string(kMaxSlots));
-    if (n == 1 && stream_down(p_->compute, t, ids, w, k, act, out, p_->stream_i8)) return;
     const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
