@@ -199,15 +199,6 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         if (i < vd) *(float4*)(red + (size_t)w * vd + i) = acc[j];
     }
     const float lsum = block_sum(lane == 0 ? l : 0.f);  // barriers publish red[]
-    if (n_split == 1) {  // the whole prefix: no partials, counter or merge (same arithmetic)
-        const float inv = 1.0f / lsum;
-        for (int i = threadIdx.x; i < vd; i += blockDim.x) {
-            float o = 0.f;
-            for (int k = 0; k < nw; ++k) o += red[(size_t)k * vd + i];
-            out[(size_t)h * vd + i] = o * inv;
-        }
-        return;
-    }
     for (int i = threadIdx.x; i < vd; i += blockDim.x) {
         float o = 0.f;
         for (int k = 0; k < nw; ++k) o += red[(size_t)k * vd + i];
