@@ -232,8 +232,8 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
                 gpu.upload(idd.data(), ids.data(), ids.size() * 4);
                 gpu.upload(wd.data(), w.data(), w.size() * 4);
                 gpu.upload(xd.data(), x.data(), x.size() * 4);
-                const std::vector<float> base =
-                    randn((size_t)n * E, rng);  // out accumulates onto it
+                // out accumulates onto base
+                const std::vector<float> base = randn((size_t)n * E, rng);
                 // Every expert resident, then expert 1 absent (its slots add nothing: the host adds
                 // them on the CPU-miss path).
                 for (bool absent : {false, true}) {
