@@ -224,13 +224,14 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
             et.n_embd = E;
             const std::vector<int32_t> ids = {1, 2, 0, 1, 2, 0};  // [3, K]
             const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
+            cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4);
+            gpu.upload(idd.data(), ids.data(), ids.size() * 4);
+            gpu.upload(wd.data(), w.data(), w.size() * 4);
             // One token (a decode step: every slot reads the same x) and three.
             for (int n : {1, 3}) {
                 const std::vector<float> x = randn((size_t)n * E, rng);
-                cuda::DeviceBuffer idd(ids.size() * 4), wd(w.size() * 4), xd(x.size() * 4),
-                    act((size_t)n * K * F * 4), out((size_t)n * E * 4);
-                gpu.upload(idd.data(), ids.data(), ids.size() * 4);
-                gpu.upload(wd.data(), w.data(), w.size() * 4);
+                cuda::DeviceBuffer xd(x.size() * 4), act((size_t)n * K * F * 4),
+                    out((size_t)n * E * 4);
                 gpu.upload(xd.data(), x.data(), x.size() * 4);
                 // out accumulates onto base
                 const std::vector<float> base = randn((size_t)n * E, rng);

@@ -293,13 +293,10 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
         const char* e = std::getenv("SLUICE_GPU_FUSED_BPS");
         return e && std::string(e) == "2" ? 2 : 1;
     }();
-    static constexpr decltype(&decode_layers_kernel<1>) kernels[] = {decode_layers_kernel<1>,
-                                                                     decode_layers_kernel<2>};
-    auto kernel = kernels[bps - 1];
-    static const bool raised = [&] {
-        for (auto k : kernels)
-            SLUICE_CUDA_CHECK(
-                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    static const auto kernel = bps == 2 ? decode_layers_kernel<2> : decode_layers_kernel<1>;
+    static const bool raised = [] {
+        SLUICE_CUDA_CHECK(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
         return true;
     }();
     (void)raised;
@@ -343,9 +340,10 @@ void print_fused_trace(const Gpu::Impl& p) {
                  t[kFusedTraceLayers], t[kFusedTraceBlocks]);
     double wall = 0;
     for (int i = 0; i < kFusedPhases; ++i) {
-        std::fprintf(stderr, "gpu:   %-14s %7.2f / %7.2f\n", names[i], t[i] / layers / 1e3,
+        const double us = t[i] / layers / 1e3;
+        std::fprintf(stderr, "gpu:   %-14s %7.2f / %7.2f\n", names[i], us,
                      t[kFusedTraceBusy + i] / layers / blocks / 1e3);
-        wall += t[i] / layers / 1e3;
+        wall += us;
     }
     std::fprintf(stderr, "gpu:   total wall %.2f us per layer\n", wall);
 }
