@@ -238,12 +238,13 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
 
 // Warps per row: enough blocks to fill the device about 1.5 times (a k or v projection of 512
 // rows is 64 blocks of one warp per row), keeping >= 8 chunks per warp. Part p of a row takes
-// the runs of 32 chunks from p * 32, so a split above n_chunks / 32 leaves whole warps without
-// work (2048 columns: splits of 4 and 8 give parts 2 and 3 nothing); SLUICE_GPU_SPLIT_CAP=1
-// caps the split there. Off by default until measured (session 18's note on issue 7).
+// the runs of 32 chunks from p * 32, so a split above n_chunks / 32 would leave whole warps
+// without work (2048 columns: splits of 4 and 8 give parts 2 and 3 nothing): the split is
+// capped there. Measured on an H100 (docs/benchmarks.md, session 19): +1.4-2.1% decode, every
+// round; SLUICE_GPU_SPLIT_CAP=0 lifts the cap, for comparisons.
 int matvec_split(int rows, int cols) {
     static const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
-    static const bool cap = env_flag("SLUICE_GPU_SPLIT_CAP", false);
+    static const bool cap = env_flag("SLUICE_GPU_SPLIT_CAP", true);
     const int n_chunks = cols / 32;
     int split = 1;
     while (split < kWarps && (rows + kWarps / split - 1) / (kWarps / split) < sms * 3 / 2 &&
