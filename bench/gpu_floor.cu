@@ -18,14 +18,14 @@
 
 namespace {
 
-#define CK(expr)                                                                              \
-    do {                                                                                      \
-        const cudaError_t e_ = (expr);                                                        \
-        if (e_ != cudaSuccess) {                                                              \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,                \
-                         cudaGetErrorString(e_));                                             \
-            std::exit(1);                                                                     \
-        }                                                                                     \
+#define CK(expr)                                                               \
+    do {                                                                       \
+        const cudaError_t e_ = (expr);                                         \
+        if (e_ != cudaSuccess) {                                               \
+            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
+                         cudaGetErrorString(e_));                              \
+            std::exit(1);                                                      \
+        }                                                                      \
     } while (0)
 
 constexpr int kThreads = 256;
@@ -174,8 +174,8 @@ double persistent_us(const Device& d, const Config& c, const std::vector<Phase>&
     Phase* dp;
     CK(cudaMalloc(&dp, ph.size() * sizeof(Phase)));
     CK(cudaMemcpy(dp, ph.data(), ph.size() * sizeof(Phase), cudaMemcpyHostToDevice));
-    const void* fn = c.unroll == 8 ? (const void*)persistent_kernel<8>
-                                   : (const void*)persistent_kernel<4>;
+    const void* fn =
+        c.unroll == 8 ? (const void*)persistent_kernel<8> : (const void*)persistent_kernel<4>;
     int fit = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, fn, kThreads, 0));
     if (fit < c.bps) {
@@ -186,8 +186,8 @@ double persistent_us(const Device& d, const Config& c, const std::vector<Phase>&
     int n = (int)ph.size();
     void* args[] = {(void*)&base, (void*)&dp, (void*)&n, (void*)&d.bar, (void*)&d.sink};
     auto once = [&] {
-        CK(cudaLaunchCooperativeKernel(fn, dim3((unsigned)(d.sms * c.bps)), dim3(kThreads), args,
-                                       0, d.s));
+        CK(cudaLaunchCooperativeKernel(fn, dim3((unsigned)(d.sms * c.bps)), dim3(kThreads), args, 0,
+                                       d.s));
     };
     once();
     cudaEvent_t e0, e1;
@@ -259,7 +259,8 @@ int main(int argc, char** argv) {
 
     const Config configs[] = {{1, 4, false}, {2, 4, false}, {4, 4, false}, {8, 4, false},
                               {2, 8, false}, {4, 8, false}, {2, 4, true},  {4, 4, true}};
-    std::printf("\n(1) chain of 64 launches of one size: us per launch (GB/s)\n%-22s", "blocks/SM unroll pdl");
+    std::printf("\n(1) chain of 64 launches of one size: us per launch (GB/s)\n%-22s",
+                "blocks/SM unroll pdl");
     const double sizes[] = {0, 0.25, 1, 2, 4, 8, 16, 64};
     for (double m : sizes) std::printf(" %13.2f MB", m);
     std::printf("\n");
@@ -279,9 +280,10 @@ int main(int argc, char** argv) {
         for (double m : per_layer) step.push_back(m), step_mb += m;
     const auto ph = lay_out(d, step);
     const double bound_us = step_mb * (1 << 20) / (bw * 1e3);
-    std::printf("\n(2) one step: %d layers x %zu phases, %.0f MB; bound (copy bandwidth) %.0f us = "
-                "%.0f steps/s\n",
-                layers, per_layer.size(), step_mb, bound_us, 1e6 / bound_us);
+    std::printf(
+        "\n(2) one step: %d layers x %zu phases, %.0f MB; bound (copy bandwidth) %.0f us = "
+        "%.0f steps/s\n",
+        layers, per_layer.size(), step_mb, bound_us, 1e6 / bound_us);
     std::printf("%-30s %10s %10s %8s\n", "structure", "us/step", "steps/s", "of bound");
     for (const Config& c : configs) {
         const double us = chain_us(d, c, ph, 10);

@@ -31,22 +31,22 @@ using namespace sluice::cuda;
 
 namespace {
 
-#define CK(expr)                                                                              \
-    do {                                                                                      \
-        const cudaError_t e_ = (expr);                                                        \
-        if (e_ != cudaSuccess) {                                                              \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,                \
-                         cudaGetErrorString(e_));                                             \
-            std::exit(1);                                                                     \
-        }                                                                                     \
+#define CK(expr)                                                               \
+    do {                                                                       \
+        const cudaError_t e_ = (expr);                                         \
+        if (e_ != cudaSuccess) {                                               \
+            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
+                         cudaGetErrorString(e_));                              \
+            std::exit(1);                                                      \
+        }                                                                      \
     } while (0)
 
 constexpr int kE = 2048, kF = 768, kK = 8, kLayers = 48, kThreads = 256, kWarps = 8;
-constexpr int kNc = kE / 32;                         // 32-chunks per row
-constexpr size_t kRb = (size_t)kE / 256 * 144;       // Q4_K row bytes
-constexpr size_t kMat = kRb * kF;                    // one expert's gate (or up)
-constexpr int kPairPad = 68;                         // floats per sub-block pair, padded
-constexpr int kPairPad16 = 72;                       // int16s per sub-block pair, padded
+constexpr int kNc = kE / 32;                    // 32-chunks per row
+constexpr size_t kRb = (size_t)kE / 256 * 144;  // Q4_K row bytes
+constexpr size_t kMat = kRb * kF;               // one expert's gate (or up)
+constexpr int kPairPad = 68;                    // floats per sub-block pair, padded
+constexpr int kPairPad16 = 72;                  // int16s per sub-block pair, padded
 
 __device__ __forceinline__ void pdl_wait_() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -198,9 +198,12 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
     REQUIRE_GPU();
     cuda::Gpu gpu;
     std::mt19937 rng(11);
-    const int E = 256, NE = 3, K = 2;
+    const int NE = 3, K = 2;
     // F = 2080: 260 blocks for each of the 6 slots, more than the device holds at once.
-    for (int F : {96, 2080})
+    // E = 2304: 36 Q4_K sub-block pairs, so some lanes of the gate/up pair kernel take two;
+    // F = 768: k-quant down rows (the down pair kernel for Q4_K).
+    for (auto [E, F] :
+         {std::pair{256, 96}, std::pair{256, 2080}, std::pair{2304, 96}, std::pair{256, 768}})
         for (DType t : kTypes) {
             std::vector<TestMatrix> gate, up, down;
             std::vector<const void*> table;
@@ -272,10 +275,10 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
                                 ref[(size_t)tk * E + i] += w[(size_t)tk * K + j] * d[i];
                         }
                     const double err_act = rel_err(a_got, ref_a), err_out = rel_err(got, ref);
-                    EXPECT_LT(err_act, 1e-5)
-                        << dtype_name(t) << " F=" << F << " n=" << n << " absent " << absent;
-                    EXPECT_LT(err_out, 1e-5)
-                        << dtype_name(t) << " F=" << F << " n=" << n << " absent " << absent;
+                    EXPECT_LT(err_act, 1e-5) << dtype_name(t) << " E=" << E << " F=" << F
+                                             << " n=" << n << " absent " << absent;
+                    EXPECT_LT(err_out, 1e-5) << dtype_name(t) << " E=" << E << " F=" << F
+                                             << " n=" << n << " absent " << absent;
                 }
             }
         }

@@ -132,6 +132,57 @@ struct Chunk<DType::Q4_K> {
     }
 };
 
+// Q4_K as pairs of sub-blocks: pair p of a row is sub-blocks 2 (p % 4) and 2 (p % 4) + 1 of
+// block p / 4, whose 32 weights each are the low and high nibbles of the same 32 quant bytes
+// (a 32-chunk decoder loads those bytes twice and uses half of each). With the min term
+// folded out (sum (d q - m) x = d (q . x) - m sum(x)) and nibbles made floats through the
+// mantissa of 2^23 (exact, and no integer-to-float unit), a one-token gate/up launch of the
+// Qwen3-30B-A3B shape took 9.8 instead of 11.7 us (bench/gpu_gateup.cu, H100), and the expert
+// kernels on pairs raised decode 2.9-3.0% (docs/benchmarks.md, session 19).
+struct Q4KPair {
+    uint4 h, q0, q1;  // the block's 16-byte header (d, dmin, 12 scale bytes), 32 quant bytes
+
+    __device__ __forceinline__ static Q4KPair load(const uint8_t* row, int p) {
+        const uint8_t* b = row + (size_t)(p >> 2) * sizeof(block_q4_K);
+        const uint4* q = (const uint4*)(b + 16 + 32 * (p & 3));  // 144-byte blocks: aligned
+        return {*(const uint4*)b, q[0], q[1]};
+    }
+    // d, m of this pair's two sub-blocks (x = d q - m), from the header's words as
+    // k4_scale_min reads the scale bytes.
+    __device__ __forceinline__ void scales(int p, float* d, float* m) const {
+        const float dd = h2f((uint16_t)(h.x & 0xffff)), dm = h2f((uint16_t)(h.x >> 16));
+        const int j0 = 2 * (p & 3), i = j0 & 3;  // j0, j0 + 1: both below 4 or both above
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {  // scale bytes 0-3, 4-7, 8-11 are h.y, h.z, h.w
+            const uint32_t a = (h.y >> (8 * (i + t))) & 0xff, b = (h.z >> (8 * (i + t))) & 0xff,
+                           c = (h.w >> (8 * (i + t))) & 0xff;
+            const uint32_t sc = j0 < 4 ? a & 63 : (c & 0xf) | ((a >> 6) << 4);
+            const uint32_t mn = j0 < 4 ? b & 63 : (c >> 4) | ((b >> 6) << 4);
+            d[t] = dd * (float)sc, m[t] = dm * (float)mn;
+        }
+    }
+    // This pair's d (q . x) - m sum(x) over both sub-blocks. x: the pair's 64 activations,
+    // sub-block 2 (p % 4) first, 16-byte aligned; sx: their two sums.
+    __device__ __forceinline__ float dot(int p, const float* x, const float* sx) const {
+        // byte k of w as a float: 0x4b0000kk is 2^23 + kk
+        auto f = [](uint32_t w, int k) {
+            return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7640 + k)) - 8388608.f;
+        };
+        const uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const float4 xa = *(const float4*)(x + 4 * k), xb = *(const float4*)(x + 32 + 4 * k);
+            const uint32_t lo = q[k] & 0x0f0f0f0fu, hi = (q[k] >> 4) & 0x0f0f0f0fu;
+            s0 += f(lo, 0) * xa.x + f(lo, 1) * xa.y + f(lo, 2) * xa.z + f(lo, 3) * xa.w;
+            s1 += f(hi, 0) * xb.x + f(hi, 1) * xb.y + f(hi, 2) * xb.z + f(hi, 3) * xb.w;
+        }
+        float d[2], m[2];
+        scales(p, d, m);
+        return d[0] * s0 - m[0] * sx[0] + d[1] * s1 - m[1] * sx[1];
+    }
+};
+
 template <>
 struct Chunk<DType::Q5_K> {
     __device__ static void load(const uint8_t* row, int c, float* w) {

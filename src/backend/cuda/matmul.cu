@@ -93,11 +93,10 @@ __device__ void stage_x(const float* x, int ldx, int n_vec, int len, float* xs) 
 }
 extern __shared__ __align__(16) float x_stage[];
 
-// Dynamic shared memory to launch Kernel with when it stages n_vec activation rows of len
-// floats, raising the kernel's limit once when needed; 0: too large, read from global.
+// `bytes` of dynamic shared memory for Kernel, raising the kernel's limit once when needed;
+// 0: more than a block may have.
 template <auto Kernel>
-size_t stage_smem(int n_vec, int len) {
-    const size_t bytes = stage_bytes(n_vec, len);
+size_t allow_smem(size_t bytes) {
     if (bytes > max_stage()) return 0;
     static size_t allowed = 48 << 10;
     if (bytes > allowed) {
@@ -106,6 +105,12 @@ size_t stage_smem(int n_vec, int len) {
         allowed = max_stage();
     }
     return bytes;
+}
+// Dynamic shared memory to launch Kernel with when it stages n_vec activation rows of len
+// floats; 0: too large, read from global.
+template <auto Kernel>
+size_t stage_smem(int n_vec, int len) {
+    return allow_smem<Kernel>(stage_bytes(n_vec, len));
 }
 
 // Up to kMaxParts matrices of one dtype and row length over the same activations, in one
@@ -367,6 +372,76 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
 }
 
+// Activations for Q4KPair rows: xs[(c / 2) * kPairPad + (c % 2) * 32 + i] = x[32c + i] and
+// sx[c] = sum of chunk c, for the nc = len / 32 chunks (nc even). kPairPad: a lane reads its
+// pair's 16-byte words at a 68-float stride, so each quarter-warp's reads hit distinct banks.
+constexpr int kPairPad = 68;
+size_t pair_stage_bytes(int len) {
+    return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
+}
+// Block-wide; ends with a barrier. Each warp takes every kWarps-th chunk, its loads issued
+// together.
+__device__ void stage_pairs(const float* x, int len, float* xs, float* sx) {
+    constexpr int kBatch = 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
+    for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
+        float v[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            v[u] = c < nc ? x[32 * c + lane] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
+            xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
+            const float sum = warp_sum(v[u]);
+            if (lane == 0) sx[c] = sum;
+        }
+    }
+    __syncthreads();
+}
+
+// experts_gate_up_kernel for Q4_K gate and up rows, staged activations, n_embd a multiple of
+// 64: lanes over sub-block pairs (Q4KPair). The first pair's weights are requested before
+// the activations are staged.
+__global__ void __launch_bounds__(32 * kWarps, 4)
+    experts_gate_up_q4k_pairs_kernel(const void* const* table, const int32_t* ids, int tok_div,
+                                     int n_ff, int n_embd, size_t row_bytes, const float* x,
+                                     float* act) {
+    pdl_wait();
+    const int lane = threadIdx.x & 31, s = blockIdx.y, np = n_embd / 64;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const int e = ids[s];
+    const uint8_t* g = (const uint8_t*)table[3 * e];
+    const uint8_t* u = (const uint8_t*)table[3 * e + 1];
+    const bool work = r < n_ff && g;  // g null: not resident, computed on the host (cuda.h)
+    if (work) g += (size_t)r * row_bytes, u += (size_t)r * row_bytes;
+    Q4KPair pg{}, pu{};
+    if (work && lane < np) pg = Q4KPair::load(g, lane), pu = Q4KPair::load(u, lane);
+    float* xs = x_stage;
+    float* sx = x_stage + (size_t)np * kPairPad;
+    stage_pairs(x + (size_t)(s / tok_div) * n_embd, n_embd, xs, sx);
+    if (r >= n_ff) return;
+    if (!work) {
+        if (lane == 0) act[(size_t)s * n_ff + r] = 0.f;
+        return;
+    }
+    float ag = 0.f, au = 0.f;
+    // Later pairs (rows beyond 2048 columns) are loaded in turn. The launch bound keeps 64
+    // registers (72 unbounded, no spills at 64), so 4 blocks per SM, as the 32-chunk kernel.
+#pragma unroll 1
+    for (int p = lane; p < np; p += 32) {
+        if (p != lane) pg = Q4KPair::load(g, p), pu = Q4KPair::load(u, p);
+        ag += pg.dot(p, xs + p * kPairPad, sx + 2 * p);
+        au += pu.dot(p, xs + p * kPairPad, sx + 2 * p);
+    }
+    ag = warp_sum(ag);
+    au = warp_sum(au);
+    if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
+}
+
 // Most routed slots per token the fused down kernel takes.
 constexpr int kMaxSlots = 32;
 
@@ -410,6 +485,39 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
         float w[32];
         Chunk<T>::load(base[j] + (size_t)r * row_bytes, c, w);
         acc += sw[j] * dot32(w, a + j * ss + cs * c);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[(size_t)t * n_embd + r] += acc;
+}
+
+// experts_down_combine_kernel for Q4_K down rows, staged act rows, n_ff a multiple of 64:
+// lanes over the (slot, sub-block pair) items of all k slots. The k act rows of a token are
+// contiguous, so they stage as one vector: item p is pair p of it.
+__global__ void __launch_bounds__(32 * kWarps, 4)
+    experts_down_combine_q4k_pairs_kernel(const void* const* table, const int32_t* ids,
+                                          const float* wts, int k, int n_embd, int n_ff,
+                                          size_t row_bytes, const float* act, float* out) {
+    __shared__ const uint8_t* base[kMaxSlots];
+    __shared__ float sw[kMaxSlots];
+    pdl_wait();
+    const int t = blockIdx.y, lane = threadIdx.x & 31, np = n_ff / 64;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    if ((int)threadIdx.x < k) {
+        const int j = (int)threadIdx.x;
+        base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
+        sw[j] = wts[(size_t)t * k + j];
+    }
+    float* xs = x_stage;
+    float* sx = x_stage + (size_t)k * np * kPairPad;
+    stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);  // its barrier publishes base, sw
+    if (r >= n_embd) return;
+    float acc = 0.f;
+#pragma unroll 2
+    for (int p = lane; p < k * np; p += 32) {
+        const int j = p / np, q = p - j * np;
+        if (!base[j]) continue;  // not resident: computed on the host (cuda.h)
+        const Q4KPair w = Q4KPair::load(base[j] + (size_t)r * row_bytes, q);
+        acc += sw[j] * w.dot(q, xs + p * kPairPad, sx + 2 * p);
     }
     acc = warp_sum(acc);
     if (lane == 0) out[(size_t)t * n_embd + r] += acc;
@@ -527,6 +635,18 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     check(t.dtype[0] == t.dtype[1], "CUDA experts: gate and up weights differ in type");
     const dim3 grid((unsigned)((t.n_ff + kWarps - 1) / kWarps), (unsigned)n_slots);
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
+    // SLUICE_GPU_PAIRS=0: the 32-chunk kernel for Q4_K too, for comparisons.
+    static const bool pairs = env_flag("SLUICE_GPU_PAIRS", true);
+    const size_t pair_bytes =
+        pairs && t.dtype[0] == DType::Q4_K && t.n_embd % 64 == 0
+            ? allow_smem<experts_gate_up_q4k_pairs_kernel>(pair_stage_bytes((int)t.n_embd))
+            : 0;
+    if (pair_bytes) {
+        launch_pdl(experts_gate_up_q4k_pairs_kernel, grid, 32 * kWarps, pair_bytes, p_->compute,
+                   t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, x, act);
+        SLUICE_CUDA_LAUNCHED();
+        return;
+    }
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
             launch_pdl(experts_gate_up_kernel<T, T>, grid, 32 * kWarps, smem, p_->compute, t.table,
@@ -544,6 +664,19 @@ void Gpu::experts_down_combine(const ExpertTable& t, const int32_t* ids, const f
                               std::to_string(kMaxSlots));
     const dim3 grid((unsigned)((t.n_embd + kWarps - 1) / kWarps), (unsigned)n);
     const size_t rb = row_bytes(t.dtype[2], t.n_ff);
+    // SLUICE_GPU_PAIRS_DOWN=0: the 32-chunk kernel for Q4_K too, for comparisons. Bounded to
+    // 5 blocks per SM instead of 4 (48 registers, 12 bytes spilled) it was 1.8% slower.
+    static const bool pairs = env_flag("SLUICE_GPU_PAIRS_DOWN", true);
+    const size_t pair_bytes =
+        pairs && t.dtype[2] == DType::Q4_K && t.n_ff % 64 == 0
+            ? allow_smem<experts_down_combine_q4k_pairs_kernel>(k * pair_stage_bytes((int)t.n_ff))
+            : 0;
+    if (pair_bytes) {
+        launch_pdl(experts_down_combine_q4k_pairs_kernel, grid, 32 * kWarps, pair_bytes,
+                   p_->compute, t.table, ids, w, k, (int)t.n_embd, (int)t.n_ff, rb, act, out);
+        SLUICE_CUDA_LAUNCHED();
+        return;
+    }
     if (!dispatch_dtype(t.dtype[2], [&]<DType T>() {
             const size_t smem = stage_smem<experts_down_combine_kernel<T>>(k, (int)t.n_ff);
             launch_pdl(experts_down_combine_kernel<T>, grid, 32 * kWarps, smem, p_->compute,
