@@ -8,25 +8,15 @@
 // Prints (1) µs per launch against bytes per launch, (2) one decode step of a model's phase
 // list against bytes / device-to-device copy bandwidth: the best that structure can reach.
 //   sluice-gpu-floor [LAYERS [MB_PHASE1 MB_PHASE2 ...]]   (default: the Qwen3-30B-A3B shape)
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-namespace {
+#include "gpu_bench.cuh"
 
-#define CK(expr)                                                               \
-    do {                                                                       \
-        const cudaError_t e_ = (expr);                                         \
-        if (e_ != cudaSuccess) {                                               \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
-                         cudaGetErrorString(e_));                              \
-            std::exit(1);                                                      \
-        }                                                                      \
-    } while (0)
+namespace {
 
 constexpr int kThreads = 256;
 
@@ -152,21 +142,11 @@ double chain_us(const Device& d, const Config& c, const std::vector<Phase>& ph, 
     CK(cudaStreamEndCapture(d.s, &g));
     cudaGraphExec_t ge;
     CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     CK(cudaGraphLaunch(ge, d.s));
-    CK(cudaEventRecord(e0, d.s));
-    for (int r = 0; r < reps; ++r) CK(cudaGraphLaunch(ge, d.s));
-    CK(cudaEventRecord(e1, d.s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
+    const double us = event_us(d.s, reps, [&] { CK(cudaGraphLaunch(ge, d.s)); });
     CK(cudaGraphExecDestroy(ge));
     CK(cudaGraphDestroy(g));
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    return 1e3 * ms / reps;
+    return us;
 }
 
 // Mean µs per launch of the phases as one cooperative kernel with a barrier after each.
@@ -190,37 +170,21 @@ double persistent_us(const Device& d, const Config& c, const std::vector<Phase>&
                                        d.s));
     };
     once();
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    CK(cudaEventRecord(e0, d.s));
-    for (int r = 0; r < reps; ++r) once();
-    CK(cudaEventRecord(e1, d.s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
+    const double us = event_us(d.s, reps, once);
     CK(cudaFree(dp));
-    return 1e3 * ms / reps;
+    return us;
 }
 
 // Device-to-device copy, GB/s counting bytes read plus written (how sluice bench states the
 // device-memory bound).
 double d2d_gbs(const Device& d) {
     const size_t bytes = 1ull << 30;
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     std::vector<double> v;
     for (int r = 0; r < 5; ++r) {
-        CK(cudaEventRecord(e0, d.s));
-        CK(cudaMemcpyAsync((char*)d.buf + bytes, d.buf, bytes, cudaMemcpyDeviceToDevice, d.s));
-        CK(cudaEventRecord(e1, d.s));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        v.push_back(2.0 * bytes / (ms * 1e-3) / 1e9);
+        const double us = event_us(d.s, 1, [&] {
+            CK(cudaMemcpyAsync((char*)d.buf + bytes, d.buf, bytes, cudaMemcpyDeviceToDevice, d.s));
+        });
+        v.push_back(2.0 * bytes / (us * 1e-6) / 1e9);
     }
     std::sort(v.begin(), v.end());
     return v[2];

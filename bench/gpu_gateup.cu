@@ -7,7 +7,8 @@
 //   rows-xor   the same loads, no arithmetic: what the structure alone costs
 //   pairs-f32  a lane takes a pair of sub-blocks (32 quant bytes, both nibbles used); the
 //              min term folded out (d q.x - m sum(x)), nibbles made floats through the
-//              mantissa (no integer-to-float unit)
+//              mantissa (no integer-to-float unit): Q4KPair, which the production expert
+//              kernels now use
 //   pairs-i16  as pairs-f32 on int16 activations (per-32 scale), dp2a: 4 products per 2
 //              instructions, exact int32 sums
 //   *-2rows    the same with two rows per warp, both rows' loads issued first (half the warps,
@@ -25,21 +26,12 @@
 
 #include "backend/cpu/quant_ref.h"
 #include "backend/cuda/vec.cuh"
+#include "gpu_bench.cuh"
 
 using namespace sluice;
 using namespace sluice::cuda;
 
 namespace {
-
-#define CK(expr)                                                               \
-    do {                                                                       \
-        const cudaError_t e_ = (expr);                                         \
-        if (e_ != cudaSuccess) {                                               \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
-                         cudaGetErrorString(e_));                              \
-            std::exit(1);                                                      \
-        }                                                                      \
-    } while (0)
 
 constexpr int kE = 2048, kF = 768, kK = 8, kLayers = 48, kThreads = 256, kWarps = 8;
 constexpr int kNc = kE / 32;                    // 32-chunks per row
@@ -110,40 +102,7 @@ __global__ void rows_kernel(Layer L, const float* x) {
     if (lane == 0) L.act[s * kF + r] = silu_mul(ag, au);
 }
 
-// --- pairs of sub-blocks ---------------------------------------------------------------
-// Lane p of a row: Q4_K block p / 4, sub-blocks j0 = 2 (p % 4) and j0 + 1, whose 32 weights
-// each are the low and high nibbles of the same 32 quant bytes.
-struct PairRaw {
-    uint4 h, q0, q1;  // block header (d, dmin, 12 scale bytes), the pair's 32 quant bytes
-};
-__device__ __forceinline__ PairRaw load_pair(const uint8_t* row, int lane) {
-    const uint8_t* b = row + (size_t)(lane >> 2) * 144;
-    const uint4* q = (const uint4*)(b + 16 + 32 * (lane & 3));
-    return {*(const uint4*)b, q[0], q[1]};
-}
-// Scales of sub-blocks j0, j0 + 1 from the header: x = d q - m. The 12 scale bytes are
-// read from the header's words by shifts (a byte array indexed by lane would live in local
-// memory).
-__device__ __forceinline__ void pair_dm(const PairRaw& p, int lane, float* d, float* m) {
-    const float dd = __half2float(__ushort_as_half((uint16_t)(p.h.x & 0xffff)));
-    const float dm = __half2float(__ushort_as_half((uint16_t)(p.h.x >> 16)));
-    const uint32_t A = p.h.y, B = p.h.z, C = p.h.w;  // scale bytes 0-3, 4-7, 8-11
-    const int j0 = 2 * (lane & 3);
-#pragma unroll
-    for (int t = 0; t < 2; ++t) {
-        const int j = j0 + t, i = j & 3;
-        const uint32_t a = (A >> (8 * i)) & 0xff, b = (B >> (8 * i)) & 0xff,
-                       c = (C >> (8 * i)) & 0xff;
-        int sc, mn;
-        if (j < 4) {
-            sc = (int)(a & 63), mn = (int)(b & 63);
-        } else {
-            sc = (int)((c & 0xf) | ((a >> 6) << 4)), mn = (int)((c >> 4) | ((b >> 6) << 4));
-        }
-        d[t] = dd * (float)sc, m[t] = dm * (float)mn;
-    }
-}
-
+// --- pairs of sub-blocks: Q4KPair (backend/cuda/dequant.cuh) -----------------------------
 // Staged activations for the pair forms: xf[pair * kPairPad + t * 32 + i] = x of sub-block
 // 2 pair + t, element i; sx[chunk] = its sum; for int16: x16 (per 4 elements of both
 // sub-blocks, 16 bytes) and xscale[chunk].
@@ -180,15 +139,14 @@ __device__ void stage_pairs(const float* x, Stage& S) {
     __syncthreads();
 }
 
-// d0 (q_j0 . x_j0) - m0 sum(x_j0) + d1 (q_j1 . x_j1) - m1 sum(x_j1), this lane's share.
+// This lane's pair: d0 (q_j0 . x_j0) - m0 sum(x_j0) + d1 (q_j1 . x_j1) - m1 sum(x_j1).
 template <bool I16>
-__device__ __forceinline__ float pair_dot(const PairRaw& p, int lane, const Stage& S) {
-    float d[2], m[2];
-    pair_dm(p, lane, d, m);
+__device__ __forceinline__ float pair_dot(const Q4KPair& p, int lane, const Stage& S) {
     const int pair = lane, c0 = 2 * pair;
-    const uint32_t q[8] = {p.q0.x, p.q0.y, p.q0.z, p.q0.w, p.q1.x, p.q1.y, p.q1.z, p.q1.w};
-    float r0, r1;
-    if constexpr (I16) {
+    if constexpr (!I16) {
+        return p.dot(pair, S.xf + pair * kPairPad, S.sx + c0);
+    } else {
+        const uint32_t q[8] = {p.q0.x, p.q0.y, p.q0.z, p.q0.w, p.q1.x, p.q1.y, p.q1.z, p.q1.w};
         int a0 = 0, a1 = 0;
         const int4* xv = (const int4*)(S.x16 + pair * kPairPad16);
 #pragma unroll
@@ -200,25 +158,11 @@ __device__ __forceinline__ float pair_dot(const PairRaw& p, int lane, const Stag
             a1 = __dp2a_lo(xx.z, hi, a1);
             a1 = __dp2a_hi(xx.w, hi, a1);
         }
-        r0 = (float)a0 * S.xscale[c0], r1 = (float)a1 * S.xscale[c0 + 1];
-    } else {
-        float s0 = 0.f, s1 = 0.f;
-        const float* x0 = S.xf + pair * kPairPad;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            const float4 xa = *(const float4*)(x0 + 4 * k);
-            const float4 xb = *(const float4*)(x0 + 32 + 4 * k);
-            const uint32_t lo = q[k] & 0x0f0f0f0fu, hi = (q[k] >> 4) & 0x0f0f0f0fu;
-            // byte b of lo/hi into the mantissa of 2^23: exact q + 2^23
-            auto f = [](uint32_t w, int b) {
-                return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7640 + b)) - 8388608.f;
-            };
-            s0 += f(lo, 0) * xa.x + f(lo, 1) * xa.y + f(lo, 2) * xa.z + f(lo, 3) * xa.w;
-            s1 += f(hi, 0) * xb.x + f(hi, 1) * xb.y + f(hi, 2) * xb.z + f(hi, 3) * xb.w;
-        }
-        r0 = s0, r1 = s1;
+        float d[2], m[2];
+        p.scales(pair, d, m);
+        return d[0] * (float)a0 * S.xscale[c0] - m[0] * S.sx[c0] +
+               d[1] * (float)a1 * S.xscale[c0 + 1] - m[1] * S.sx[c0 + 1];
     }
-    return d[0] * r0 - m[0] * S.sx[c0] + d[1] * r1 - m[1] * S.sx[c0 + 1];
 }
 
 template <bool I16, int R>
@@ -230,11 +174,11 @@ __global__ void pairs_kernel(Layer L, const float* x) {
     const int e = L.ids[s];
     const uint8_t* g = L.table[2 * e];
     const uint8_t* u = L.table[2 * e + 1];
-    PairRaw pg[R], pu[R];
+    Q4KPair pg[R], pu[R];
 #pragma unroll
     for (int i = 0; i < R; ++i) {
-        pg[i] = load_pair(g + (size_t)(r0 + i) * kRb, lane);
-        pu[i] = load_pair(u + (size_t)(r0 + i) * kRb, lane);
+        pg[i] = Q4KPair::load(g + (size_t)(r0 + i) * kRb, lane);
+        pu[i] = Q4KPair::load(u + (size_t)(r0 + i) * kRb, lane);
     }
     stage_pairs<I16>(x, S);
 #pragma unroll
@@ -337,19 +281,9 @@ int main() {
         CK(cudaGraphInstantiate(&ge, gr, 0));
         CK(cudaGraphLaunch(ge, st));
         CK(cudaStreamSynchronize(st));
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0));
-        CK(cudaEventCreate(&e1));
-        std::vector<float> t;
-        for (int rep = 0; rep < 5; ++rep) {
-            CK(cudaEventRecord(e0, st));
-            for (int i = 0; i < 10; ++i) CK(cudaGraphLaunch(ge, st));
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            t.push_back(1e3f * ms / (10 * kLayers));
-        }
+        std::vector<double> t;
+        for (int rep = 0; rep < 5; ++rep)
+            t.push_back(event_us(st, 10, [&] { CK(cudaGraphLaunch(ge, st)); }) / kLayers);
         std::sort(t.begin(), t.end());
         CK(cudaMemcpy(out.data(), act, out.size() * 4, cudaMemcpyDeviceToHost));
         if (&f == &forms[0]) ref = out;

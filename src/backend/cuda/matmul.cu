@@ -135,6 +135,7 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
+    int q8dot = 1;
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -187,13 +188,21 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
-        // Two chunks in flight per lane: one warp per row is latency-bound otherwise.
+        // One token of Q8_0 rows of an even chunk count: q8_0_dot when SLUICE_GPU_Q8DOT=1
+        // (ex.q8dot). Off by default: written in session 19, not yet run on a GPU.
+        if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0) {
 #pragma unroll 2
-        for (int c = part * 32 + lane; c < n_chunks; c += 32 * split) {
-            float w[32];
-            Chunk<T>::load(row, c, w);
+            for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
+                acc[0] += q8_0_dot(row, c, xb + cs * c);
+        } else {
+            // Two chunks in flight per lane: one warp per row is latency-bound otherwise.
+#pragma unroll 2
+            for (int c = part * 32 + lane; c < n_chunks; c += 32 * split) {
+                float w[32];
+                Chunk<T>::load(row, c, w);
 #pragma unroll
-            for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
+                for (int t = 0; t < NT; ++t) acc[t] += dot32(w, xb + t * ts + cs * c);
+            }
         }
     }
 #pragma unroll
@@ -274,8 +283,11 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
     const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
+    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", false) ? 1 : 0;
+    VecExtras e = ex;
+    e.q8dot = q8dot;
     launch_pdl(matvec_kernel<T, NT>, blocks, 32 * kWarps, smem, s, parts, cols, x, cols,
-               accumulate ? 1 : 0, smem ? 1 : 0, ex);
+               accumulate ? 1 : 0, smem ? 1 : 0, e);
     SLUICE_CUDA_LAUNCHED();
 }
 
@@ -442,6 +454,22 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
 }
 
+// Sum over the (slot j, item i) pairs of k slots with `per_slot` items each, lanes taking every
+// 32nd pair p = j * per_slot + i, of sw[j] * f(row, j, i, p), row = base[j] + row_off. Slots
+// without a VRAM entry (base[j] null) add nothing: the host computes them (cuda.h).
+template <typename F>
+__device__ __forceinline__ float slot_items_sum(int k, int per_slot, const uint8_t* const* base,
+                                                const float* sw, size_t row_off, F&& f) {
+    float acc = 0.f;
+#pragma unroll 2
+    for (int p = (int)threadIdx.x & 31; p < k * per_slot; p += 32) {
+        const int j = p / per_slot, i = p - j * per_slot;
+        if (!base[j]) continue;
+        acc += sw[j] * f(base[j] + row_off, j, i, p);
+    }
+    return acc;
+}
+
 // Most routed slots per token the fused down kernel takes.
 constexpr int kMaxSlots = 32;
 
@@ -477,15 +505,12 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
         __syncthreads();
     }
     if (r >= n_embd) return;
-    float acc = 0.f;
-#pragma unroll 2
-    for (int p = lane; p < k * nc; p += 32) {
-        const int j = p / nc, c = p - j * nc;
-        if (!base[j]) continue;  // not resident: computed on the host (cuda.h)
-        float w[32];
-        Chunk<T>::load(base[j] + (size_t)r * row_bytes, c, w);
-        acc += sw[j] * dot32(w, a + j * ss + cs * c);
-    }
+    float acc = slot_items_sum(k, nc, base, sw, (size_t)r * row_bytes,
+                               [&](const uint8_t* row, int j, int c, int) {
+                                   float w[32];
+                                   Chunk<T>::load(row, c, w);
+                                   return dot32(w, a + j * ss + cs * c);
+                               });
     acc = warp_sum(acc);
     if (lane == 0) out[(size_t)t * n_embd + r] += acc;
 }
@@ -511,14 +536,10 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
     float* sx = x_stage + (size_t)k * np * kPairPad;
     stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);  // its barrier publishes base, sw
     if (r >= n_embd) return;
-    float acc = 0.f;
-#pragma unroll 2
-    for (int p = lane; p < k * np; p += 32) {
-        const int j = p / np, q = p - j * np;
-        if (!base[j]) continue;  // not resident: computed on the host (cuda.h)
-        const Q4KPair w = Q4KPair::load(base[j] + (size_t)r * row_bytes, q);
-        acc += sw[j] * w.dot(q, xs + p * kPairPad, sx + 2 * p);
-    }
+    float acc = slot_items_sum(
+        k, np, base, sw, (size_t)r * row_bytes, [&](const uint8_t* row, int, int q, int p) {
+            return Q4KPair::load(row, q).dot(q, xs + p * kPairPad, sx + 2 * p);
+        });
     acc = warp_sum(acc);
     if (lane == 0) out[(size_t)t * n_embd + r] += acc;
 }

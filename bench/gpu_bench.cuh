@@ -1,0 +1,36 @@
+#pragma once
+// Shared by the standalone GPU benches (gpu_floor.cu, gpu_gateup.cu), which use the CUDA
+// runtime directly rather than sluice's backend.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+// A runtime call that must succeed: prints the call and the error, exits 1.
+#define CK(expr)                                                               \
+    do {                                                                       \
+        const cudaError_t e_ = (expr);                                         \
+        if (e_ != cudaSuccess) {                                               \
+            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
+                         cudaGetErrorString(e_));                              \
+            std::exit(1);                                                      \
+        }                                                                      \
+    } while (0)
+
+// Microseconds per call of f() (which enqueues work on s), over reps calls between two
+// events on s.
+template <typename F>
+double event_us(cudaStream_t s, int reps, F&& f) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaEventRecord(e0, s));
+    for (int r = 0; r < reps; ++r) f();
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return 1e3 * ms / reps;
+}
