@@ -83,8 +83,9 @@ struct Chunk<DType::Q8_0> {
 // The 34-byte block is read as 4-byte words from its 4-byte-aligned start and realigned with
 // byte permutes (9 loads instead of 17 two-byte ones); each code becomes a float through the
 // mantissa of 2^23 (code ^ 0x80 is q + 128, so 0x4b0000xx is 2^23 + 128 + q, exact).
-// The row must hold an even number of chunks, so that a block at an offset of 0 mod 4 is
-// followed by another in the row (its last word reads 2 bytes of the next block).
+// The row must start 4-byte aligned and hold an even number of chunks, so that a block at an
+// address of 0 mod 4 is followed by another in the row (its last word reads 2 bytes of the
+// next block's d).
 __device__ __forceinline__ float q8_0_dot(const uint8_t* row, int c, const float* x) {
     const uint8_t* b = row + (size_t)c * sizeof(block_q8_0);
     const uint32_t off = (uint32_t)(uintptr_t)b & 2;  // 0 or 2: blocks are 2-byte aligned

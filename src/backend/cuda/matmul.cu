@@ -135,7 +135,7 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
-    int q8dot = 1;
+    int q8dot = 0;  // set by launch_matvec from SLUICE_GPU_Q8DOT
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -188,9 +188,11 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
-        // One token of Q8_0 rows of an even chunk count: q8_0_dot when SLUICE_GPU_Q8DOT=1
-        // (ex.q8dot). Off by default: written in session 19, not yet run on a GPU.
-        if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0) {
+        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot when
+        // SLUICE_GPU_Q8DOT=1 (ex.q8dot). Off by default: written in session 19, not yet run
+        // on a GPU.
+        if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0 &&
+            ((uintptr_t)P.W & 3) == 0) {
 #pragma unroll 2
             for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
                 acc[0] += q8_0_dot(row, c, xb + cs * c);
