@@ -36,7 +36,7 @@ run() { # name binary [VAR=VALUE...]
   { echo "== $name $*"; tail -12 /tmp/r.err; } >>"$out/stderr.log"
   echo "$name P=${P:-32} $(cat /tmp/r.json)" >>"$out/ab.jsonl"
   python3 -c "import json; d=json.load(open('/tmp/r.json')); print('$name P=${P:-32}', \
-round(d['decode_tok_s'], 1), round(d.get('mem_bound_tok_s', 0), 1), d.get('efficiency'))" |
+round(d['decode_tok_s'], 1), round(d.get('bound_tok_s', 0), 1), d.get('efficiency'))" |
     tee -a "$out/ab.log"
 }
 for ((i = 0; i < rounds; ++i)); do
