@@ -34,3 +34,11 @@ double event_us(cudaStream_t s, int reps, F&& f) {
     CK(cudaEventDestroy(e1));
     return 1e3 * ms / reps;
 }
+
+// griddepcontrol.wait: a kernel launched with programmatic stream serialization waits here
+// for the grid before it (sm_90+; a no-op below).
+__device__ __forceinline__ void bench_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}

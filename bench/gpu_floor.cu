@@ -20,12 +20,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 // Reads p[0, n) (16-byte words) over the calling grid's threads, U loads in flight per
 // thread; writes `sink` only if the words' xor is a value it never is, so the loads stay.
 template <int U>
@@ -49,7 +43,7 @@ __device__ void stream(const uint4* __restrict__ p, size_t n, unsigned* sink) {
 
 template <int U>
 __global__ void phase_kernel(const uint4* p, size_t n, unsigned* sink) {
-    pdl_wait();
+    bench_pdl_wait();
     stream<U>(p, n, sink);
 }
 

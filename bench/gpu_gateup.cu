@@ -40,12 +40,6 @@ constexpr size_t kMat = kRb * kF;               // one expert's gate (or up)
 constexpr int kPairPad = 68;                    // floats per sub-block pair, padded
 constexpr int kPairPad16 = 72;                  // int16s per sub-block pair, padded
 
-__device__ __forceinline__ void pdl_wait_() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 struct Layer {
     const uint8_t* const* table;  // [expert][gate, up]
     const int* ids;               // [kK]
@@ -60,7 +54,7 @@ __device__ __forceinline__ float silu_mul(float g, float u) {
 template <bool Xor>
 __global__ void rows_kernel(Layer L, const float* x) {
     __shared__ __align__(16) float xs[kNc * kPad];
-    pdl_wait_();
+    bench_pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     for (int i = threadIdx.x; i < kE / 4; i += blockDim.x) {
@@ -168,7 +162,7 @@ __device__ __forceinline__ float pair_dot(const Q4KPair& p, int lane, const Stag
 template <bool I16, int R>
 __global__ void pairs_kernel(Layer L, const float* x) {
     __shared__ __align__(16) Stage S;
-    pdl_wait_();
+    bench_pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
     const int e = L.ids[s];
