@@ -475,6 +475,18 @@ __device__ __forceinline__ float slot_items_sum(int k, int per_slot, const uint8
 // Most routed slots per token the fused down kernel takes.
 constexpr int kMaxSlots = 32;
 
+// base[j] = slot j's down matrix (null: not in VRAM), sw[j] = its routing weight, for the k
+// slots of token t; threads j < k each write one. The caller's next barrier publishes them.
+__device__ __forceinline__ void load_slots(const void* const* table, const int32_t* ids,
+                                           const float* wts, int t, int k, const uint8_t** base,
+                                           float* sw) {
+    if ((int)threadIdx.x < k) {
+        const int j = (int)threadIdx.x;
+        base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
+        sw[j] = wts[(size_t)t * k + j];
+    }
+}
+
 // out[t, r] += sum_j w[t, j] * (down_e[r] . act[t * k + j]), e = ids[t * k + j]: one warp per
 // output row r of token t = blockIdx.y, its lanes over the (slot, 32-chunk) pairs of all k
 // slots (an expert's row alone is too short to keep a warp's loads in flight). The k act rows
@@ -491,11 +503,7 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
     pdl_wait();
     const int t = blockIdx.y, lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if ((int)threadIdx.x < k) {
-        const int j = (int)threadIdx.x;
-        base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
-        sw[j] = wts[(size_t)t * k + j];
-    }
+    load_slots(table, ids, wts, t, k, base, sw);
     const float* a = act + (size_t)t * k * n_ff;
     const int nc = n_ff / 32;
     int cs = 32;
@@ -529,11 +537,7 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
     pdl_wait();
     const int t = blockIdx.y, lane = threadIdx.x & 31, np = n_ff / 64;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if ((int)threadIdx.x < k) {
-        const int j = (int)threadIdx.x;
-        base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
-        sw[j] = wts[(size_t)t * k + j];
-    }
+    load_slots(table, ids, wts, t, k, base, sw);
     float* xs = x_stage;
     float* sx = x_stage + (size_t)k * np * kPairPad;
     stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);  // its barrier publishes base, sw
