@@ -6,6 +6,7 @@
 #   tar cJf .dev/bins.tar.xz -C PACK base new      (carry .dev; the tree travels)
 #   bench/gpu_ab.sh .dev/bins.tar.xz [ROUNDS] ["VAR=VALUE [VAR=VALUE]" ...]   (each argument:
 #                            one more run of the new build per round with that environment)
+# SKIP_TESTS=1 leaves the tests out (a second call in one session). P sets the prompt length.
 # Results: one line per run in $OUT/ab.log (name, prompt, decode tok/s, bound, efficiency),
 # the JSON in $OUT/ab.jsonl. Stops starting runs after $BUDGET_S seconds (default 420).
 set -uo pipefail
@@ -24,7 +25,8 @@ if [ ! -f "$model" ]; then
     -o "$model" >"$out/synth.log" 2>&1 &
   synth=$!
 fi
-SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -60 |
+[ -n "${SKIP_TESTS:-}" ] ||
+  SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -60 |
   tee "$out/tests.log"
 [ -n "${synth:-}" ] && wait "$synth"
 run() { # name binary [VAR=VALUE...]

@@ -13,6 +13,12 @@
 //              instructions, exact int32 sums
 //   *-2rows    the same with two rows per warp, both rows' loads issued first (half the warps,
 //              one wave)
+//   pairs-half-lb3  half a warp per row, a lane over two pairs of gate and up, bounded to 3
+//              blocks per SM (80 registers): 384 blocks, one wave
+//   pairs-lb6  pairs-f32 held to 40 registers (6 blocks per SM: 768 blocks in one wave)
+// H100, session 20 (µs per launch): rows 11.70, rows-xor 7.42, pairs-f32 8.95, pairs-i16
+// 10.20, pairs-f32-2rows 10.36, pairs-half-lb3 10.97 (bounded to 4: 13.80, 84 bytes
+// spilled), pairs-lb6 11.78: one wave bought with registers or fewer warps loses.
 // Each form's outputs are compared with the committed form's. Used to decide what the
 // production kernels in src/backend/cuda/matmul.cu should become.
 #include <cuda_runtime.h>
@@ -183,6 +189,53 @@ __global__ void pairs_kernel(Layer L, const float* x) {
     }
 }
 
+// Half a warp per row (two rows per warp, 16 rows per block): a lane takes pairs hl and
+// hl + 16 of its row's gate and up, all four loads issued first. 384 blocks for this shape,
+// one wave at 3 blocks per SM (the launch bound), where one warp per row is 768 blocks at 4.
+template <int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks) pairs_half_kernel(Layer L, const float* x) {
+    __shared__ __align__(16) Stage S;
+    bench_pdl_wait();
+    const int lane = threadIdx.x & 31, hl = lane & 15, s = blockIdx.y;
+    const int r = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * 2 + (lane >> 4);
+    const int e = L.ids[s];
+    const uint8_t* g = L.table[2 * e] + (size_t)r * kRb;
+    const uint8_t* u = L.table[2 * e + 1] + (size_t)r * kRb;
+    const Q4KPair g0 = Q4KPair::load(g, hl), g1 = Q4KPair::load(g, hl + 16);
+    const Q4KPair u0 = Q4KPair::load(u, hl), u1 = Q4KPair::load(u, hl + 16);
+    stage_pairs<false>(x, S);
+    float ag = 0.f, au = 0.f;
+    // one pair at a time: unrolled, the compiler holds every x of all four (248 registers)
+#pragma unroll 1
+    for (int t = 0; t < 2; ++t) {
+        const int p = hl + 16 * t;
+        const Q4KPair pg = t ? g1 : g0, pu = t ? u1 : u0;
+        ag += pg.dot(p, S.xf + p * kPairPad, S.sx + 2 * p);
+        au += pu.dot(p, S.xf + p * kPairPad, S.sx + 2 * p);
+    }
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) {
+        ag += __shfl_xor_sync(0xffffffffu, ag, o);
+        au += __shfl_xor_sync(0xffffffffu, au, o);
+    }
+    if (hl == 0) L.act[s * kF + r] = silu_mul(ag, au);
+}
+
+// pairs-f32 bounded to 6 blocks per SM (40 registers): 768 blocks in one wave of 792.
+__global__ void __launch_bounds__(kThreads, 6) pairs_lb6_kernel(Layer L, const float* x) {
+    __shared__ __align__(16) Stage S;
+    bench_pdl_wait();
+    const int lane = threadIdx.x & 31, s = blockIdx.y;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    const int e = L.ids[s];
+    const Q4KPair pg = Q4KPair::load(L.table[2 * e] + (size_t)r * kRb, lane);
+    const Q4KPair pu = Q4KPair::load(L.table[2 * e + 1] + (size_t)r * kRb, lane);
+    stage_pairs<false>(x, S);
+    const float ag = warp_sum(pair_dot<false>(pg, lane, S));
+    const float au = warp_sum(pair_dot<false>(pu, lane, S));
+    if (lane == 0) L.act[s * kF + r] = silu_mul(ag, au);
+}
+
 struct Form {
     const char* name;
     const void* fn;
@@ -257,6 +310,8 @@ int main() {
         {"pairs-i16", (const void*)pairs_kernel<true, 1>, 1},
         {"pairs-f32-2rows", (const void*)pairs_kernel<false, 2>, 2},
         {"pairs-i16-2rows", (const void*)pairs_kernel<true, 2>, 2},
+        {"pairs-half-lb3", (const void*)pairs_half_kernel<3>, 2},
+        {"pairs-lb6", (const void*)pairs_lb6_kernel, 1},
     };
     std::vector<float> ref((size_t)kK * kF), out((size_t)kK * kF);
     std::printf("%-18s %6s %6s %10s %8s %10s\n", "form", "regs", "blk/SM", "us/launch", "GB/s",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Per-kernel device time of decode steps under Nsight Compute, for side-by-side switch settings:
-#   bench/gpu_kernels.sh SLUICE MODEL ["VAR=VALUE ..." ...]
+#   [PREFILL=N] [DECODE=N] [NCU_ARGS=...] bench/gpu_kernels.sh SLUICE MODEL ["VAR=VALUE ..." ...]
+# (with PREFILL > 1 the prompt's kernels count in the per-token totals: filter with NCU_ARGS)
 # Launches one kernel at a time (SLUICE_GPU_GRAPH=0), caches not flushed between kernels
 # (--cache-control none), clocks not locked; prints per variant: kernel name (template
 # arguments cut), launches, mean µs, total µs per decode token.
@@ -10,10 +11,10 @@ shift 2
 [ $# -eq 0 ] && set -- ""
 steps=${DECODE:-3}
 for v in "$@"; do
-  # shellcheck disable=SC2086  # "A=1 B=2" is one variant of two assignments
-  env SLUICE_GPU_GRAPH=0 $v ncu --clock-control none --cache-control none \
+  # shellcheck disable=SC2086  # "A=1 B=2": one variant of two assignments; NCU_ARGS: options
+  env SLUICE_GPU_GRAPH=0 $v ncu --clock-control none --cache-control none ${NCU_ARGS:-} \
     --metrics gpu__time_duration.sum --csv "$sluice" bench -m "$model" --backend cuda \
-    --prefill 1 --decode "$steps" --probe-experts 0 >/tmp/ncu.csv 2>/tmp/ncu.err ||
+    --prefill "${PREFILL:-1}" --decode "$steps" --probe-experts 0 >/tmp/ncu.csv 2>/tmp/ncu.err ||
     { echo "== $v: ncu failed"; tail -5 /tmp/ncu.err; continue; }
   echo "== ${v:-defaults}"
   python3 - "$steps" <<'PY'

@@ -20,5 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$test_bin"
 # Kernels behind switches still off by default (written, not yet measured) are checked too, so
 # they are known correct before their speed is.
-echo "== with SLUICE_GPU_Q8DOT=1 (Q8_0 one-token mat-vec through 4-byte words)"
-SLUICE_GPU_Q8DOT=1 "$test_bin" --gtest_filter='CudaOps.Matmul*:CudaModel.LogitsAndGreedyTokensMatchCpu'
+for sw in SLUICE_GPU_MV5=1 SLUICE_GPU_ATTN_BATCH=0; do
+  echo "== with $sw"
+  env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu'
+done

@@ -380,6 +380,54 @@ TEST(CudaOps, RouterTopkEqualsMatmulThenRouting) {
     }
 }
 
+// Softmax top-k routing (register and shared-memory kernels) vs a reference in double: the k
+// largest logits in order, equal logits to the lower expert, weights p_e / sum of the chosen
+// (norm) times scale. Logits are drawn from a few values so that ties are common.
+TEST(CudaOps, RoutingMatchesReferenceWithTies) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(17);
+    for (int n_expert : {8, 100, 128, 256, 512}) {
+        for (int k : {1, 8, 10}) {
+            if (k > n_expert) continue;
+            for (bool norm : {true, false}) {
+                const int n = 5;
+                std::vector<float> logits((size_t)n * n_expert);
+                std::uniform_int_distribution<int> level(0, 11);
+                for (auto& l : logits) l = 0.37f * (float)level(rng) - 2.f;
+                cuda::DeviceBuffer ld(logits.size() * 4), idd((size_t)n * k * 4),
+                    wd((size_t)n * k * 4);
+                gpu.upload(ld.data(), logits.data(), logits.size() * 4);
+                gpu.route_softmax_topk(ld.f32(), n, n_expert, k, norm, 2.5f, (int32_t*)idd.data(),
+                                       wd.f32());
+                std::vector<int32_t> ids((size_t)n * k);
+                gpu.download(ids.data(), idd.data(), ids.size() * 4);
+                const std::vector<float> w = download_f32(gpu, wd, (size_t)n * k);
+                for (int t = 0; t < n; ++t) {
+                    const float* l = logits.data() + (size_t)t * n_expert;
+                    std::vector<int> order(n_expert);
+                    for (int e = 0; e < n_expert; ++e) order[e] = e;
+                    std::stable_sort(order.begin(), order.end(),
+                                     [&](int a, int b) { return l[a] > l[b]; });
+                    const double mx = l[order[0]];
+                    double total = 0, chosen = 0;
+                    for (int e = 0; e < n_expert; ++e) total += std::exp((double)l[e] - mx);
+                    for (int j = 0; j < k; ++j) chosen += std::exp((double)l[order[j]] - mx);
+                    for (int j = 0; j < k; ++j) {
+                        const int e = order[j];
+                        const double want =
+                            std::exp((double)l[e] - mx) / (norm ? chosen : total) * 2.5;
+                        ASSERT_EQ(ids[(size_t)t * k + j], e) << "experts " << n_expert << " k " << k
+                                                             << " token " << t << " choice " << j;
+                        EXPECT_NEAR(w[(size_t)t * k + j], want, 1e-5 * want)
+                            << "experts " << n_expert << " k " << k << " token " << t;
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Causal GQA attention of one token at position pos over the cache, in double.
 std::vector<double> attention_ref(const std::vector<float>& q, const std::vector<float>& kc,
                                   const std::vector<float>& vc, int pos, int n_head, int n_kv,

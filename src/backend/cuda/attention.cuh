@@ -8,25 +8,38 @@
 
 namespace sluice::cuda {
 
-// Sum over the block (blockDim.x a multiple of 32, <= 1024). Every thread gets the result.
-__device__ inline float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+// Sums over the block of each thread's v[0..N) (blockDim.x a multiple of 32, <= 1024), into
+// v on every thread.
+template <int N>
+__device__ inline void block_sums(float (&v)[N]) {
+    __shared__ float part[N][32];
+    __shared__ float total[N];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) total = s;
+    for (int j = 0; j < N; ++j) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v[j] += __shfl_xor_sync(0xffffffffu, v[j], o);
+        if (lane == 0) part[j][w] = v[j];
     }
     __syncthreads();
-    const float r = total;
+    if (w == 0)
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            float s = lane < (int)(blockDim.x >> 5) ? part[j][lane] : 0.f;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == 0) total[j] = s;
+        }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < N; ++j) v[j] = total[j];
     __syncthreads();  // part/total may be reused by the caller's next reduction
-    return r;
+}
+
+__device__ inline float block_sum(float v) {
+    float a[1] = {v};
+    block_sums(a);
+    return a[0];
 }
 
 __device__ inline float block_max(float v) {
@@ -49,37 +62,64 @@ __device__ inline float block_max(float v) {
     return r;
 }
 
-// dst[i] for i < head_dim: the head row x RMS-normalised with norm_w (null: taken as it is),
-// then its first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag.
-// tmp: head_dim floats of shared memory; dst may be x. Block-wide; ends with a barrier.
-__device__ inline void norm_rope_row(const float* x, int head_dim, const float* norm_w, float eps,
-                                     const float* inv_freq, int n_rot, float mag, int pairs,
-                                     float pos, float* tmp, float* dst) {
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        tmp[i] = __ldcg(x + i);
-        ss += tmp[i] * tmp[i];
+// A head row to normalise and rotate: x RMS-normalised with norm_w (null: taken as it is), into
+// dst (may be x).
+struct HeadRow {
+    const float* x;
+    const float* norm_w;
+    float* dst;
+};
+
+// dst[i] for i < head_dim of row a and, when b.x is set, of row b: the row normalised, then its
+// first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag. Both rows
+// take one pass of loads and one block reduction (a q head and its K row: one round trip and
+// one reduction instead of two each). tmp: 2 * head_dim floats of shared memory. Block-wide;
+// ends with a barrier.
+__device__ inline void norm_rope_rows(const HeadRow& a, const HeadRow& b, int head_dim, float eps,
+                                      const float* inv_freq, int n_rot, float mag, int pairs,
+                                      float pos, float* tmp) {
+    const int n = b.x ? 2 * head_dim : head_dim;
+    float ss[2] = {0.f, 0.f};
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const bool second = i >= head_dim;
+        const float v = second ? __ldcg(b.x + (i - head_dim)) : __ldcg(a.x + i);
+        tmp[i] = v;
+        if (second)  // constant indices keep ss in registers
+            ss[1] += v * v;
+        else
+            ss[0] += v * v;
     }
-    float scale = 1.f;
-    if (norm_w) scale = rsqrtf(block_sum(ss) / (float)head_dim + eps);
-    __syncthreads();
+    if (a.norm_w || b.norm_w)
+        block_sums(ss);  // its barriers also publish tmp[]
+    else
+        __syncthreads();
+    const float sa = a.norm_w ? rsqrtf(ss[0] / (float)head_dim + eps) : 1.f;
+    const float sb = b.norm_w ? rsqrtf(ss[1] / (float)head_dim + eps) : 1.f;
     const int half = n_rot / 2;
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const bool second = j >= head_dim;
+        const int i = second ? j - head_dim : j;
+        const float* t = tmp + (second ? head_dim : 0);
+        const float* norm_w = second ? b.norm_w : a.norm_w;
+        const float scale = second ? sb : sa;
         const float wi = norm_w ? norm_w[i] * scale : 1.f;
-        float out = tmp[i] * wi;
+        float out = t[i] * wi;
         if (i < n_rot) {
             const int f = pairs ? i / 2 : i % half;              // frequency index
             const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
             const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
             const float wo = norm_w ? norm_w[other] * scale : 1.f;
-            const float a = first ? out : tmp[other] * wo;
-            const float bb = first ? tmp[other] * wo : out;
+            const float pa = first ? out : t[other] * wo;
+            const float pb = first ? t[other] * wo : out;
             float sn, cs;
             sincosf(pos * inv_freq[f], &sn, &cs);
             cs *= mag, sn *= mag;
-            out = first ? a * cs - bb * sn : bb * cs + a * sn;
+            out = first ? pa * cs - pb * sn : pb * cs + pa * sn;
         }
-        dst[i] = out;
+        if (second)
+            b.dst[i] = out;
+        else
+            a.dst[i] = out;
     }
     __syncthreads();
 }
@@ -90,21 +130,20 @@ __host__ __device__ inline int attn_split_count(int n_pos, int max_splits) {
     return min(max_splits, (n_pos + kAttnSplitMin - 1) / kAttnSplitMin);
 }
 
-// Whether attention_split_block takes heads of this shape in blocks of `warps` warps; with
-// `rope` (a RopeFirst), the per-warp sums also serve as norm_rope_row's hd-float scratch.
-inline bool attn_split_fits(int n_head, int hd, int vd, int warps, bool rope) {
-    return n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0 &&
-           (!rope || warps * vd >= hd);
+// Whether attention_split_block takes heads of this shape.
+inline bool attn_split_fits(int n_head, int vd) {
+    return n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0;
 }
 
 // Floats of dynamic shared memory attention_split_block needs for rows of up to `last`
-// positions: q, scores (padded to 4), per-warp sums, and with `rope` the new K row. The largest
+// positions: q, scores (padded to 4), per-warp sums, and with `rope` the new K row and
+// norm_rope_rows' scratch for two rows. The largest
 // chunk of any n_pos <= last is ceil(last / splits) while n_pos takes every split, else at most
 // kAttnSplitMin.
 inline size_t attn_split_smem_floats(int last, int hd, int vd, int warps, bool rope) {
     const int splits = attn_split_count(last, kAttnSplits);
     const int chunk = max(kAttnSplitMin, (last + splits - 1) / splits);
-    return (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rope ? hd : 0));
+    return (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rope ? 3 * hd : 0));
 }
 
 // Decode attention (one token) split over the positions (flash-decoding): block (h, s)
@@ -123,6 +162,8 @@ inline size_t attn_split_smem_floats(int last, int hd, int vd, int warps, bool r
 // n_pos - 1): each block normalises and rotates its q head itself, the chunk holding the new
 // position does the same for its K row and takes the V row as it is, and the group's first
 // head stores both to the cache rows (nobody else reads those rows in this launch).
+// Batch: positions a warp loads the K (then V) rows of before using any.
+template <int Batch>
 __device__ inline void attention_split_block(const float* q, float* kc, float* vc, int n_pos, int h,
                                              int s, int max_splits, int n_head, int n_kv, int hd,
                                              int vd, float scale, float* part, int* done,
@@ -139,17 +180,17 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
     float* sc = sm + hd;                   // [chunk], padded to keep red 16-byte aligned
     float* red = sc + ((chunk + 3) & ~3);  // [nw][vd]
     float* knew = red + (size_t)nw * vd;   // [hd], rf only: the new position's K row
+    float* rtmp = knew + hd;               // [2 * hd], rf only: norm_rope_rows' scratch
     const float* qh = q + (size_t)h * hd;
     const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
     const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / rf.v
     const float* vnew = p_new >= 0 ? rf.v + (size_t)g * vd : nullptr;
     if (rf.inv_freq) {
         const float pos = (float)(n_pos - 1);
-        norm_rope_row(qh, hd, rf.q_norm, rf.eps, rf.inv_freq, rf.n_rot, rf.mag, rf.pairs, pos, red,
-                      qs);
+        const float* kx = p_new >= 0 ? rf.k + (size_t)g * hd : nullptr;
+        norm_rope_rows(HeadRow{qh, rf.q_norm, qs}, HeadRow{kx, rf.k_norm, knew}, hd, rf.eps,
+                       rf.inv_freq, rf.n_rot, rf.mag, rf.pairs, pos, rtmp);
         if (p_new >= 0) {
-            norm_rope_row(rf.k + (size_t)g * hd, hd, rf.k_norm, rf.eps, rf.inv_freq, rf.n_rot,
-                          rf.mag, rf.pairs, pos, red, knew);
             if (h % (n_head / n_kv) == 0) {
                 for (int i = threadIdx.x; i < hd; i += blockDim.x)
                     kc[(size_t)p_new * k_stride + (size_t)g * hd + i] = knew[i];
@@ -161,35 +202,66 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = __ldcg(qh + i);
         __syncthreads();
     }
+    // A warp takes positions p0 + w, + nw, ...; Batch of them at a time, their K (then V) rows
+    // loaded before any is used (one position per trip waits one L2 round trip per position).
     float mx = -FLT_MAX;
-    for (int p = p0 + w; p < p1; p += nw) {
-        const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
-        float d = 0.f;
+    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
+        float d[Batch];
+#pragma unroll
+        for (int b = 0; b < Batch; ++b) d[b] = 0.f;
         for (int i = lane * 4; i < hd; i += 128) {
-            const float4 kv = *(const float4*)(k + i);
-            d += qs[i] * kv.x + qs[i + 1] * kv.y + qs[i + 2] * kv.z + qs[i + 3] * kv.w;
+            float4 kv[Batch];
+#pragma unroll
+            for (int b = 0; b < Batch; ++b) {
+                const int p = pb + b * nw;
+                const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
+                kv[b] = p < p1 ? *(const float4*)(k + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+#pragma unroll
+            for (int b = 0; b < Batch; ++b)
+                d[b] += qs[i] * kv[b].x + qs[i + 1] * kv[b].y + qs[i + 2] * kv[b].z +
+                        qs[i + 3] * kv[b].w;
         }
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        d *= scale;
-        if (lane == 0) sc[p - p0] = d;
-        mx = fmaxf(mx, d);
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int b = 0; b < Batch; ++b) d[b] += __shfl_xor_sync(0xffffffffu, d[b], o);
+#pragma unroll
+        for (int b = 0; b < Batch; ++b) {
+            const int p = pb + b * nw;
+            if (p >= p1) break;
+            d[b] *= scale;
+            if (lane == 0) sc[p - p0] = d[b];
+            mx = fmaxf(mx, d[b]);
+        }
     }
     mx = block_max(mx);  // its barriers also publish sc[]
     float l = 0.f;
     float4 acc[kAttnMaxVd / 128] = {};
-    for (int p = p0 + w; p < p1; p += nw) {
-        const float e = __expf(sc[p - p0] - mx);
-        l += e;
-        const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
+    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
+        float4 vv[Batch][kAttnMaxVd / 128];
 #pragma unroll
-        for (int j = 0; j < kAttnMaxVd / 128; ++j) {
-            const int i = lane * 4 + 128 * j;
-            if (i < vd) {
-                const float4 vv =
-                    p == p_new ? __ldcg((const float4*)(v + i)) : *(const float4*)(v + i);
-                acc[j].x += e * vv.x, acc[j].y += e * vv.y;
-                acc[j].z += e * vv.z, acc[j].w += e * vv.w;
+        for (int b = 0; b < Batch; ++b) {
+            const int p = pb + b * nw;
+            const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
+#pragma unroll
+            for (int j = 0; j < kAttnMaxVd / 128; ++j) {
+                const int i = lane * 4 + 128 * j;
+                vv[b][j] = p >= p1 || i >= vd ? make_float4(0.f, 0.f, 0.f, 0.f)
+                           : p == p_new       ? __ldcg((const float4*)(v + i))
+                                              : *(const float4*)(v + i);
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < Batch; ++b) {
+            const int p = pb + b * nw;
+            if (p >= p1) break;
+            const float e = __expf(sc[p - p0] - mx);
+            l += e;
+#pragma unroll
+            for (int j = 0; j < kAttnMaxVd / 128; ++j) {
+                acc[j].x += e * vv[b][j].x, acc[j].y += e * vv[b][j].y;
+                acc[j].z += e * vv[b][j].z, acc[j].w += e * vv[b][j].w;
             }
         }
     }

@@ -200,9 +200,10 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             rf.q_norm = L.q_norm, rf.k_norm = L.k_norm;
             for (int it = (int)blockIdx.x; it < s.n_head * n_split; it += (int)gridDim.x) {
                 __syncthreads();  // the previous item's shared memory
-                attention_split_block(s.q, L.k_cache, L.v_cache, n_pos, it % s.n_head,
-                                      it / s.n_head, kAttnSplits, s.n_head, s.n_kv, s.hd, s.vd,
-                                      s.attn_scale, attn_part, attn_done, s.att, rf, sm);
+                attention_split_block<kAttnBatch>(s.q, L.k_cache, L.v_cache, n_pos, it % s.n_head,
+                                                  it / s.n_head, kAttnSplits, s.n_head, s.n_kv,
+                                                  s.hd, s.vd, s.attn_scale, attn_part, attn_done,
+                                                  s.att, rf, sm);
             }
         }
         end_phase(bar, true, trace, 1, t);
@@ -278,14 +279,11 @@ bool Gpu::decode_layers_enabled() const {
 bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeStep& s) {
     if (!p_->fused || n_layers <= 0) return false;
     if (!route_in_registers(s.n_expert, s.k_used) || s.k_used <= 0) return false;
-    if (!attn_split_fits(s.n_head, s.hd, s.vd, kWarps, true) || s.hd % 4 || s.n_kv <= 0 ||
-        s.n_head % s.n_kv)
+    if (!attn_split_fits(s.n_head, s.vd) || s.hd % 4 || s.n_kv <= 0 || s.n_head % s.n_kv)
         return false;
     if (s.n_embd % 32 || s.n_ff % 32 || (s.n_head * s.vd) % 32 || !s.rope.inv_freq) return false;
     static const bool coop = device_attribute(cudaDevAttrCooperativeLaunch) != 0;
-    static const int max_smem = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024;
-    const size_t smem = fused_smem_floats(s) * sizeof(float);
-    if (!coop || smem > (size_t)max_smem) return false;
+    if (!coop) return false;
     // Blocks per SM: 1 (~255 registers, none spilled), or SLUICE_GPU_FUSED_BPS=2 (128, some
     // spilled; for comparisons). Measured on an H100 (session 17): 1 block 259-264 tok/s, 2
     // blocks 257, 3 and 4 blocks (80 and 64 registers) 191 and 151.
@@ -294,12 +292,9 @@ bool Gpu::decode_layers(const DecodeLayer* layers, int n_layers, const DecodeSte
         return e && std::string(e) == "2" ? 2 : 1;
     }();
     static const auto kernel = bps == 2 ? decode_layers_kernel<2> : decode_layers_kernel<1>;
-    static const bool raised = [] {
-        SLUICE_CUDA_CHECK(
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
-        return true;
-    }();
-    (void)raised;
+    static const int max_smem = opt_in_smem(kernel);
+    const size_t smem = fused_smem_floats(s) * sizeof(float);
+    if (smem > (size_t)max_smem) return false;
     int per_sm = 0;
     SLUICE_CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));

@@ -66,6 +66,18 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n, size_t i, s
 
 // The current device's attribute a.
 int device_attribute(cudaDeviceAttr a);
+// Dynamic shared memory kernel k may take beyond its static part (reductions), raised to the
+// device's opt-in limit; call once per kernel.
+template <typename Kernel>
+int opt_in_smem(Kernel k) {
+    const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+    cudaFuncAttributes fa{};
+    SLUICE_CUDA_CHECK(cudaFuncGetAttributes(&fa, k));
+    const int max_smem = optin - (int)fa.sharedSizeBytes;
+    SLUICE_CUDA_CHECK(
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    return max_smem;
+}
 // Switches kept for side-by-side runs: the environment variable `name` set to 0 is off, set
 // to anything else on; unset, `dflt`.
 bool env_flag(const char* name, bool dflt);
@@ -94,6 +106,8 @@ void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
 // Decode attention splits a head's positions into at most kAttnSplits chunks of at least
 // kAttnSplitMin positions; heads and value widths beyond these take the one-block-per-head path.
 constexpr int kAttnSplits = 32, kAttnSplitMin = 64, kAttnMaxHeads = 128, kAttnMaxVd = 256;
+// Positions a warp of decode attention loads the K (then V) rows of before using any.
+constexpr int kAttnBatch = 4;
 
 struct Gpu::Impl {
     cudaStream_t compute = nullptr, side = nullptr;

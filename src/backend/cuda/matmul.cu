@@ -135,7 +135,7 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
-    int q8dot = 0;  // set by launch_matvec from SLUICE_GPU_Q8DOT
+    int q8dot = 0;  // set by launch_matvec: on unless SLUICE_GPU_Q8DOT=0
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -155,9 +155,11 @@ __device__ void route_in_last_block(int* done, const float* logits, int n_tok, i
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
 // from the matrix shape alone) but not on staging, on the other parts or on the launch.
-template <DType T, int NT>
-__global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate,
-                              int staged, VecExtras ex) {
+// MinBlocks: the launch bound's blocks per SM (5 holds a one-token kernel to 48 registers).
+template <DType T, int NT, int MinBlocks = 1>
+__global__ void __launch_bounds__(32 * kWarps, MinBlocks)
+    matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate, int staged,
+                  VecExtras ex) {
     __shared__ float partial[kWarps][NT];
     int pi = 0;
     while (pi + 1 < parts.n && (int)blockIdx.x >= parts.p[pi + 1].first_block) ++pi;
@@ -188,9 +190,8 @@ __global__ void matvec_kernel(MatvecParts parts, int cols, const float* x, int l
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
-        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot when
-        // SLUICE_GPU_Q8DOT=1 (ex.q8dot). Off by default: written in session 19, not yet run
-        // on a GPU.
+        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot (ex.q8dot;
+        // SLUICE_GPU_Q8DOT=0 turns it off). On an H100: +4.8% decode (session 20).
         if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0 &&
             ((uintptr_t)P.W & 3) == 0) {
 #pragma unroll 2
@@ -271,10 +272,12 @@ int matvec_split(int rows, int cols) {
 
 // nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
 // columns), y[i]: [nt, ldy[i]], in one launch.
-template <DType T, int NT>
-void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+template <DType T, int NT, int MinBlocks>
+void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                           float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    constexpr auto kernel = matvec_kernel<T, NT, MinBlocks>;
     const int cols = (int)W[0]->cols();
+    const size_t smem = stage_smem<kernel>(NT, cols);
     MatvecParts parts{};
     parts.n = n_w;
     int blocks = 0;
@@ -284,13 +287,24 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
             (const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i], ldy[i]};
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
-    const size_t smem = stage_smem<matvec_kernel<T, NT>>(NT, cols);
-    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", false) ? 1 : 0;
+    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", true) ? 1 : 0;
     VecExtras e = ex;
     e.q8dot = q8dot;
-    launch_pdl(matvec_kernel<T, NT>, blocks, 32 * kWarps, smem, s, parts, cols, x, cols,
-               accumulate ? 1 : 0, smem ? 1 : 0, e);
+    launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
+               smem ? 1 : 0, e);
     SLUICE_CUDA_LAUNCHED();
+}
+
+// One token's kernel bounded to 5 blocks per SM when SLUICE_GPU_MV5=1 (48 registers, a few
+// bytes spilled): the q/k/v launch of Qwen3-30B-A3B's shape is 640 blocks, one wave at 5
+// blocks per SM on an H100 (660) but two at the 4 its 56 registers allow (528).
+template <DType T, int NT>
+void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    static const bool bounded = env_flag("SLUICE_GPU_MV5", false);
+    if constexpr (NT == 1)
+        if (bounded) return launch_matvec_bounded<T, 1, 5>(s, W, n_w, x, y, ldy, accumulate, ex);
+    launch_matvec_bounded<T, NT, 1>(s, W, n_w, x, y, ldy, accumulate, ex);
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).
@@ -527,7 +541,9 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
 
 // experts_down_combine_kernel for Q4_K down rows, staged act rows, n_ff a multiple of 64:
 // lanes over the (slot, sub-block pair) items of all k slots. The k act rows of a token are
-// contiguous, so they stage as one vector: item p is pair p of it.
+// contiguous, so they stage as one vector: item p is pair p of it. Bounded to 2 blocks per SM
+// instead (95 registers, a lane's 3 items of this shape loaded together) it was level
+// (session 20).
 __global__ void __launch_bounds__(32 * kWarps, 4)
     experts_down_combine_q4k_pairs_kernel(const void* const* table, const int32_t* ids,
                                           const float* wts, int k, int n_embd, int n_ff,

@@ -51,7 +51,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-// One block per (token, head) of q, then of k (norm_rope_row). With a KvStore, k's results go
+// One block per (token, head) of q, then of k (norm_rope_rows). With a KvStore, k's results go
 // to the cache rows of their positions instead, and blocks past both tensors' heads copy each
 // token's V row into its cache row (one launch instead of three).
 __global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim, float eps,
@@ -74,8 +74,8 @@ __global__ void qk_norm_rope_kernel(RopeIn q, RopeIn k, int n_tok, int head_dim,
     float* xh = X.x + ((size_t)t * X.n_head + h) * X.stride;
     float* dst =
         is_k && kv.k_cache ? kv.k_cache + (size_t)(p0 + t) * kv.k_row + (size_t)h * head_dim : xh;
-    norm_rope_row(xh, head_dim, X.norm_w, eps, inv_freq, n_rot, mag, pairs, (float)(p0 + t), v,
-                  dst);
+    norm_rope_rows(HeadRow{xh, X.norm_w, dst}, HeadRow{}, head_dim, eps, inv_freq, n_rot, mag,
+                   pairs, (float)(p0 + t), v);
 }
 
 // One block per (token, head): scores over the causal prefix in shared memory, softmax,
@@ -123,6 +123,7 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
 }
 
 // One block per (head, chunk) of the token's positions: attention_split_block.
+template <int Batch>
 __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int pos0,
                                        const int* pos_dev, int n_head, int n_kv, int hd, int vd,
                                        float scale, float* part, int* done, float* out,
@@ -130,8 +131,8 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
     extern __shared__ float sm[];
     pdl_wait();
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
-    attention_split_block(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
-                          n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
+    attention_split_block<Batch>(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
+                                 n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
 __global__ void add_kernel(float* x, const float* y, size_t n) {
@@ -230,19 +231,6 @@ unsigned blocks_for(size_t n) {
     return (unsigned)((n + kThreads - 1) / kThreads);
 }
 
-// Shared memory a kernel may take beyond its static part, raised to the device's opt-in
-// limit once per kernel (the scores of a row live there).
-template <typename Kernel>
-int opt_in_smem(Kernel k) {
-    const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-    cudaFuncAttributes fa{};
-    SLUICE_CUDA_CHECK(cudaFuncGetAttributes(&fa, k));  // static part (reductions)
-    const int max_smem = optin - (int)fa.sharedSizeBytes;
-    SLUICE_CUDA_CHECK(
-        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
-    return max_smem;
-}
-
 // SLUICE_GPU_ATTN_SPLIT=0 keeps decode on one block per head (for comparisons).
 bool attn_split_on() {
     static const bool on = env_flag("SLUICE_GPU_ATTN_SPLIT", true);
@@ -295,17 +283,21 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     const int warps = kThreads / 32;
-    if (n == 1 && attn_split_fits(n_head, hd, vd, warps, rf != nullptr) && attn_split_on()) {
-        static const int max_smem = opt_in_smem(attention_split_kernel);
+    if (n == 1 && attn_split_fits(n_head, vd) && attn_split_on()) {
+        // SLUICE_GPU_ATTN_BATCH=1: one position per warp trip, for comparisons.
+        static const bool batch = env_flag("SLUICE_GPU_ATTN_BATCH", true);
+        static const auto kernel =
+            batch ? attention_split_kernel<kAttnBatch> : attention_split_kernel<1>;
+        static const int max_smem = opt_in_smem(kernel);
         const int splits = attn_split_count(last, kAttnSplits);
         const size_t smem =
             attn_split_smem_floats(last, hd, vd, warps, rf != nullptr) * sizeof(float);
         check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                             " positions exceeds this kernel's shared-memory limit; "
                                             "use a shorter --ctx");
-        launch_pdl(attention_split_kernel, dim3(n_head, splits), kThreads, smem, p_->compute, q,
-                   k_cache, v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale,
-                   p_->attn_part.f32(), (int*)p_->attn_done.data(), out, rf ? *rf : RopeFirst{});
+        launch_pdl(kernel, dim3(n_head, splits), kThreads, smem, p_->compute, q, k_cache, v_cache,
+                   pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, p_->attn_part.f32(),
+                   (int*)p_->attn_done.data(), out, rf ? *rf : RopeFirst{});
         SLUICE_CUDA_LAUNCHED();
         return true;
     }

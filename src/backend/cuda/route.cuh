@@ -51,6 +51,30 @@ __device__ void route_warp(Load load, int n_expert, int k, int norm, float scale
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     float chosen_sum = 0.f, my_w = 0.f;
     int my_id = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    // Arg-max by two warp reductions (redux.sync) instead of five rounds of two dependent
+    // shuffles: candidates p >= 0 as key = bits(p) + 1 (non-negative floats order as their
+    // bits), 0 for taken, absent or NaN; the max key, then the lowest expert holding it.
+    unsigned key[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) key[i] = p[i] >= 0.f ? __float_as_uint(p[i]) + 1u : 0u;
+    for (int j = 0; j < k; ++j) {
+        unsigned lk = 0;
+        int li = n_expert;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i)  // ascending e per lane: ties keep the lower index
+            if (key[i] > lk) lk = key[i], li = lane + 32 * i;
+        const unsigned m = __reduce_max_sync(0xffffffffu, lk);
+        int bi = __reduce_min_sync(0xffffffffu, (unsigned)(lk == m ? li : n_expert));
+        float best = __uint_as_float(m - 1u);
+        if (m == 0 || bi >= n_expert) bi = 0, best = 0.f;  // NaN logits: no candidate
+#pragma unroll
+        for (int i = 0; i < kPer; ++i)
+            if (lane + 32 * i == bi) key[i] = 0;  // taken
+        if (lane == j) my_id = bi, my_w = best / sum;
+        chosen_sum += best / sum;
+    }
+#else
     for (int j = 0; j < k; ++j) {
         float best = -1.f;
         int bi = n_expert;
@@ -65,6 +89,7 @@ __device__ void route_warp(Load load, int n_expert, int k, int norm, float scale
         if (lane == j) my_id = bi, my_w = best / sum;
         chosen_sum += best / sum;
     }
+#endif
     if (lane < k) {
         const float f = (norm ? 1.0f / (chosen_sum + 1e-20f) : 1.0f) * scale;
         ids[lane] = my_id;
