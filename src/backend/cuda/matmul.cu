@@ -135,7 +135,7 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
-    int q8dot = 0;  // set by launch_matvec: on unless SLUICE_GPU_Q8DOT=0
+    int q8dot = 0;  // set by launch_matvec from SLUICE_GPU_Q8DOT
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -190,8 +190,9 @@ __global__ void __launch_bounds__(32 * kWarps, MinBlocks)
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
-        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot (ex.q8dot;
-        // SLUICE_GPU_Q8DOT=0 turns it off). On an H100: +4.8% decode (session 20).
+        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot when
+        // SLUICE_GPU_Q8DOT=1 (ex.q8dot). +4.8% decode on an H100 (session 20), but off until
+        // tests/gpu/run.sh has passed with it on a GPU (it has not yet run there).
         if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0 &&
             ((uintptr_t)P.W & 3) == 0) {
 #pragma unroll 2
@@ -287,7 +288,7 @@ void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, 
             (const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i], ldy[i]};
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
-    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", true) ? 1 : 0;
+    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", false) ? 1 : 0;
     VecExtras e = ex;
     e.q8dot = q8dot;
     launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
