@@ -21,9 +21,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 rc=0
 "$test_bin" || rc=1
 # Paths behind switches are checked too: forms off by default (q8_0_dot: measured faster, to be
-# turned on once it passes here; the 5-blocks-per-SM mat-vec) and the previous attention loop
-# kept for comparisons.
-for sw in SLUICE_GPU_Q8DOT=1 SLUICE_GPU_MV5=1 SLUICE_GPU_ATTN_BATCH=0; do
+# turned on once it passes here; the 5-blocks-per-SM mat-vec; attention by KV group, not yet
+# run on a GPU) and the previous attention loop kept for comparisons.
+for sw in SLUICE_GPU_Q8DOT=1 SLUICE_GPU_MV5=1 SLUICE_GPU_ATTN_BATCH=0 SLUICE_GPU_ATTN_GROUP=1; do
   echo "== with $sw"
   env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu' || rc=1
 done

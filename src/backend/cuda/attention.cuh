@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "backend/cuda/gpu_impl.cuh"
+#include "backend/cuda/vec.cuh"
 
 namespace sluice::cuda {
 
@@ -70,6 +71,46 @@ struct HeadRow {
     float* dst;
 };
 
+// Element i of a head row t (raw values) normalised (times norm_w[i] * scale when norm_w is
+// set), and when i < n_rot rotated at position pos (pairs: adjacent; else halves), times mag.
+__device__ __forceinline__ float rope_elem(const float* t, int i, const float* norm_w, float scale,
+                                           const float* inv_freq, int n_rot, float mag, int pairs,
+                                           float pos) {
+    const float wi = norm_w ? norm_w[i] * scale : 1.f;
+    const float out = t[i] * wi;
+    if (i >= n_rot) return out;
+    const int half = n_rot / 2;
+    const int f = pairs ? i / 2 : i % half;              // frequency index
+    const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
+    const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
+    const float wo = norm_w ? norm_w[other] * scale : 1.f;
+    const float pa = first ? out : t[other] * wo;
+    const float pb = first ? t[other] * wo : out;
+    float sn, cs;
+    sincosf(pos * inv_freq[f], &sn, &cs);
+    cs *= mag, sn *= mag;
+    return first ? pa * cs - pb * sn : pb * cs + pa * sn;
+}
+
+// One head row by one warp: dst[i] = rope_elem of x RMS-normalised with norm_w. tmp: head_dim
+// floats of this warp's shared memory; dst may not be x.
+__device__ inline void norm_rope_warp(const float* x, const float* norm_w, int head_dim, float eps,
+                                      const float* inv_freq, int n_rot, float mag, int pairs,
+                                      float pos, float* tmp, float* dst) {
+    const int lane = threadIdx.x & 31;
+    float ss = 0.f;
+    for (int i = lane; i < head_dim; i += 32) {
+        const float v = __ldcg(x + i);
+        tmp[i] = v;
+        ss += v * v;
+    }
+    const float scale = norm_w ? rsqrtf(warp_sum(ss) / (float)head_dim + eps) : 1.f;
+    __syncwarp();
+    for (int i = lane; i < head_dim; i += 32)
+        dst[i] = rope_elem(tmp, i, norm_w, scale, inv_freq, n_rot, mag, pairs, pos);
+    __syncwarp();
+}
+
 // dst[i] for i < head_dim of row a and, when b.x is set, of row b: the row normalised, then its
 // first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag. Both rows
 // take one pass of loads and one block reduction (a q head and its K row: one round trip and
@@ -95,27 +136,11 @@ __device__ inline void norm_rope_rows(const HeadRow& a, const HeadRow& b, int he
         __syncthreads();
     const float sa = a.norm_w ? rsqrtf(ss[0] / (float)head_dim + eps) : 1.f;
     const float sb = b.norm_w ? rsqrtf(ss[1] / (float)head_dim + eps) : 1.f;
-    const int half = n_rot / 2;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         const bool second = j >= head_dim;
         const int i = second ? j - head_dim : j;
-        const float* t = tmp + (second ? head_dim : 0);
-        const float* norm_w = second ? b.norm_w : a.norm_w;
-        const float scale = second ? sb : sa;
-        const float wi = norm_w ? norm_w[i] * scale : 1.f;
-        float out = t[i] * wi;
-        if (i < n_rot) {
-            const int f = pairs ? i / 2 : i % half;              // frequency index
-            const bool first = pairs ? (i % 2 == 0) : i < half;  // a of the pair (a, b)
-            const int other = pairs ? (first ? i + 1 : i - 1) : (first ? i + half : i - half);
-            const float wo = norm_w ? norm_w[other] * scale : 1.f;
-            const float pa = first ? out : t[other] * wo;
-            const float pb = first ? t[other] * wo : out;
-            float sn, cs;
-            sincosf(pos * inv_freq[f], &sn, &cs);
-            cs *= mag, sn *= mag;
-            out = first ? pa * cs - pb * sn : pb * cs + pa * sn;
-        }
+        const float out = rope_elem(tmp + (second ? head_dim : 0), i, second ? b.norm_w : a.norm_w,
+                                    second ? sb : sa, inv_freq, n_rot, mag, pairs, pos);
         if (second)
             b.dst[i] = out;
         else
@@ -300,6 +325,191 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         float o = 0.f;
         for (int k = 0; k < n_split; ++k) o += wk[k] * __ldcg(ph + (size_t)k * stride + 2 + i);
         out[(size_t)h * vd + i] = o * inv;
+    }
+}
+
+// Decode attention by KV group (SLUICE_GPU_ATTN_GROUP=1, not yet measured): heads of a group
+// share their K and V rows, and one block per (group, chunk) reads each row once where
+// attention_split_block's blocks (one per head) read it n_head / n_kv times. Shapes it takes:
+// at most kAttnMaxGroup heads per group and one warp per head, rows of at most 128 floats.
+constexpr int kAttnMaxGroup = 8;
+inline bool attn_group_fits(int n_head, int n_kv, int hd, int vd, int warps) {
+    const int G = n_kv > 0 ? n_head / n_kv : 0;
+    return G >= 1 && G <= kAttnMaxGroup && G <= warps && n_head <= kAttnMaxHeads && hd <= 128 &&
+           vd <= 128 && hd % 4 == 0 && vd % 4 == 0;
+}
+// Floats of dynamic shared memory attention_group_block needs (as attn_split_smem_floats):
+// G q rows, G score rows (padded to 4), per-warp sums of G value rows, and with `rope` the new
+// K row and one row of scratch per warp.
+inline size_t attn_group_smem_floats(int last, int G, int hd, int vd, int warps, bool rope) {
+    const int splits = attn_split_count(last, kAttnSplits);
+    const int chunk = max(kAttnSplitMin, (last + splits - 1) / splits);
+    return (size_t)G * (hd + (chunk + 3) / 4 * 4 + warps * vd) +
+           (rope ? (size_t)(1 + warps) * hd : 0);
+}
+
+// f(b, p, j) for the batch's positions p = pb + b * nw below p1 (b < Batch) and each head
+// j < G, all indices constants after unrolling (so f may index register arrays with them).
+template <int Batch, typename F>
+__device__ __forceinline__ void each_position_head(int pb, int nw, int p1, int G, F&& f) {
+#pragma unroll
+    for (int b = 0; b < Batch; ++b) {
+        const int p = pb + b * nw;
+        if (p >= p1) break;
+#pragma unroll
+        for (int j = 0; j < kAttnMaxGroup; ++j) {
+            if (j >= G) break;
+            f(b, p, j);
+        }
+    }
+}
+
+// r[b] = load(p) for the batch's positions p = pb + b * nw, zeros at or past p1 or where the
+// lane holds no part of the row (!in_row); every load issued before any is used.
+template <int Batch, typename Load>
+__device__ __forceinline__ void load_batch(float4 (&r)[Batch], int pb, int nw, int p1, bool in_row,
+                                           Load&& load) {
+#pragma unroll
+    for (int b = 0; b < Batch; ++b) {
+        const int p = pb + b * nw;
+        r[b] = p < p1 && in_row ? load(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+}
+
+// Block (g, s): the s-th chunk of group g's causal prefix for its G = n_head / n_kv heads, with
+// attention_split_block's partials (part, per head), counters (done[g]: the group's last block
+// merges its heads) and RopeFirst handling (the chunk holding the new position rotates and
+// stores the new K row and stores the V row). Warps take positions as there; every head's
+// score of a position comes from one K row in registers, and every head's sum from one V row.
+template <int Batch>
+__device__ inline void attention_group_block(const float* q, float* kc, float* vc, int n_pos, int g,
+                                             int s, int max_splits, int n_head, int n_kv, int hd,
+                                             int vd, float scale, float* part, int* done,
+                                             float* out, const RopeFirst& rf, float* sm) {
+    const int G = n_head / n_kv;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int n_split = attn_split_count(n_pos, max_splits);
+    if (s >= n_split) return;  // the launch is sized for the longest context
+    const int chunk = (n_pos + n_split - 1) / n_split;
+    const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk), cpad = (chunk + 3) & ~3;
+    const int stride = vd + 2;
+    float* qs = sm;                           // [G][hd]
+    float* sc = qs + (size_t)G * hd;          // [G][cpad]: scores, then e^(score - m)
+    float* red = sc + (size_t)G * cpad;       // [nw][G][vd]
+    float* knew = red + (size_t)nw * G * vd;  // [hd], rf only
+    float* rtmp = knew + hd;                  // [nw][hd], rf only
+    __shared__ float hm[kAttnMaxGroup], hl[kAttnMaxGroup], wks[kAttnMaxGroup][kAttnSplits];
+    const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
+    const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / vnew
+    const float* vnew = p_new >= 0 ? rf.v + (size_t)g * vd : nullptr;
+    // Rows: the G q heads, then the new K row where this chunk holds it; warp w takes every
+    // nw-th.
+    const int n_rows = G + (p_new >= 0 ? 1 : 0);
+    for (int r = w; r < n_rows; r += nw) {
+        const bool is_k = r == G;
+        const float* x = is_k ? rf.k + (size_t)g * hd : q + (size_t)(g * G + r) * hd;
+        float* dst = is_k ? knew : qs + (size_t)r * hd;
+        if (rf.inv_freq)
+            norm_rope_warp(x, is_k ? rf.k_norm : rf.q_norm, hd, rf.eps, rf.inv_freq, rf.n_rot,
+                           rf.mag, rf.pairs, (float)(n_pos - 1), rtmp + (size_t)w * hd, dst);
+        else
+            for (int i = lane; i < hd; i += 32) dst[i] = __ldcg(x + i);
+    }
+    __syncthreads();
+    if (p_new >= 0) {  // nobody else reads these rows in this launch
+        for (int i = threadIdx.x; i < hd; i += blockDim.x)
+            kc[(size_t)p_new * k_stride + (size_t)g * hd + i] = knew[i];
+        for (int i = threadIdx.x; i < vd; i += blockDim.x)
+            vc[(size_t)p_new * v_stride + (size_t)g * vd + i] = __ldcg(vnew + i);
+    }
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    const bool kl = lane * 4 < hd, vl = lane * 4 < vd;  // this lane's float4 of a row
+    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
+        float4 kv[Batch];
+        load_batch(kv, pb, nw, p1, kl, [&](int p) {
+            const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
+            return *(const float4*)(k + lane * 4);
+        });
+        each_position_head<Batch>(pb, nw, p1, G, [&](int b, int p, int j) {
+            const float4 qv = kl ? *(const float4*)(qs + (size_t)j * hd + lane * 4) : zero;
+            const float d =
+                warp_sum(qv.x * kv[b].x + qv.y * kv[b].y + qv.z * kv[b].z + qv.w * kv[b].w);
+            if (lane == 0) sc[(size_t)j * cpad + (p - p0)] = d * scale;
+        });
+    }
+    __syncthreads();
+    // Head j's softmax over the chunk by warp j: its max, e^(s - max) in place, their sum.
+    if (w < G) {
+        float* sj = sc + (size_t)w * cpad;
+        float m = -FLT_MAX;
+        for (int i = lane; i < p1 - p0; i += 32) m = fmaxf(m, sj[i]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        float l = 0.f;
+        for (int i = lane; i < p1 - p0; i += 32) {
+            const float e = __expf(sj[i] - m);
+            sj[i] = e;
+            l += e;
+        }
+        l = warp_sum(l);
+        if (lane == 0) hm[w] = m, hl[w] = l;
+    }
+    __syncthreads();
+    float4 acc[kAttnMaxGroup];
+#pragma unroll
+    for (int j = 0; j < kAttnMaxGroup; ++j) acc[j] = zero;
+    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
+        float4 vv[Batch];
+        load_batch(vv, pb, nw, p1, vl, [&](int p) {
+            const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
+            return p == p_new ? __ldcg((const float4*)(v + lane * 4))
+                              : *(const float4*)(v + lane * 4);
+        });
+        each_position_head<Batch>(pb, nw, p1, G, [&](int b, int p, int j) {
+            const float e = sc[(size_t)j * cpad + (p - p0)];
+            acc[j].x += e * vv[b].x, acc[j].y += e * vv[b].y;
+            acc[j].z += e * vv[b].z, acc[j].w += e * vv[b].w;
+        });
+    }
+    if (vl)
+#pragma unroll
+        for (int j = 0; j < kAttnMaxGroup; ++j)
+            if (j < G) *(float4*)(red + ((size_t)w * G + j) * vd + lane * 4) = acc[j];
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * vd; idx += blockDim.x) {
+        const int j = idx / vd, i = idx - j * vd;
+        float o = 0.f;
+        for (int k = 0; k < nw; ++k) o += red[((size_t)k * G + j) * vd + i];
+        part[((size_t)(g * G + j) * kAttnSplits + s) * stride + 2 + i] = o;
+    }
+    if ((int)threadIdx.x < G) {
+        float* mine = part + ((size_t)(g * G + threadIdx.x) * kAttnSplits + s) * stride;
+        mine[0] = hm[threadIdx.x], mine[1] = hl[threadIdx.x];
+    }
+    if (n_split == 1)
+        __syncthreads();
+    else if (!last_block_to_arrive(done + g, n_split))
+        return;
+    // Merge head j's chunks by warp j: chunk k weighs e^(m_k - m) for the head's max m.
+    if (w < G) {
+        const int h = g * G + w;
+        const float* ph = part + (size_t)h * kAttnSplits * stride;
+        const float mk = lane < n_split ? __ldcg(ph + (size_t)lane * stride) : -FLT_MAX;
+        float m = mk;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        const float wk = lane < n_split ? __expf(mk - m) : 0.f;
+        wks[w][lane] = wk;
+        const float den =
+            warp_sum(lane < n_split ? wk * __ldcg(ph + (size_t)lane * stride + 1) : 0.f);
+        __syncwarp();
+        const float inv = 1.0f / den;
+        for (int i = lane; i < vd; i += 32) {
+            float o = 0.f;
+            for (int k = 0; k < n_split; ++k)
+                o += wks[w][k] * __ldcg(ph + (size_t)k * stride + 2 + i);
+            out[(size_t)h * vd + i] = o * inv;
+        }
     }
 }
 

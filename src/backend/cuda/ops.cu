@@ -135,6 +135,19 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
                                  n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
+// One block per (KV group, chunk) of the token's positions: attention_group_block.
+template <int Batch>
+__global__ void attention_group_kernel(const float* q, float* kc, float* vc, int pos0,
+                                       const int* pos_dev, int n_head, int n_kv, int hd, int vd,
+                                       float scale, float* part, int* done, float* out,
+                                       RopeFirst rf) {
+    extern __shared__ __align__(16) float gsm[];
+    pdl_wait();
+    const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
+    attention_group_block<Batch>(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
+                                 n_head, n_kv, hd, vd, scale, part, done, out, rf, gsm);
+}
+
 __global__ void add_kernel(float* x, const float* y, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
@@ -283,6 +296,24 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     const int warps = kThreads / 32;
+    // SLUICE_GPU_ATTN_GROUP=1: one block per (KV group, chunk), 8 warps (not yet measured).
+    static const bool group = env_flag("SLUICE_GPU_ATTN_GROUP", false);
+    constexpr int kGroupThreads = 256;
+    if (n == 1 && group && attn_group_fits(n_head, n_kv, hd, vd, kGroupThreads / 32)) {
+        static const auto kernel = attention_group_kernel<kAttnBatch>;
+        static const int max_smem = opt_in_smem(kernel);
+        const int splits = attn_split_count(last, kAttnSplits);
+        const size_t smem =
+            attn_group_smem_floats(last, n_head / n_kv, hd, vd, kGroupThreads / 32, rf != nullptr) *
+            sizeof(float);
+        if (smem <= (size_t)max_smem) {
+            launch_pdl(kernel, dim3(n_kv, splits), kGroupThreads, smem, p_->compute, q, k_cache,
+                       v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, p_->attn_part.f32(),
+                       (int*)p_->attn_done.data(), out, rf ? *rf : RopeFirst{});
+            SLUICE_CUDA_LAUNCHED();
+            return true;
+        }
+    }
     if (n == 1 && attn_split_fits(n_head, vd) && attn_split_on()) {
         // SLUICE_GPU_ATTN_BATCH=1: one position per warp trip, for comparisons.
         static const bool batch = env_flag("SLUICE_GPU_ATTN_BATCH", true);
