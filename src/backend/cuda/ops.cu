@@ -315,7 +315,7 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
         }
     }
     if (n == 1 && attn_split_fits(n_head, vd) && attn_split_on()) {
-        // SLUICE_GPU_ATTN_BATCH=1: one position per warp trip, for comparisons.
+        // SLUICE_GPU_ATTN_BATCH=0: one position per warp trip, for comparisons.
         static const bool batch = env_flag("SLUICE_GPU_ATTN_BATCH", true);
         static const auto kernel =
             batch ? attention_split_kernel<kAttnBatch> : attention_split_kernel<1>;

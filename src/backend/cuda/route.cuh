@@ -54,10 +54,12 @@ __device__ void route_warp(Load load, int n_expert, int k, int norm, float scale
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     // Arg-max by two warp reductions (redux.sync) instead of five rounds of two dependent
     // shuffles: candidates p >= 0 as key = bits(p) + 1 (non-negative floats order as their
-    // bits), 0 for taken, absent or NaN; the max key, then the lowest expert holding it.
+    // bits; -0 taken as +0), 0 for taken, absent or NaN; the max key, then the lowest expert
+    // holding it.
     unsigned key[kPer];
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) key[i] = p[i] >= 0.f ? __float_as_uint(p[i]) + 1u : 0u;
+    for (int i = 0; i < kPer; ++i)
+        key[i] = p[i] >= 0.f ? (__float_as_uint(p[i]) & 0x7fffffffu) + 1u : 0u;
     for (int j = 0; j < k; ++j) {
         unsigned lk = 0;
         int li = n_expert;
