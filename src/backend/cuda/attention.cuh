@@ -46,15 +46,12 @@ __device__ inline float block_sum(float v) {
 __device__ inline float block_max(float v) {
     __shared__ float part[32];
     __shared__ float total;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    v = warp_max(v);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) part[w] = v;
     __syncthreads();
     if (w == 0) {
-        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : -FLT_MAX;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s = fmaxf(s, __shfl_xor_sync(0xffffffffu, s, o));
+        const float s = warp_max(lane < (int)(blockDim.x >> 5) ? part[lane] : -FLT_MAX);
         if (lane == 0) total = s;
     }
     __syncthreads();
@@ -160,15 +157,57 @@ inline bool attn_split_fits(int n_head, int vd) {
     return n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0;
 }
 
+// Most positions a chunk of any row of up to `last` positions holds: ceil(last / splits) while
+// the row takes every split, else at most kAttnSplitMin.
+inline int attn_max_chunk(int last) {
+    const int splits = attn_split_count(last, kAttnSplits);
+    return max(kAttnSplitMin, (last + splits - 1) / splits);
+}
 // Floats of dynamic shared memory attention_split_block needs for rows of up to `last`
 // positions: q, scores (padded to 4), per-warp sums, and with `rope` the new K row and
-// norm_rope_rows' scratch for two rows. The largest
-// chunk of any n_pos <= last is ceil(last / splits) while n_pos takes every split, else at most
-// kAttnSplitMin.
+// norm_rope_rows' scratch for two rows.
 inline size_t attn_split_smem_floats(int last, int hd, int vd, int warps, bool rope) {
-    const int splits = attn_split_count(last, kAttnSplits);
-    const int chunk = max(kAttnSplitMin, (last + splits - 1) / splits);
+    const int chunk = attn_max_chunk(last);
     return (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rope ? 3 * hd : 0));
+}
+
+// Heads per KV group attention_group_block takes.
+constexpr int kAttnMaxGroup = 8;
+
+// f(b, p) for the batch's positions p = pb + b * nw below p1 (b < Batch), b a constant after
+// unrolling (so f may index register arrays with it).
+template <int Batch, typename F>
+__device__ __forceinline__ void each_position(int pb, int nw, int p1, F&& f) {
+#pragma unroll
+    for (int b = 0; b < Batch; ++b) {
+        const int p = pb + b * nw;
+        if (p >= p1) break;
+        f(b, p);
+    }
+}
+
+// f(b, p, j) for each_position's positions and each head j < G, j a constant after unrolling.
+template <int Batch, typename F>
+__device__ __forceinline__ void each_position_head(int pb, int nw, int p1, int G, F&& f) {
+    each_position<Batch>(pb, nw, p1, [&](int b, int p) {
+#pragma unroll
+        for (int j = 0; j < kAttnMaxGroup; ++j) {
+            if (j >= G) break;
+            f(b, p, j);
+        }
+    });
+}
+
+// r[b] = load(p) for the batch's positions p = pb + b * nw, zeros at or past p1 or where the
+// lane holds no part of the row (!in_row); every load issued before any is used.
+template <int Batch, typename Load>
+__device__ __forceinline__ void load_batch(float4 (&r)[Batch], int pb, int nw, int p1, bool in_row,
+                                           Load&& load) {
+#pragma unroll
+    for (int b = 0; b < Batch; ++b) {
+        const int p = pb + b * nw;
+        r[b] = p < p1 && in_row ? load(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
 }
 
 // Decode attention (one token) split over the positions (flash-decoding): block (h, s)
@@ -236,12 +275,10 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         for (int b = 0; b < Batch; ++b) d[b] = 0.f;
         for (int i = lane * 4; i < hd; i += 128) {
             float4 kv[Batch];
-#pragma unroll
-            for (int b = 0; b < Batch; ++b) {
-                const int p = pb + b * nw;
+            load_batch(kv, pb, nw, p1, true, [&](int p) {
                 const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
-                kv[b] = p < p1 ? *(const float4*)(k + i) : make_float4(0.f, 0.f, 0.f, 0.f);
-            }
+                return *(const float4*)(k + i);
+            });
 #pragma unroll
             for (int b = 0; b < Batch; ++b)
                 d[b] += qs[i] * kv[b].x + qs[i + 1] * kv[b].y + qs[i + 2] * kv[b].z +
@@ -251,44 +288,34 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         for (int o = 16; o > 0; o >>= 1)
 #pragma unroll
             for (int b = 0; b < Batch; ++b) d[b] += __shfl_xor_sync(0xffffffffu, d[b], o);
-#pragma unroll
-        for (int b = 0; b < Batch; ++b) {
-            const int p = pb + b * nw;
-            if (p >= p1) break;
+        each_position<Batch>(pb, nw, p1, [&](int b, int p) {
             d[b] *= scale;
             if (lane == 0) sc[p - p0] = d[b];
             mx = fmaxf(mx, d[b]);
-        }
+        });
     }
     mx = block_max(mx);  // its barriers also publish sc[]
     float l = 0.f;
     float4 acc[kAttnMaxVd / 128] = {};
     for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
-        float4 vv[Batch][kAttnMaxVd / 128];
+        float4 vv[kAttnMaxVd / 128][Batch];
 #pragma unroll
-        for (int b = 0; b < Batch; ++b) {
-            const int p = pb + b * nw;
-            const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
-#pragma unroll
-            for (int j = 0; j < kAttnMaxVd / 128; ++j) {
-                const int i = lane * 4 + 128 * j;
-                vv[b][j] = p >= p1 || i >= vd ? make_float4(0.f, 0.f, 0.f, 0.f)
-                           : p == p_new       ? __ldcg((const float4*)(v + i))
-                                              : *(const float4*)(v + i);
-            }
+        for (int j = 0; j < kAttnMaxVd / 128; ++j) {
+            const int i = lane * 4 + 128 * j;
+            load_batch(vv[j], pb, nw, p1, i < vd, [&](int p) {
+                const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
+                return p == p_new ? __ldcg((const float4*)(v + i)) : *(const float4*)(v + i);
+            });
         }
-#pragma unroll
-        for (int b = 0; b < Batch; ++b) {
-            const int p = pb + b * nw;
-            if (p >= p1) break;
+        each_position<Batch>(pb, nw, p1, [&](int b, int p) {
             const float e = __expf(sc[p - p0] - mx);
             l += e;
 #pragma unroll
             for (int j = 0; j < kAttnMaxVd / 128; ++j) {
-                acc[j].x += e * vv[b][j].x, acc[j].y += e * vv[b][j].y;
-                acc[j].z += e * vv[b][j].z, acc[j].w += e * vv[b][j].w;
+                acc[j].x += e * vv[j][b].x, acc[j].y += e * vv[j][b].y;
+                acc[j].z += e * vv[j][b].z, acc[j].w += e * vv[j][b].w;
             }
-        }
+        });
     }
 #pragma unroll
     for (int j = 0; j < kAttnMaxVd / 128; ++j) {
@@ -332,7 +359,6 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
 // share their K and V rows, and one block per (group, chunk) reads each row once where
 // attention_split_block's blocks (one per head) read it n_head / n_kv times. Shapes it takes:
 // at most kAttnMaxGroup heads per group and one warp per head, rows of at most 128 floats.
-constexpr int kAttnMaxGroup = 8;
 inline bool attn_group_fits(int n_head, int n_kv, int hd, int vd, int warps) {
     const int G = n_kv > 0 ? n_head / n_kv : 0;
     return G >= 1 && G <= kAttnMaxGroup && G <= warps && n_head <= kAttnMaxHeads && hd <= 128 &&
@@ -342,38 +368,9 @@ inline bool attn_group_fits(int n_head, int n_kv, int hd, int vd, int warps) {
 // G q rows, G score rows (padded to 4), per-warp sums of G value rows, and with `rope` the new
 // K row and one row of scratch per warp.
 inline size_t attn_group_smem_floats(int last, int G, int hd, int vd, int warps, bool rope) {
-    const int splits = attn_split_count(last, kAttnSplits);
-    const int chunk = max(kAttnSplitMin, (last + splits - 1) / splits);
+    const int chunk = attn_max_chunk(last);
     return (size_t)G * (hd + (chunk + 3) / 4 * 4 + warps * vd) +
            (rope ? (size_t)(1 + warps) * hd : 0);
-}
-
-// f(b, p, j) for the batch's positions p = pb + b * nw below p1 (b < Batch) and each head
-// j < G, all indices constants after unrolling (so f may index register arrays with them).
-template <int Batch, typename F>
-__device__ __forceinline__ void each_position_head(int pb, int nw, int p1, int G, F&& f) {
-#pragma unroll
-    for (int b = 0; b < Batch; ++b) {
-        const int p = pb + b * nw;
-        if (p >= p1) break;
-#pragma unroll
-        for (int j = 0; j < kAttnMaxGroup; ++j) {
-            if (j >= G) break;
-            f(b, p, j);
-        }
-    }
-}
-
-// r[b] = load(p) for the batch's positions p = pb + b * nw, zeros at or past p1 or where the
-// lane holds no part of the row (!in_row); every load issued before any is used.
-template <int Batch, typename Load>
-__device__ __forceinline__ void load_batch(float4 (&r)[Batch], int pb, int nw, int p1, bool in_row,
-                                           Load&& load) {
-#pragma unroll
-    for (int b = 0; b < Batch; ++b) {
-        const int p = pb + b * nw;
-        r[b] = p < p1 && in_row ? load(p) : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
 }
 
 // Block (g, s): the s-th chunk of group g's causal prefix for its G = n_head / n_kv heads, with
@@ -443,8 +440,7 @@ __device__ inline void attention_group_block(const float* q, float* kc, float* v
         float* sj = sc + (size_t)w * cpad;
         float m = -FLT_MAX;
         for (int i = lane; i < p1 - p0; i += 32) m = fmaxf(m, sj[i]);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        m = warp_max(m);
         float l = 0.f;
         for (int i = lane; i < p1 - p0; i += 32) {
             const float e = __expf(sj[i] - m);
@@ -495,9 +491,7 @@ __device__ inline void attention_group_block(const float* q, float* kc, float* v
         const int h = g * G + w;
         const float* ph = part + (size_t)h * kAttnSplits * stride;
         const float mk = lane < n_split ? __ldcg(ph + (size_t)lane * stride) : -FLT_MAX;
-        float m = mk;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        const float m = warp_max(mk);
         const float wk = lane < n_split ? __expf(mk - m) : 0.f;
         wks[w][lane] = wk;
         const float den =

@@ -273,6 +273,12 @@ int matvec_split(int rows, int cols) {
 
 // nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
 // columns), y[i]: [nt, ldy[i]], in one launch.
+// SLUICE_GPU_Q8DOT=1: one-token Q8_0 rows through q8_0_dot (see matvec_kernel).
+bool q8dot_on() {
+    static const bool on = env_flag("SLUICE_GPU_Q8DOT", false);
+    return on;
+}
+
 template <DType T, int NT, int MinBlocks>
 void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
                            float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
@@ -288,9 +294,8 @@ void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, 
             (const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i], ldy[i]};
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
-    static const int q8dot = env_flag("SLUICE_GPU_Q8DOT", false) ? 1 : 0;
     VecExtras e = ex;
-    e.q8dot = q8dot;
+    e.q8dot = q8dot_on() ? 1 : 0;
     launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
                smem ? 1 : 0, e);
     SLUICE_CUDA_LAUNCHED();

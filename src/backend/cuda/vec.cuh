@@ -11,6 +11,12 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // w[0..32) . x[0..32); x 16-byte aligned.
 __device__ __forceinline__ float dot32(const float* w, const float* x) {
     const float4* xv = (const float4*)x;
