@@ -26,7 +26,7 @@ if [ ! -f "$model" ]; then
   synth=$!
 fi
 [ -n "${SKIP_TESTS:-}" ] ||
-  SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tail -60 |
+  SLUICE_GPU_BIN=/tmp/p/new timeout "${TEST_TIMEOUT_S:-150}" tests/gpu/run.sh 2>&1 | tee "$out/tests_full.log" | tail -60 |
   tee "$out/tests.log"
 [ -n "${synth:-}" ] && wait "$synth"
 run() { # name binary [VAR=VALUE...]

@@ -9,7 +9,7 @@ build=$1
 dest=$2
 mkdir -p "$dest/lib"
 bins=()
-for b in sluice sluice-synth tests/test_cuda sluice-gpu-kbench sluice-gpu-floor sluice-gpu-gateup; do
+for b in sluice sluice-synth tests/test_cuda sluice-gpu-kbench sluice-gpu-floor sluice-gpu-gateup sluice-gpu-matvec; do
   [ -x "$build/$b" ] && bins+=("$build/$b")
 done
 cp "${bins[@]}" "$dest/"

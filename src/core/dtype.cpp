@@ -19,6 +19,7 @@ constexpr DTypeTraits kTraits[] = {
     {DType::F8_E4M3, "F8_E4M3", 1, 1, false},
     {DType::Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), true},
     {DType::Q8_0, "Q8_0", QK8_0, sizeof(block_q8_0), true},
+    {DType::Q8_0_G8, "Q8_0_G8", 8 * QK8_0, sizeof(block_q8_0_g8), true},
     {DType::Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), true},
     {DType::Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), true},
     {DType::Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), true},

@@ -23,6 +23,8 @@ enum class DType : uint32_t {
     // Not a GGUF type (ids from here on are sluice's own): DeepSeek's FP8 checkpoints, e4m3
     // elements whose real values need the tensor's 128x128 block scales (TensorView::scale).
     F8_E4M3 = 1000,
+    // Not in files either: Q8_0 regrouped by the CUDA backend on upload (block_q8_0_g8).
+    Q8_0_G8 = 1001,
 };
 constexpr uint32_t kFirstNonGgufType = 1000;
 

@@ -121,10 +121,10 @@ TensorView CudaForward::upload_matrix(const TensorView& w, const std::string& wh
                                        dtype_name(w.dtype) + ", which the CUDA kernels lack");
     check(w.cols() % 32 == 0, "--backend cuda: " + what + " rows are not a multiple of 32");
     weights_.emplace_back(w.nbytes());
-    gpu_.upload(weights_.back().data(), w.data, w.nbytes());
-    dense_bytes_ += w.nbytes();
     TensorView d = w;
+    d.dtype = gpu_.upload_matrix(weights_.back().data(), w);
     d.data = weights_.back().data();
+    dense_bytes_ += w.nbytes();
     return d;
 }
 

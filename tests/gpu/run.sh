@@ -23,8 +23,8 @@ rc=0
 # Paths behind switches are checked too: forms off by default (q8_0_dot: measured faster, to be
 # turned on once it passes here; the 5-blocks-per-SM mat-vec; attention by KV group, not yet
 # run on a GPU) and the previous attention loop kept for comparisons.
-for sw in SLUICE_GPU_Q8DOT=1 SLUICE_GPU_MV5=1 SLUICE_GPU_ATTN_BATCH=0 SLUICE_GPU_ATTN_GROUP=1; do
+for sw in SLUICE_GPU_Q8DOT=1 SLUICE_GPU_Q8G8=1 SLUICE_GPU_MV5=1 SLUICE_GPU_ATTN_BATCH=0 SLUICE_GPU_ATTN_GROUP=1; do
   echo "== with $sw"
-  env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu' || rc=1
+  env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu:CudaModel.Q8_0WeightsMatchCpu' || rc=1
 done
 exit $rc

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "backend/cpu/quant_ref.h"
 #include "backend/cpu/thread_pool.h"
 #include "backend/cuda/cuda.h"
+#include "convert/gguf_export.h"
 #include "runtime/loader.h"
 
 namespace sluice {
@@ -26,6 +28,10 @@ namespace {
 
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0,
                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+// Dense matrices also come in the layouts the backend makes on upload (Gpu::upload_matrix).
+const DType kDenseTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                             DType::Q8_0_G8, DType::Q4_0, DType::Q2_K, DType::Q3_K,
+                             DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
     std::normal_distribution<float> d(0.f, scale);
@@ -101,7 +107,7 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
     cuda::Gpu gpu;
     std::mt19937 rng(7);
     const int rows = 77, cols = 512;  // rows not a multiple of the 8-row blocks
-    for (DType t : kTypes) {
+    for (DType t : kDenseTypes) {
         TestMatrix m = make_matrix(gpu, t, rows, cols, rng);
         for (int n : {1, 3, 8, 9, 40}) {
             const std::vector<float> x = randn((size_t)n * cols, rng);
@@ -139,6 +145,38 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
     }
 }
 
+// Gpu::upload_matrix may change a matrix's layout (Q8_0 rows of whole 8-block groups become
+// Q8_0_G8 under SLUICE_GPU_Q8G8=1): products through the returned dtype stay those of the file
+// layout's values. 96 columns: not whole groups, kept as Q8_0.
+TEST(CudaOps, UploadedMatrixKeepsItsProducts) {
+    REQUIRE_GPU();
+    cuda::Gpu gpu;
+    std::mt19937 rng(9);
+    const char* sw = std::getenv("SLUICE_GPU_Q8G8");
+    const bool g8 = sw && *sw && *sw != '0';
+    for (auto [t, cols] : {std::pair{DType::Q8_0, 512}, std::pair{DType::Q8_0, 96},
+                           std::pair{DType::Q4_K, 512}}) {
+        const int rows = 45;
+        TestMatrix m = make_matrix(gpu, t, rows, cols, rng);
+        TensorView host = m.view;
+        host.data = m.bytes.data();
+        TensorView dev = m.view;
+        dev.dtype = gpu.upload_matrix(m.dev.data(), host);
+        const DType want = g8 && t == DType::Q8_0 && cols % 256 == 0 ? DType::Q8_0_G8 : t;
+        EXPECT_EQ(dev.dtype, want) << dtype_name(t) << " " << cols;
+        for (int n : {1, 12}) {
+            const std::vector<float> x = randn((size_t)n * cols, rng);
+            cuda::DeviceBuffer xd(x.size() * 4), yd((size_t)n * rows * 4);
+            gpu.upload(xd.data(), x.data(), x.size() * 4);
+            gpu.matmul(dev, xd.f32(), n, yd.f32());
+            std::vector<float> y((size_t)n * rows);
+            gpu.download(y.data(), yd.data(), y.size() * 4);
+            EXPECT_LT(rel_err(y, ref_matmul(m.deq, rows, cols, x, n)), n <= 8 ? 1e-5 : 3e-3)
+                << dtype_name(t) << " " << cols << " n=" << n;
+        }
+    }
+}
+
 // Long rows: one token's activations exceed 48 KiB of shared memory (the kernel's limit is
 // raised), eight tokens' exceed what a block may have (read from global memory instead).
 TEST(CudaOps, MatmulLongRowsStagedAndUnstaged) {
@@ -146,7 +184,7 @@ TEST(CudaOps, MatmulLongRowsStagedAndUnstaged) {
     cuda::Gpu gpu;
     std::mt19937 rng(3);
     const int rows = 37, cols = 16384;
-    for (DType t : {DType::Q4_K, DType::Q8_0}) {
+    for (DType t : {DType::Q4_K, DType::Q8_0, DType::Q8_0_G8}) {
         TestMatrix m = make_matrix(gpu, t, rows, cols, rng);
         for (int n : {1, 8}) {
             const std::vector<float> x = randn((size_t)n * cols, rng);
@@ -168,7 +206,7 @@ TEST(CudaOps, MatmulMultiEqualsSeparateMatmuls) {
     cuda::Gpu gpu;
     std::mt19937 rng(11);
     const int cols = 1024, rows[3] = {600, 40, 40};
-    for (DType t : {DType::Q8_0, DType::Q4_K, DType::BF16}) {
+    for (DType t : {DType::Q8_0, DType::Q8_0_G8, DType::Q4_K, DType::BF16}) {
         TestMatrix m[3] = {make_matrix(gpu, t, rows[0], cols, rng),
                            make_matrix(gpu, t, rows[1], cols, rng),
                            make_matrix(gpu, t, rows[2], cols, rng)};
@@ -305,7 +343,7 @@ TEST(CudaOps, MatmulWithNormEqualsRmsNormThenMatmul) {
     std::mt19937 rng(5);
     const int cols = 1024, rows[3] = {300, 64, 64};
     const float eps = 1e-6f;
-    for (DType t : {DType::Q8_0, DType::Q4_K, DType::F32}) {
+    for (DType t : {DType::Q8_0, DType::Q8_0_G8, DType::Q4_K, DType::F32}) {
         TestMatrix m[3] = {make_matrix(gpu, t, rows[0], cols, rng),
                            make_matrix(gpu, t, rows[1], cols, rng),
                            make_matrix(gpu, t, rows[2], cols, rng)};
@@ -584,17 +622,12 @@ std::string tiny_model_path() {
     return std::string(src ? src : SLUICE_SOURCE_DIR) + "/models/tiny-qwen3moe-Q4_K_M.gguf";
 }
 
-TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
-    REQUIRE_GPU();
-    const std::string path = tiny_model_path();
-    std::vector<int32_t> prompt;
-    for (int i = 0; i < 24; ++i) prompt.push_back((int32_t)((i * 977 + 13) % 8000));
-    const int steps = 16;
+// The model at path on the CPU and on the GPU (lo): logits close, greedy tokens identical.
+// Returns the GPU run.
+ModelRun expect_cuda_matches_cpu(const std::string& path, const std::vector<int32_t>& prompt,
+                                 int steps, const LoadOptions& lo) {
     LoadedModel cpu = load_model(path);
     const ModelRun rc = run_model(*cpu.model, prompt, steps);
-    LoadOptions lo;
-    lo.backend = Backend::Cuda;
-    lo.n_ctx = 128;
     LoadedModel gpu = load_model(path, lo);
     const ModelRun rg = run_model(*gpu.model, prompt, steps);
     // The CPU quantizes activations to 8 bits for k-quant weights (as llama.cpp does), or on an
@@ -609,9 +642,27 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
         worst_dec = std::max(worst_dec,
                              rel_err_f(rg.decode_logits[(size_t)s], rc.decode_logits[(size_t)s]));
     std::printf("max logit rel err CUDA vs CPU: prefill %.2e, decode %.2e\n", worst, worst_dec);
-    EXPECT_LT(worst, 0.08) << "prefill";
-    EXPECT_LT(worst_dec, 0.05) << "decode";
-    EXPECT_EQ(rg.greedy, rc.greedy);
+    EXPECT_LT(worst, 0.08) << path << " prefill";
+    EXPECT_LT(worst_dec, 0.05) << path << " decode";
+    EXPECT_EQ(rg.greedy, rc.greedy) << path;
+    return rg;
+}
+
+std::vector<int32_t> test_prompt() {
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 24; ++i) prompt.push_back((int32_t)((i * 977 + 13) % 8000));
+    return prompt;
+}
+
+TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
+    REQUIRE_GPU();
+    const std::string path = tiny_model_path();
+    const std::vector<int32_t> prompt = test_prompt();
+    const int steps = 16;
+    LoadOptions lo;
+    lo.backend = Backend::Cuda;
+    lo.n_ctx = 128;
+    const ModelRun rg = expect_cuda_matches_cpu(path, prompt, steps, lo);
 
     // VRAM expert cache far smaller than the expert set: misses are copied in per layer;
     // results identical to the all-resident run (same kernels, same order).
@@ -654,6 +705,21 @@ TEST(CudaModel, LogitsAndGreedyTokensMatchCpu) {
     const VramStats hs = hyb.model->device()->stats();
     EXPECT_GT(hs.misses, 0u);
     EXPECT_GT(hs.hits, 0u);
+}
+
+// Every matrix Q8_0 (the tiny model requantized): the dense mat-vecs' Q8_0 paths end to end,
+// including the upload layout (Q8_0_G8 under SLUICE_GPU_Q8G8=1; tests/gpu/run.sh runs both).
+TEST(CudaModel, Q8_0WeightsMatchCpu) {
+    REQUIRE_GPU();
+    const std::string path = ::testing::TempDir() + "tiny-qwen3moe-Q8_0.gguf";
+    ExportOptions eo;
+    eo.types = {DType::Q8_0, DType::Q8_0, DType::Q8_0, DType::Q8_0};
+    export_gguf(tiny_model_path(), path, eo);
+    LoadOptions lo;
+    lo.backend = Backend::Cuda;
+    lo.n_ctx = 128;
+    expect_cuda_matches_cpu(path, test_prompt(), 16, lo);
+    std::remove(path.c_str());
 }
 
 // The persistent decode kernel (SLUICE_GPU_FUSED=1) against the per-op kernels: same math,

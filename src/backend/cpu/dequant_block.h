@@ -23,6 +23,10 @@ static inline void dq_block(const block_q8_0& b, float* y) {
     for (int j = 0; j < QK8_0; ++j) y[j] = b.qs[j] * d;
 }
 
+static inline void dq_block(const block_q8_0_g8& b, float* y) {
+    for (int j = 0; j < 8 * QK8_0; ++j) y[j] = b.qs[j] * f16_to_f32(b.d[j / QK8_0]);
+}
+
 static inline void dq_block(const block_q2_K& b, float* y) {
     const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
     const uint8_t* q = b.qs;
@@ -181,6 +185,9 @@ static inline void dequant_row_any(DType t, const void* src, float* y, int64_t n
             break;
         case DType::Q8_0:
             dq_row_blocks<block_q8_0, QK8_0>(src, y, n);
+            break;
+        case DType::Q8_0_G8:
+            dq_row_blocks<block_q8_0_g8, 8 * QK8_0>(src, y, n);
             break;
         case DType::Q2_K:
             dq_row_blocks<block_q2_K, QK_K>(src, y, n);

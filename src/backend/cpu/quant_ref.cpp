@@ -378,6 +378,12 @@ void quantize_row(DType t, const float* x, void* dst, int64_t n, QuantFit fit) {
         case DType::Q8_0:
             quant_q8_0(x, (block_q8_0*)dst, nb);
             break;
+        case DType::Q8_0_G8: {
+            std::vector<block_q8_0> q((size_t)nb * 8);
+            quant_q8_0(x, q.data(), nb * 8);
+            regroup_q8_0_g8(q.data(), (block_q8_0_g8*)dst, nb);
+            break;
+        }
         case DType::Q2_K:
             quant_q2_K(x, (block_q2_K*)dst, nb, fit);
             break;

@@ -211,6 +211,10 @@ class Gpu {
     void sync();
     // Synchronous host -> device copy (weights at load).
     void upload(void* dst, const void* src, size_t n);
+    // Uploads the contiguous host matrix w to dst (w.nbytes() bytes, 16-byte aligned) in the
+    // layout the kernels read fastest; returns that layout's dtype (w.dtype or a device
+    // layout of the same size, such as Q8_0_G8).
+    DType upload_matrix(void* dst, const TensorView& w);
     // Host -> device on the compute stream; src must stay valid until sync (pinned: async).
     void upload_async(void* dst, const void* src, size_t n);
     // Device -> host: queued on the compute stream, then waits for it.

@@ -111,6 +111,48 @@ __device__ __forceinline__ float q8_0_dot(const uint8_t* row, int c, const float
     return d * s;
 }
 
+// Q8_0_G8 (block_q8_0_g8): chunk c's scale and codes; the codes are two aligned 16-byte
+// loads when the row starts 16-byte aligned (rows are whole 272-byte groups).
+struct Q8G8Chunk {
+    uint4 a, b;
+    uint16_t d;
+
+    __device__ __forceinline__ static Q8G8Chunk load(const uint8_t* row, int c) {
+        const uint8_t* g = row + (size_t)(c >> 3) * sizeof(block_q8_0_g8);
+        const uint4* q = (const uint4*)(g + 16 + 32 * (c & 7));
+        return {q[0], q[1], *(const uint16_t*)(g + 2 * (c & 7))};
+    }
+    // d (q . x); x: 32 floats, 16-byte aligned. Codes become floats through the mantissa of
+    // 2^23 as in q8_0_dot.
+    __device__ __forceinline__ float dot(const float* x) const {
+        const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const uint32_t q = w[k] ^ 0x80808080u;  // q + 128 per byte
+            const float4 xv = *(const float4*)(x + 4 * k);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const float f =
+                    __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;
+                s = fmaf(f, j == 0 ? xv.x : j == 1 ? xv.y : j == 2 ? xv.z : xv.w, s);
+            }
+        }
+        return h2f(d) * s;
+    }
+};
+
+template <>
+struct Chunk<DType::Q8_0_G8> {
+    __device__ static void load(const uint8_t* row, int c, float* w) {
+        const Q8G8Chunk ch = Q8G8Chunk::load(row, c);
+        const float d = h2f(ch.d);
+        const uint32_t u[8] = {ch.a.x, ch.a.y, ch.a.z, ch.a.w, ch.b.x, ch.b.y, ch.b.z, ch.b.w};
+#pragma unroll
+        for (int i = 0; i < 32; ++i) w[i] = d * (float)(int8_t)(u[i >> 2] >> (8 * (i & 3)));
+    }
+};
+
 template <>
 struct Chunk<DType::Q4_0> {
     __device__ static void load(const uint8_t* row, int c, float* w) {
@@ -294,11 +336,16 @@ struct Chunk<DType::Q3_K> {
     }
 };
 
-// The dtypes with a Chunk decoder: the GPU's row of the dtype table.
+// The dtypes of files with a Chunk decoder: the GPU's row of the dtype table.
 template <DType... Ts>
 struct DTypeList {};
 using GpuTypes = DTypeList<DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0,
                            DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K>;
+// What dense-matrix ops (mat-vec, tile dequantization, row lookups) take: the file types and
+// the layouts the backend makes on upload. Expert kernels take GpuTypes only.
+using DenseTypes = DTypeList<DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q8_0_G8,
+                             DType::Q4_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                             DType::Q6_K>;
 
 template <typename F, DType... Ts>
 bool dispatch_in(DType t, F& f, DTypeList<Ts...>) {
@@ -315,11 +362,11 @@ constexpr bool in_types(DType t) {
     return in_list(t, List{});
 }
 
-// Calls f.template operator()<T>() with the dtype as a template argument; false if the GPU
-// has no kernels for it.
-template <typename F>
+// Calls f.template operator()<T>() with the dtype as a template argument; false if List
+// lacks it.
+template <typename List = GpuTypes, typename F>
 bool dispatch_dtype(DType t, F&& f) {
-    return dispatch_in(t, f, GpuTypes{});
+    return dispatch_in(t, f, List{});
 }
 
 }  // namespace sluice::cuda

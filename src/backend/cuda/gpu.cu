@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cuda/gpu_impl.cuh"
+#include "core/quant_blocks.h"
 
 namespace sluice::cuda {
 
@@ -138,6 +139,20 @@ void Gpu::sync() {
 void Gpu::upload(void* dst, const void* src, size_t n) {
     SLUICE_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, p_->compute));
     sync();
+}
+
+// Q8_0 rows of whole 8-block groups go up regrouped (Q8_0_G8) under SLUICE_GPU_Q8G8=1; off
+// until measured against the file layout on a GPU.
+DType Gpu::upload_matrix(void* dst, const TensorView& w) {
+    static const bool g8 = env_flag("SLUICE_GPU_Q8G8", false);
+    if (g8 && w.dtype == DType::Q8_0 && w.cols() % (8 * QK8_0) == 0 && ((uintptr_t)dst & 15) == 0) {
+        std::vector<block_q8_0_g8> g(w.nbytes() / sizeof(block_q8_0_g8));
+        regroup_q8_0_g8((const block_q8_0*)w.data, g.data(), (int64_t)g.size());
+        upload(dst, g.data(), w.nbytes());
+        return DType::Q8_0_G8;
+    }
+    upload(dst, w.data, w.nbytes());
+    return w.dtype;
 }
 
 void Gpu::upload_async(void* dst, const void* src, size_t n) {

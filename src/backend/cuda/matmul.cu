@@ -198,6 +198,10 @@ __global__ void __launch_bounds__(32 * kWarps, MinBlocks)
 #pragma unroll 2
             for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
                 acc[0] += q8_0_dot(row, c, xb + cs * c);
+        } else if constexpr (T == DType::Q8_0_G8 && NT == 1) {
+#pragma unroll 2
+            for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
+                acc[0] += Q8G8Chunk::load(row, c).dot(xb + cs * c);
         } else {
             // Two chunks in flight per lane: one warp per row is latency-bound otherwise.
 #pragma unroll 2
@@ -590,7 +594,7 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
     if (n <= kMaxVecTokens) {
         const TensorView* w[1] = {&W};
         float* yy[1] = {y};
-        if (!dispatch_dtype(W.dtype,
+        if (!dispatch_dtype<DenseTypes>(W.dtype,
                             [&]<DType T>() { matvec_any<T>(s, w, 1, x, n, yy, accumulate); }))
             no_kernel(W.dtype);
         return;
@@ -604,7 +608,7 @@ void Gpu::matmul(const TensorView& W, const float* x, int n, float* y, bool accu
         const int tr = (int)std::min(tile_rows, rows - r0);
         float* wt = p_->w16.f32();
         const int64_t threads = (int64_t)tr * (cols / 32);
-        if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+        if (!dispatch_dtype<DenseTypes>(W.dtype, [&]<DType T>() {
                 dequant_kernel<T><<<(unsigned)((threads + 255) / 256), 256, 0, s>>>(
                     (const uint8_t*)W.data, W.row_size(), r0, tr, (int)cols, wt);
             }))
@@ -638,7 +642,7 @@ void Gpu::matmul_multi(const TensorView* const* W, int n_w, const float* x, int 
           "CUDA matmul: row length " + std::to_string(W[0]->cols()) + " is not a multiple of 32");
     VecExtras ex;
     ex.norm = norm;
-    if (!dispatch_dtype(W[0]->dtype,
+    if (!dispatch_dtype<DenseTypes>(W[0]->dtype,
                         [&]<DType T>() { matvec_any<T>(p_->compute, W, n_w, x, n, y, false, ex); }))
         no_kernel(W[0]->dtype);
 }
@@ -660,7 +664,7 @@ void Gpu::router_topk(const TensorView& W, const float* x, int n, const NormIn& 
     ex.norm = norm;
     ex.done = (int*)p_->done.data();
     ex.route = route;
-    if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+    if (!dispatch_dtype<DenseTypes>(W.dtype, [&]<DType T>() {
             matvec_any<T>(p_->compute, w, 1, x, n, &logits, false, ex);
         }))
         no_kernel(W.dtype);
@@ -670,7 +674,7 @@ void Gpu::get_rows(const TensorView& W, const int32_t* ids, int n, float* y) {
     if (n <= 0) return;
     const int cols = (int)W.cols();
     const dim3 grid((unsigned)((cols / 32 + 127) / 128), (unsigned)n);
-    if (!dispatch_dtype(W.dtype, [&]<DType T>() {
+    if (!dispatch_dtype<DenseTypes>(W.dtype, [&]<DType T>() {
             get_rows_kernel<T>
                 <<<grid, 128, 0, p_->compute>>>((const uint8_t*)W.data, W.row_size(), cols, ids, y);
         }))
