@@ -7,6 +7,7 @@
 #include "common.h"
 #include "core/dtype.h"
 #include "core/fp16.h"
+#include "core/quant_blocks.h"
 
 namespace sluice {
 namespace {
@@ -100,6 +101,26 @@ TEST(Quant, RoundTripErrorWithinFormatBound) {
         EXPECT_NEAR(dot_ref(c.t, q.data(), v.data(), n), want, 1e-6 * std::abs(want) + 1e-6)
             << dtype_name(c.t);
     }
+}
+
+// The GPU's upload layout: the same values as the Q8_0 row it regroups, in the same bytes; a
+// file may not claim it (GGUF type ids stop below sluice's own).
+TEST(Quant, Q8_0RegroupedKeepsItsValues) {
+    const int64_t n = 1024;
+    const std::vector<float> x = test::random_floats((size_t)n, 5);
+    ASSERT_EQ(row_bytes(DType::Q8_0_G8, n), row_bytes(DType::Q8_0, n));
+    std::vector<uint8_t> q(row_bytes(DType::Q8_0, n)), g(q.size());
+    quantize_row_ref(DType::Q8_0, x.data(), q.data(), n);
+    regroup_q8_0_g8((const block_q8_0*)q.data(), (block_q8_0_g8*)g.data(), n / 256);
+    std::vector<float> a((size_t)n), b((size_t)n);
+    dequantize_row_ref(DType::Q8_0, q.data(), a.data(), n);
+    dequantize_row_ref(DType::Q8_0_G8, g.data(), b.data(), n);
+    EXPECT_EQ(a, b);
+    EXPECT_NE(q, g);
+    std::vector<uint8_t> g2(g.size());  // quantize_row writes the regrouped layout directly
+    quantize_row_ref(DType::Q8_0_G8, x.data(), g2.data(), n);
+    EXPECT_EQ(g2, g);
+    EXPECT_GE((uint32_t)DType::Q8_0_G8, kFirstNonGgufType);
 }
 
 TEST(Quant, ZeroBlocksStayZero) {
