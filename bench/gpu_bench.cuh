@@ -42,3 +42,20 @@ __device__ __forceinline__ void bench_pdl_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+
+// Launches kernel fn (its arguments a...) on st with programmatic stream serialization, as
+// sluice's decode kernels are launched.
+template <typename... A>
+void bench_launch_pdl(const void* fn, dim3 grid, int threads, cudaStream_t st, A... a) {
+    void* args[] = {(void*)&a...};
+    cudaLaunchConfig_t lc{};
+    lc.gridDim = grid;
+    lc.blockDim = dim3(threads);
+    lc.stream = st;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = &attr;
+    lc.numAttrs = 1;
+    CK(cudaLaunchKernelExC(&lc, fn, args));
+}

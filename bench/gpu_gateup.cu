@@ -242,21 +242,6 @@ struct Form {
     int rows_per_warp;
 };
 
-template <typename... A>
-void launch(const void* fn, dim3 grid, cudaStream_t st, A... a) {
-    void* args[] = {(void*)&a...};
-    cudaLaunchConfig_t lc{};
-    lc.gridDim = grid;
-    lc.blockDim = dim3(kThreads);
-    lc.stream = st;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    lc.attrs = &attr;
-    lc.numAttrs = 1;
-    CK(cudaLaunchKernelExC(&lc, fn, args));
-}
-
 }  // namespace
 
 int main() {
@@ -324,7 +309,7 @@ int main() {
         const dim3 grid(kF / (kWarps * f.rows_per_warp), kK);
         cudaGraph_t gr;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int l = 0; l < kLayers; ++l) launch(f.fn, grid, st, layer_of(l), (const float*)x);
+        for (int l = 0; l < kLayers; ++l) bench_launch_pdl(f.fn, grid, kThreads, st, layer_of(l), (const float*)x);
         CK(cudaStreamEndCapture(st, &gr));
         cudaGraphExec_t ge;
         CK(cudaGraphInstantiate(&ge, gr, 0));

@@ -5,25 +5,28 @@
 //   float      the committed default: a warp per row, a lane per 32-chunk, the 34-byte block
 //              read as 17 two-byte loads and decoded to 32 floats (Chunk<Q8_0>)
 //   q8dot      the same rows read as nine 4-byte words, realigned by byte permutes, codes
-//              made floats through the mantissa, d factored out (q8_0_dot, SLUICE_GPU_Q8DOT)
+//              made floats through the mantissa, d factored out (session 19's q8_0_dot)
 //   g8         the row regrouped on upload: per 8 blocks, their 8 scales (16 bytes) then their
-//              256 codes, so a chunk's codes are two aligned 16-byte loads (same row bytes)
+//              256 codes, so a chunk's codes are two aligned 16-byte loads (same row bytes):
+//              Q8_0_G8 and Q8G8Chunk, which the production mat-vec now uses
 //   g8-xor     g8's loads, no arithmetic: what the structure alone costs
 //   g8-half    g8 with half a warp per row, a lane's chunks all loaded before any arithmetic
 //   g8-lb5     g8 held to 5 blocks per SM (48 registers): the q/k/v launch in one wave
-// Each form's outputs are compared with the committed form's. Used to decide what the
-// production one-token mat-vec (src/backend/cuda/matmul.cu) should become.
+// H100, session 21 (us per launch, q/k/v / output): float 8.18 / 7.19, q8dot 6.83 / 5.88,
+// g8 5.98 / 5.65, g8-xor 5.89 / 5.29, g8-half 7.22 / 6.33, g8-lb5 6.40 / 5.75, q8dot-lb5
+// 6.73 / 5.84: g8 is within 2% of its own loads alone on q/k/v.
+// Each form's outputs are compared with the float form's.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <random>
 #include <vector>
 
 #include "backend/cpu/quant_ref.h"
 #include "backend/cuda/vec.cuh"
+#include "core/quant_blocks.h"
 #include "gpu_bench.cuh"
 
 using namespace sluice;
@@ -32,7 +35,6 @@ using namespace sluice::cuda;
 namespace {
 
 constexpr int kLayers = 48, kThreads = 256, kWarps = 8, kMaxCols = 4096;
-constexpr int kGroup = 8 * 34;  // bytes of 8 regrouped blocks: 8 f16 scales, 256 codes
 
 struct Shape {
     const char* name;
@@ -46,37 +48,38 @@ __device__ __forceinline__ void prefetch_row(const uint8_t* p, size_t n, int i, 
         asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
 }
 
-// Chunk c of a regrouped row: scale and 32 codes.
-struct G8Chunk {
-    uint4 a, b;
-    uint16_t d;
-    __device__ __forceinline__ static G8Chunk load(const uint8_t* row, int c) {
-        const uint8_t* g = row + (size_t)(c >> 3) * kGroup;
-        const uint4* q = (const uint4*)(g + 16 + 32 * (c & 7));
-        return {q[0], q[1], *(const uint16_t*)(g + 2 * (c & 7))};
-    }
-    // d (q . x); x: 32 floats, 16-byte aligned
-    __device__ __forceinline__ float dot(const float* x) const {
-        const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-        float s = 0.f;
+// The form session 19 wrote (SLUICE_GPU_Q8DOT until session 21, when Q8_0_G8 replaced it).
+// Q8_0 chunk c times x (32 floats, 16-byte aligned), d factored out of the sum: d (q . x).
+// The 34-byte block is read as 4-byte words from its 4-byte-aligned start and realigned with
+// byte permutes (9 loads instead of 17 two-byte ones); each code becomes a float through the
+// mantissa of 2^23 (code ^ 0x80 is q + 128, so 0x4b0000xx is 2^23 + 128 + q, exact).
+// The row must start 4-byte aligned and hold an even number of chunks, so that a block at an
+// address of 0 mod 4 is followed by another in the row (its last word reads 2 bytes of the
+// next block's d).
+__device__ __forceinline__ float q8_0_dot(const uint8_t* row, int c, const float* x) {
+    const uint8_t* b = row + (size_t)c * sizeof(block_q8_0);
+    const uint32_t off = (uint32_t)(uintptr_t)b & 2;  // 0 or 2: blocks are 2-byte aligned
+    const uint32_t* v = (const uint32_t*)(b - off);
+    uint32_t w[9];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            const uint32_t q = w[k] ^ 0x80808080u;  // q + 128 per byte
-            const float4 xv = *(const float4*)(x + 4 * k);
-            auto f = [&](int j) {
-                return __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;
-            };
-            s = fmaf(f(0), xv.x, s);
-            s = fmaf(f(1), xv.y, s);
-            s = fmaf(f(2), xv.z, s);
-            s = fmaf(f(3), xv.w, s);
+    for (int k = 0; k < 9; ++k) w[k] = v[k];
+    const float d = h2f((uint16_t)(off ? w[0] >> 16 : w[0] & 0xffff));
+    // quant word k: block bytes 2 + 4k .. 5 + 4k, at byte 2 + off + 4k of w
+    const uint32_t sel = off ? 0x7654 : 0x5432;
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        const uint32_t q = __byte_perm(w[k], w[k + 1], sel) ^ 0x80808080u;
+        const float4 xv = *(const float4*)(x + 4 * k);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float f =
+                __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;  // 2^23+128
+            s = fmaf(f, j == 0 ? xv.x : j == 1 ? xv.y : j == 2 ? xv.z : xv.w, s);
         }
-        return h2f(d) * s;
     }
-    __device__ __forceinline__ uint32_t fold() const {
-        return a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ d;
-    }
-};
+    return d * s;
+}
 
 __device__ void stage(const float* x, int cols, float* xs) {
     for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
@@ -108,9 +111,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
         } else if constexpr (F == Form::Q8Dot) {
             acc += q8_0_dot(row, c, xs + kPad * c);
         } else if constexpr (F == Form::G8) {
-            acc += G8Chunk::load(row, c).dot(xs + kPad * c);
+            acc += Q8G8Chunk::load(row, c).dot(xs + kPad * c);
         } else {
-            fx ^= G8Chunk::load(row, c).fold();
+            const Q8G8Chunk ch = Q8G8Chunk::load(row, c);
+            fx ^= ch.a.x ^ ch.a.y ^ ch.a.z ^ ch.a.w ^ ch.b.x ^ ch.b.y ^ ch.b.z ^ ch.b.w ^ ch.d;
         }
     }
     if constexpr (F == Form::G8Xor) acc = __uint_as_float(fx & 0x3fffffffu) * 1e-30f;
@@ -130,9 +134,9 @@ __global__ void __launch_bounds__(kThreads)
     const uint8_t* row = W + (size_t)r * rb;
     prefetch_row(row, rb, hl, 16);
     bench_pdl_wait();
-    G8Chunk ch[kPer];
+    Q8G8Chunk ch[kPer];
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) ch[i] = G8Chunk::load(row, hl + 16 * i);
+    for (int i = 0; i < kPer; ++i) ch[i] = Q8G8Chunk::load(row, hl + 16 * i);
     stage(x, Cols, xs);
     float acc = 0.f;
 #pragma unroll
@@ -148,33 +152,6 @@ struct FormInfo {
     int rows_per_warp;
     bool regrouped;
 };
-
-template <typename... A>
-void launch(const void* fn, dim3 grid, cudaStream_t st, A... a) {
-    void* args[] = {(void*)&a...};
-    cudaLaunchConfig_t lc{};
-    lc.gridDim = grid;
-    lc.blockDim = dim3(kThreads);
-    lc.stream = st;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    lc.attrs = &attr;
-    lc.numAttrs = 1;
-    CK(cudaLaunchKernelExC(&lc, fn, args));
-}
-
-// Per 8 blocks of a row: their scales, then their codes (row bytes unchanged).
-void regroup(const uint8_t* src, uint8_t* dst, size_t rb) {
-    for (size_t g = 0; g < rb / kGroup; ++g) {
-        const uint8_t* s = src + g * kGroup;
-        uint8_t* d = dst + g * kGroup;
-        for (int b = 0; b < 8; ++b) {
-            std::memcpy(d + 2 * b, s + 34 * b, 2);
-            std::memcpy(d + 16 + 32 * b, s + 34 * b + 2, 32);
-        }
-    }
-}
 
 }  // namespace
 
@@ -203,7 +180,8 @@ int main() {
         for (int r = 0; r < sh.rows; ++r) {
             for (float& v : row) v = nd(rng);
             quantize_row(DType::Q8_0, row.data(), q.data() + r * rb, sh.cols, QuantFit::MinMax);
-            regroup(q.data() + r * rb, g.data() + r * rb, rb);
+            regroup_q8_0_g8((const block_q8_0*)(q.data() + r * rb),
+                            (block_q8_0_g8*)(g.data() + r * rb), (int64_t)(rb / sizeof(block_q8_0_g8)));
         }
         uint8_t *Wq, *Wg;
         CK(cudaMalloc(&Wq, mat * kLayers));
@@ -230,7 +208,7 @@ int main() {
             cudaGraph_t gr;
             CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
             for (int l = 0; l < kLayers; ++l)
-                launch(fn, grid, st, (const uint8_t*)(W + l * mat), rb, sh.rows, sh.cols,
+                bench_launch_pdl(fn, grid, kThreads, st, (const uint8_t*)(W + l * mat), rb, sh.rows, sh.cols,
                        (const float*)x, y + (size_t)l * sh.rows);
             CK(cudaStreamEndCapture(st, &gr));
             cudaGraphExec_t ge;

@@ -157,22 +157,20 @@ inline bool attn_split_fits(int n_head, int vd) {
     return n_head <= kAttnMaxHeads && vd <= kAttnMaxVd && vd % 4 == 0;
 }
 
-// Most positions a chunk of any row of up to `last` positions holds: ceil(last / splits) while
-// the row takes every split, else at most kAttnSplitMin.
-inline int attn_max_chunk(int last) {
-    const int splits = attn_split_count(last, kAttnSplits);
+// Most positions a chunk of any row of up to `last` positions holds, at most max_splits chunks
+// per row: ceil(last / splits) while the row takes every split, else at most kAttnSplitMin.
+inline int attn_max_chunk(int last, int max_splits) {
+    const int splits = attn_split_count(last, max_splits);
     return max(kAttnSplitMin, (last + splits - 1) / splits);
 }
 // Floats of dynamic shared memory attention_split_block needs for rows of up to `last`
-// positions: q, scores (padded to 4), per-warp sums, and with `rope` the new K row and
-// norm_rope_rows' scratch for two rows.
-inline size_t attn_split_smem_floats(int last, int hd, int vd, int warps, bool rope) {
-    const int chunk = attn_max_chunk(last);
+// positions in at most max_splits chunks: q, scores (padded to 4), per-warp sums, and with
+// `rope` the new K row and norm_rope_rows' scratch for two rows.
+inline size_t attn_split_smem_floats(int last, int max_splits, int hd, int vd, int warps,
+                                     bool rope) {
+    const int chunk = attn_max_chunk(last, max_splits);
     return (size_t)(hd + (chunk + 3) / 4 * 4 + warps * vd + (rope ? 3 * hd : 0));
 }
-
-// Heads per KV group attention_group_block takes.
-constexpr int kAttnMaxGroup = 8;
 
 // f(b, p) for the batch's positions p = pb + b * nw below p1 (b < Batch), b a constant after
 // unrolling (so f may index register arrays with it).
@@ -184,18 +182,6 @@ __device__ __forceinline__ void each_position(int pb, int nw, int p1, F&& f) {
         if (p >= p1) break;
         f(b, p);
     }
-}
-
-// f(b, p, j) for each_position's positions and each head j < G, j a constant after unrolling.
-template <int Batch, typename F>
-__device__ __forceinline__ void each_position_head(int pb, int nw, int p1, int G, F&& f) {
-    each_position<Batch>(pb, nw, p1, [&](int b, int p) {
-#pragma unroll
-        for (int j = 0; j < kAttnMaxGroup; ++j) {
-            if (j >= G) break;
-            f(b, p, j);
-        }
-    });
 }
 
 // r[b] = load(p) for the batch's positions p = pb + b * nw, zeros at or past p1 or where the
@@ -352,158 +338,6 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         float o = 0.f;
         for (int k = 0; k < n_split; ++k) o += wk[k] * __ldcg(ph + (size_t)k * stride + 2 + i);
         out[(size_t)h * vd + i] = o * inv;
-    }
-}
-
-// Decode attention by KV group (SLUICE_GPU_ATTN_GROUP=1, not yet measured): heads of a group
-// share their K and V rows, and one block per (group, chunk) reads each row once where
-// attention_split_block's blocks (one per head) read it n_head / n_kv times. Shapes it takes:
-// at most kAttnMaxGroup heads per group and one warp per head, rows of at most 128 floats.
-inline bool attn_group_fits(int n_head, int n_kv, int hd, int vd, int warps) {
-    const int G = n_kv > 0 ? n_head / n_kv : 0;
-    return G >= 1 && G <= kAttnMaxGroup && G <= warps && n_head <= kAttnMaxHeads && hd <= 128 &&
-           vd <= 128 && hd % 4 == 0 && vd % 4 == 0;
-}
-// Floats of dynamic shared memory attention_group_block needs (as attn_split_smem_floats):
-// G q rows, G score rows (padded to 4), per-warp sums of G value rows, and with `rope` the new
-// K row and one row of scratch per warp.
-inline size_t attn_group_smem_floats(int last, int G, int hd, int vd, int warps, bool rope) {
-    const int chunk = attn_max_chunk(last);
-    return (size_t)G * (hd + (chunk + 3) / 4 * 4 + warps * vd) +
-           (rope ? (size_t)(1 + warps) * hd : 0);
-}
-
-// Block (g, s): the s-th chunk of group g's causal prefix for its G = n_head / n_kv heads, with
-// attention_split_block's partials (part, per head), counters (done[g]: the group's last block
-// merges its heads) and RopeFirst handling (the chunk holding the new position rotates and
-// stores the new K row and stores the V row). Warps take positions as there; every head's
-// score of a position comes from one K row in registers, and every head's sum from one V row.
-template <int Batch>
-__device__ inline void attention_group_block(const float* q, float* kc, float* vc, int n_pos, int g,
-                                             int s, int max_splits, int n_head, int n_kv, int hd,
-                                             int vd, float scale, float* part, int* done,
-                                             float* out, const RopeFirst& rf, float* sm) {
-    const int G = n_head / n_kv;
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const int n_split = attn_split_count(n_pos, max_splits);
-    if (s >= n_split) return;  // the launch is sized for the longest context
-    const int chunk = (n_pos + n_split - 1) / n_split;
-    const int p0 = s * chunk, p1 = min(n_pos, p0 + chunk), cpad = (chunk + 3) & ~3;
-    const int stride = vd + 2;
-    float* qs = sm;                           // [G][hd]
-    float* sc = qs + (size_t)G * hd;          // [G][cpad]: scores, then e^(score - m)
-    float* red = sc + (size_t)G * cpad;       // [nw][G][vd]
-    float* knew = red + (size_t)nw * G * vd;  // [hd], rf only
-    float* rtmp = knew + hd;                  // [nw][hd], rf only
-    __shared__ float hm[kAttnMaxGroup], hl[kAttnMaxGroup], wks[kAttnMaxGroup][kAttnSplits];
-    const size_t k_stride = (size_t)n_kv * hd, v_stride = (size_t)n_kv * vd;
-    const int p_new = rf.inv_freq && p1 == n_pos ? n_pos - 1 : -1;  // its row is knew / vnew
-    const float* vnew = p_new >= 0 ? rf.v + (size_t)g * vd : nullptr;
-    // Rows: the G q heads, then the new K row where this chunk holds it; warp w takes every
-    // nw-th.
-    const int n_rows = G + (p_new >= 0 ? 1 : 0);
-    for (int r = w; r < n_rows; r += nw) {
-        const bool is_k = r == G;
-        const float* x = is_k ? rf.k + (size_t)g * hd : q + (size_t)(g * G + r) * hd;
-        float* dst = is_k ? knew : qs + (size_t)r * hd;
-        if (rf.inv_freq)
-            norm_rope_warp(x, is_k ? rf.k_norm : rf.q_norm, hd, rf.eps, rf.inv_freq, rf.n_rot,
-                           rf.mag, rf.pairs, (float)(n_pos - 1), rtmp + (size_t)w * hd, dst);
-        else
-            for (int i = lane; i < hd; i += 32) dst[i] = __ldcg(x + i);
-    }
-    __syncthreads();
-    if (p_new >= 0) {  // nobody else reads these rows in this launch
-        for (int i = threadIdx.x; i < hd; i += blockDim.x)
-            kc[(size_t)p_new * k_stride + (size_t)g * hd + i] = knew[i];
-        for (int i = threadIdx.x; i < vd; i += blockDim.x)
-            vc[(size_t)p_new * v_stride + (size_t)g * vd + i] = __ldcg(vnew + i);
-    }
-    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-    const bool kl = lane * 4 < hd, vl = lane * 4 < vd;  // this lane's float4 of a row
-    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
-        float4 kv[Batch];
-        load_batch(kv, pb, nw, p1, kl, [&](int p) {
-            const float* k = p == p_new ? knew : kc + (size_t)p * k_stride + (size_t)g * hd;
-            return *(const float4*)(k + lane * 4);
-        });
-        each_position_head<Batch>(pb, nw, p1, G, [&](int b, int p, int j) {
-            const float4 qv = kl ? *(const float4*)(qs + (size_t)j * hd + lane * 4) : zero;
-            const float d =
-                warp_sum(qv.x * kv[b].x + qv.y * kv[b].y + qv.z * kv[b].z + qv.w * kv[b].w);
-            if (lane == 0) sc[(size_t)j * cpad + (p - p0)] = d * scale;
-        });
-    }
-    __syncthreads();
-    // Head j's softmax over the chunk by warp j: its max, e^(s - max) in place, their sum.
-    if (w < G) {
-        float* sj = sc + (size_t)w * cpad;
-        float m = -FLT_MAX;
-        for (int i = lane; i < p1 - p0; i += 32) m = fmaxf(m, sj[i]);
-        m = warp_max(m);
-        float l = 0.f;
-        for (int i = lane; i < p1 - p0; i += 32) {
-            const float e = __expf(sj[i] - m);
-            sj[i] = e;
-            l += e;
-        }
-        l = warp_sum(l);
-        if (lane == 0) hm[w] = m, hl[w] = l;
-    }
-    __syncthreads();
-    float4 acc[kAttnMaxGroup];
-#pragma unroll
-    for (int j = 0; j < kAttnMaxGroup; ++j) acc[j] = zero;
-    for (int pb = p0 + w; pb < p1; pb += Batch * nw) {
-        float4 vv[Batch];
-        load_batch(vv, pb, nw, p1, vl, [&](int p) {
-            const float* v = p == p_new ? vnew : vc + (size_t)p * v_stride + (size_t)g * vd;
-            return p == p_new ? __ldcg((const float4*)(v + lane * 4))
-                              : *(const float4*)(v + lane * 4);
-        });
-        each_position_head<Batch>(pb, nw, p1, G, [&](int b, int p, int j) {
-            const float e = sc[(size_t)j * cpad + (p - p0)];
-            acc[j].x += e * vv[b].x, acc[j].y += e * vv[b].y;
-            acc[j].z += e * vv[b].z, acc[j].w += e * vv[b].w;
-        });
-    }
-    if (vl)
-#pragma unroll
-        for (int j = 0; j < kAttnMaxGroup; ++j)
-            if (j < G) *(float4*)(red + ((size_t)w * G + j) * vd + lane * 4) = acc[j];
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < G * vd; idx += blockDim.x) {
-        const int j = idx / vd, i = idx - j * vd;
-        float o = 0.f;
-        for (int k = 0; k < nw; ++k) o += red[((size_t)k * G + j) * vd + i];
-        part[((size_t)(g * G + j) * kAttnSplits + s) * stride + 2 + i] = o;
-    }
-    if ((int)threadIdx.x < G) {
-        float* mine = part + ((size_t)(g * G + threadIdx.x) * kAttnSplits + s) * stride;
-        mine[0] = hm[threadIdx.x], mine[1] = hl[threadIdx.x];
-    }
-    if (n_split == 1)
-        __syncthreads();
-    else if (!last_block_to_arrive(done + g, n_split))
-        return;
-    // Merge head j's chunks by warp j: chunk k weighs e^(m_k - m) for the head's max m.
-    if (w < G) {
-        const int h = g * G + w;
-        const float* ph = part + (size_t)h * kAttnSplits * stride;
-        const float mk = lane < n_split ? __ldcg(ph + (size_t)lane * stride) : -FLT_MAX;
-        const float m = warp_max(mk);
-        const float wk = lane < n_split ? __expf(mk - m) : 0.f;
-        wks[w][lane] = wk;
-        const float den =
-            warp_sum(lane < n_split ? wk * __ldcg(ph + (size_t)lane * stride + 1) : 0.f);
-        __syncwarp();
-        const float inv = 1.0f / den;
-        for (int i = lane; i < vd; i += 32) {
-            float o = 0.f;
-            for (int k = 0; k < n_split; ++k)
-                o += wks[w][k] * __ldcg(ph + (size_t)k * stride + 2 + i);
-            out[(size_t)h * vd + i] = o * inv;
-        }
     }
 }
 

@@ -263,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
 size_t fused_smem_floats(const DecodeStep& s) {
     const int len = std::max({s.n_embd, s.n_head * s.vd, s.k_used * s.n_ff});
     return std::max((size_t)len / 32 * kPad,
-                    attn_split_smem_floats(std::max(1, s.max_pos), s.hd, s.vd, kWarps, true));
+                    attn_split_smem_floats(std::max(1, s.max_pos), kAttnSplits, s.hd, s.vd, kWarps, true));
 }
 
 }  // namespace

@@ -79,38 +79,6 @@ struct Chunk<DType::Q8_0> {
     }
 };
 
-// Q8_0 chunk c times x (32 floats, 16-byte aligned), d factored out of the sum: d (q . x).
-// The 34-byte block is read as 4-byte words from its 4-byte-aligned start and realigned with
-// byte permutes (9 loads instead of 17 two-byte ones); each code becomes a float through the
-// mantissa of 2^23 (code ^ 0x80 is q + 128, so 0x4b0000xx is 2^23 + 128 + q, exact).
-// The row must start 4-byte aligned and hold an even number of chunks, so that a block at an
-// address of 0 mod 4 is followed by another in the row (its last word reads 2 bytes of the
-// next block's d).
-__device__ __forceinline__ float q8_0_dot(const uint8_t* row, int c, const float* x) {
-    const uint8_t* b = row + (size_t)c * sizeof(block_q8_0);
-    const uint32_t off = (uint32_t)(uintptr_t)b & 2;  // 0 or 2: blocks are 2-byte aligned
-    const uint32_t* v = (const uint32_t*)(b - off);
-    uint32_t w[9];
-#pragma unroll
-    for (int k = 0; k < 9; ++k) w[k] = v[k];
-    const float d = h2f((uint16_t)(off ? w[0] >> 16 : w[0] & 0xffff));
-    // quant word k: block bytes 2 + 4k .. 5 + 4k, at byte 2 + off + 4k of w
-    const uint32_t sel = off ? 0x7654 : 0x5432;
-    float s = 0.f;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-        const uint32_t q = __byte_perm(w[k], w[k + 1], sel) ^ 0x80808080u;
-        const float4 xv = *(const float4*)(x + 4 * k);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float f =
-                __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;  // 2^23+128
-            s = fmaf(f, j == 0 ? xv.x : j == 1 ? xv.y : j == 2 ? xv.z : xv.w, s);
-        }
-    }
-    return d * s;
-}
-
 // Q8_0_G8 (block_q8_0_g8): chunk c's scale and codes; the codes are two aligned 16-byte
 // loads when the row starts 16-byte aligned (rows are whole 272-byte groups).
 struct Q8G8Chunk {
@@ -123,7 +91,7 @@ struct Q8G8Chunk {
         return {q[0], q[1], *(const uint16_t*)(g + 2 * (c & 7))};
     }
     // d (q . x); x: 32 floats, 16-byte aligned. Codes become floats through the mantissa of
-    // 2^23 as in q8_0_dot.
+    // 2^23 (code ^ 0x80 is q + 128, so 0x4b0000xx is 2^23 + 128 + q, exact).
     __device__ __forceinline__ float dot(const float* x) const {
         const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
         float s = 0.f;

@@ -141,10 +141,10 @@ void Gpu::upload(void* dst, const void* src, size_t n) {
     sync();
 }
 
-// Q8_0 rows of whole 8-block groups go up regrouped (Q8_0_G8) under SLUICE_GPU_Q8G8=1; off
-// until measured against the file layout on a GPU.
+// Q8_0 rows of whole 8-block groups go up regrouped (Q8_0_G8): +7.6% decode on an H100
+// (docs/benchmarks.md, session 21). SLUICE_GPU_Q8G8=0 keeps the file layout, for comparisons.
 DType Gpu::upload_matrix(void* dst, const TensorView& w) {
-    static const bool g8 = env_flag("SLUICE_GPU_Q8G8", false);
+    static const bool g8 = env_flag("SLUICE_GPU_Q8G8", true);
     if (g8 && w.dtype == DType::Q8_0 && w.cols() % (8 * QK8_0) == 0 && ((uintptr_t)dst & 15) == 0) {
         std::vector<block_q8_0_g8> g(w.nbytes() / sizeof(block_q8_0_g8));
         regroup_q8_0_g8((const block_q8_0*)w.data, g.data(), (int64_t)g.size());

@@ -135,7 +135,6 @@ struct VecExtras {
     NormIn norm;
     int* done = nullptr;
     RouteOut route;
-    int q8dot = 0;  // set by launch_matvec from SLUICE_GPU_Q8DOT
 };
 
 // The last block of the launch (by `done`) routes each token t < n_tok on logits [n_tok,
@@ -155,9 +154,8 @@ __device__ void route_in_last_block(int* done, const float* logits, int n_tok, i
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
 // from the matrix shape alone) but not on staging, on the other parts or on the launch.
-// MinBlocks: the launch bound's blocks per SM (5 holds a one-token kernel to 48 registers).
-template <DType T, int NT, int MinBlocks = 1>
-__global__ void __launch_bounds__(32 * kWarps, MinBlocks)
+template <DType T, int NT>
+__global__ void __launch_bounds__(32 * kWarps)
     matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate, int staged,
                   VecExtras ex) {
     __shared__ float partial[kWarps][NT];
@@ -190,15 +188,10 @@ __global__ void __launch_bounds__(32 * kWarps, MinBlocks)
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
-        // One token of 4-byte-aligned Q8_0 rows of an even chunk count: q8_0_dot when
-        // SLUICE_GPU_Q8DOT=1 (ex.q8dot). +4.8% decode on an H100 (session 20), but off until
-        // tests/gpu/run.sh has passed with it on a GPU (it has not yet run there).
-        if (T == DType::Q8_0 && NT == 1 && ex.q8dot && n_chunks % 2 == 0 &&
-            ((uintptr_t)P.W & 3) == 0) {
-#pragma unroll 2
-            for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
-                acc[0] += q8_0_dot(row, c, xb + cs * c);
-        } else if constexpr (T == DType::Q8_0_G8 && NT == 1) {
+        // One token of Q8_0 rows regrouped on upload (Q8_0_G8): two 16-byte loads per chunk
+        // and codes made floats through the mantissa; 9.45 instead of 11.05 us per mat-vec
+        // launch, +7.6% decode on an H100 (docs/benchmarks.md, session 21).
+        if constexpr (T == DType::Q8_0_G8 && NT == 1) {
 #pragma unroll 2
             for (int c = part * 32 + lane; c < n_chunks; c += 32 * split)
                 acc[0] += Q8G8Chunk::load(row, c).dot(xb + cs * c);
@@ -277,16 +270,10 @@ int matvec_split(int rows, int cols) {
 
 // nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
 // columns), y[i]: [nt, ldy[i]], in one launch.
-// SLUICE_GPU_Q8DOT=1: one-token Q8_0 rows through q8_0_dot (see matvec_kernel).
-bool q8dot_on() {
-    static const bool on = env_flag("SLUICE_GPU_Q8DOT", false);
-    return on;
-}
-
-template <DType T, int NT, int MinBlocks>
-void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                           float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
-    constexpr auto kernel = matvec_kernel<T, NT, MinBlocks>;
+template <DType T, int NT>
+void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    constexpr auto kernel = matvec_kernel<T, NT>;
     const int cols = (int)W[0]->cols();
     const size_t smem = stage_smem<kernel>(NT, cols);
     MatvecParts parts{};
@@ -298,23 +285,9 @@ void launch_matvec_bounded(cudaStream_t s, const TensorView* const* W, int n_w, 
             (const uint8_t*)W[i]->data, W[i]->row_size(), rows, split, blocks, y[i], ldy[i]};
         blocks += (rows + kWarps / split - 1) / (kWarps / split);
     }
-    VecExtras e = ex;
-    e.q8dot = q8dot_on() ? 1 : 0;
     launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
-               smem ? 1 : 0, e);
+               smem ? 1 : 0, ex);
     SLUICE_CUDA_LAUNCHED();
-}
-
-// One token's kernel bounded to 5 blocks per SM when SLUICE_GPU_MV5=1 (48 registers, a few
-// bytes spilled): the q/k/v launch of Qwen3-30B-A3B's shape is 640 blocks, one wave at 5
-// blocks per SM on an H100 (660) but two at the 4 its 56 registers allow (528).
-template <DType T, int NT>
-void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
-    static const bool bounded = env_flag("SLUICE_GPU_MV5", false);
-    if constexpr (NT == 1)
-        if (bounded) return launch_matvec_bounded<T, 1, 5>(s, W, n_w, x, y, ldy, accumulate, ex);
-    launch_matvec_bounded<T, NT, 1>(s, W, n_w, x, y, ldy, accumulate, ex);
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).

@@ -135,19 +135,6 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
                                  n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
-// One block per (KV group, chunk) of the token's positions: attention_group_block.
-template <int Batch>
-__global__ void attention_group_kernel(const float* q, float* kc, float* vc, int pos0,
-                                       const int* pos_dev, int n_head, int n_kv, int hd, int vd,
-                                       float scale, float* part, int* done, float* out,
-                                       RopeFirst rf) {
-    extern __shared__ __align__(16) float gsm[];
-    pdl_wait();
-    const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
-    attention_group_block<Batch>(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
-                                 n_head, n_kv, hd, vd, scale, part, done, out, rf, gsm);
-}
-
 __global__ void add_kernel(float* x, const float* y, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
@@ -250,6 +237,29 @@ bool attn_split_on() {
     return on;
 }
 
+// Most chunks per head for a split attention launch: kAttnSplits, or under
+// SLUICE_GPU_ATTN_WAVE=1 as many as keep the launch (n_head blocks per chunk) within one wave
+// of resident blocks. At 64 registers the kernel holds 4 blocks of 256 threads per SM: after
+// 1024 positions a 32-head model took 17 chunks, 544 blocks for an H100's 528 slots, so a
+// second wave of 16 blocks (attention 21.3 us per launch there, 7.98 after 1-3 positions).
+template <typename Kernel>
+int attn_wave_splits(Kernel kernel, int n_head, int last, int hd, int vd, bool rope) {
+    static const bool wave = env_flag("SLUICE_GPU_ATTN_WAVE", false);
+    if (!wave) return kAttnSplits;
+    static const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
+    // Occupancy at the shared memory of kAttnSplits' chunks (fewer chunks need a little more,
+    // far from the limit for these sizes); recomputed only when that changes.
+    static size_t occ_smem = 0;
+    static int occ = 0;
+    const size_t smem = attn_split_smem_floats(last, kAttnSplits, hd, vd, kThreads / 32, rope) * 4;
+    if (smem != occ_smem) {
+        SLUICE_CUDA_CHECK(
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem));
+        occ_smem = smem;
+    }
+    return std::clamp(occ * sms / std::max(1, n_head), 1, kAttnSplits);
+}
+
 }  // namespace
 
 void Gpu::rms_norm(const float* x, const float* w, float eps, int rows, int n, float* y) {
@@ -296,33 +306,13 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
     check(hd % 4 == 0 && n_head % n_kv == 0, "CUDA attention: unsupported head shape");
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     const int warps = kThreads / 32;
-    // SLUICE_GPU_ATTN_GROUP=1: one block per (KV group, chunk), 8 warps (not yet measured).
-    static const bool group = env_flag("SLUICE_GPU_ATTN_GROUP", false);
-    constexpr int kGroupThreads = 256;
-    if (n == 1 && group && attn_group_fits(n_head, n_kv, hd, vd, kGroupThreads / 32)) {
-        static const auto kernel = attention_group_kernel<kAttnBatch>;
-        static const int max_smem = opt_in_smem(kernel);
-        const int splits = attn_split_count(last, kAttnSplits);
-        const size_t smem =
-            attn_group_smem_floats(last, n_head / n_kv, hd, vd, kGroupThreads / 32, rf != nullptr) *
-            sizeof(float);
-        if (smem <= (size_t)max_smem) {
-            launch_pdl(kernel, dim3(n_kv, splits), kGroupThreads, smem, p_->compute, q, k_cache,
-                       v_cache, pos.pos0, pos.dev, n_head, n_kv, hd, vd, scale, p_->attn_part.f32(),
-                       (int*)p_->attn_done.data(), out, rf ? *rf : RopeFirst{});
-            SLUICE_CUDA_LAUNCHED();
-            return true;
-        }
-    }
     if (n == 1 && attn_split_fits(n_head, vd) && attn_split_on()) {
-        // SLUICE_GPU_ATTN_BATCH=0: one position per warp trip, for comparisons.
-        static const bool batch = env_flag("SLUICE_GPU_ATTN_BATCH", true);
-        static const auto kernel =
-            batch ? attention_split_kernel<kAttnBatch> : attention_split_kernel<1>;
+        constexpr auto kernel = attention_split_kernel<kAttnBatch>;
         static const int max_smem = opt_in_smem(kernel);
-        const int splits = attn_split_count(last, kAttnSplits);
+        const int max_splits = attn_wave_splits(kernel, n_head, last, hd, vd, rf != nullptr);
+        const int splits = attn_split_count(last, max_splits);
         const size_t smem =
-            attn_split_smem_floats(last, hd, vd, warps, rf != nullptr) * sizeof(float);
+            attn_split_smem_floats(last, max_splits, hd, vd, warps, rf != nullptr) * sizeof(float);
         check(smem <= (size_t)max_smem, "CUDA attention: context of " + std::to_string(last) +
                                             " positions exceeds this kernel's shared-memory limit; "
                                             "use a shorter --ctx");
