@@ -3,8 +3,11 @@
 // runtime directly rather than sluice's backend.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 // A runtime call that must succeed: prints the call and the error, exits 1.
 #define CK(expr)                                                               \
@@ -58,4 +61,35 @@ void bench_launch_pdl(const void* fn, dim3 grid, int threads, cudaStream_t st, A
     lc.attrs = &attr;
     lc.numAttrs = 1;
     CK(cudaLaunchKernelExC(&lc, fn, args));
+}
+
+// Median microseconds per launch of a graph of n launches, launch l enqueued on st by
+// enqueue(l) during capture; 5 samples of 10 replays after one warm-up replay.
+template <typename F>
+double graph_us_per_launch(cudaStream_t st, int n, F&& enqueue) {
+    cudaGraph_t gr;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < n; ++l) enqueue(l);
+    CK(cudaStreamEndCapture(st, &gr));
+    cudaGraphExec_t ge;
+    CK(cudaGraphInstantiate(&ge, gr, 0));
+    CK(cudaGraphLaunch(ge, st));
+    CK(cudaStreamSynchronize(st));
+    std::vector<double> t;
+    for (int rep = 0; rep < 5; ++rep)
+        t.push_back(event_us(st, 10, [&] { CK(cudaGraphLaunch(ge, st)); }) / n);
+    std::sort(t.begin(), t.end());
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(gr));
+    return t[2];
+}
+
+// max |out - ref| / max |ref|
+inline double max_rel_diff(const std::vector<float>& out, const std::vector<float>& ref) {
+    double err = 0, mx = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+        err = std::max(err, (double)std::fabs(out[i] - ref[i]));
+        mx = std::max(mx, (double)std::fabs(ref[i]));
+    }
+    return err / mx;
 }

@@ -205,31 +205,14 @@ int main() {
             int occ = 0;
             CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, fn, kThreads, 0));
             const dim3 grid(sh.rows / (kWarps * f.rows_per_warp));
-            cudaGraph_t gr;
-            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-            for (int l = 0; l < kLayers; ++l)
-                bench_launch_pdl(fn, grid, kThreads, st, (const uint8_t*)(W + l * mat), rb, sh.rows, sh.cols,
-                       (const float*)x, y + (size_t)l * sh.rows);
-            CK(cudaStreamEndCapture(st, &gr));
-            cudaGraphExec_t ge;
-            CK(cudaGraphInstantiate(&ge, gr, 0));
-            CK(cudaGraphLaunch(ge, st));
-            CK(cudaStreamSynchronize(st));
-            std::vector<double> t;
-            for (int rep = 0; rep < 5; ++rep)
-                t.push_back(event_us(st, 10, [&] { CK(cudaGraphLaunch(ge, st)); }) / kLayers);
-            std::sort(t.begin(), t.end());
+            const double us = graph_us_per_launch(st, kLayers, [&](int l) {
+                bench_launch_pdl(fn, grid, kThreads, st, (const uint8_t*)(W + l * mat), rb,
+                                 sh.rows, sh.cols, (const float*)x, y + (size_t)l * sh.rows);
+            });
             CK(cudaMemcpy(out.data(), y, out.size() * 4, cudaMemcpyDeviceToHost));
             if (&f == &forms[0]) ref = out;
-            double err = 0, mx = 0;
-            for (size_t i = 0; i < out.size(); ++i) {
-                err = std::max(err, (double)std::fabs(out[i] - ref[i]));
-                mx = std::max(mx, (double)std::fabs(ref[i]));
-            }
             std::printf("%-14s %-10s %6d %6d %10.2f %8.0f %10.2e\n", sh.name, f.name, fa.numRegs,
-                        occ, t[2], mat / (t[2] * 1e3), err / mx);
-            CK(cudaGraphExecDestroy(ge));
-            CK(cudaGraphDestroy(gr));
+                        occ, us, mat / (us * 1e3), max_rel_diff(out, ref));
         }
         CK(cudaFree(Wq));
         CK(cudaFree(Wg));
