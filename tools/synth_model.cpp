@@ -8,13 +8,14 @@
 // dozens of layers, makes every router pick the same experts. So embeddings are unique per
 // token and the output projections (attn_output, expert down) are scaled down: the residual
 // stream stays dominated by the token-specific embedding.
-//   sluice-synth --shape qwen3-30b-a3b -o /data/q30b.gguf [--layers N]
+//   sluice-synth --shape qwen3-30b-a3b -o /data/q30b.gguf [--layers N] [--attn-type Q4_K]
 //   sluice-synth --shape deepseek-v3 -o /data/dsv3.gguf --layers 5   (1 dense + 4 MoE layers)
 //   sluice-synth --shape qwen3.5-397b -o /data/q35.gguf --layers 12  (9 DeltaNet + 3 attention)
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "backend/cpu/quant_ref.h"
@@ -287,10 +288,13 @@ int main(int argc, char** argv) {
     std::string shape_name = "qwen3-30b-a3b", out,
                 tok_from = "../shared/models/tiny-qwen3moe-Q8_0.gguf";
     int layers = 0;
+    std::string attn_type;
     app.add_option("--shape", shape_name,
                    "qwen3-30b-a3b | tiny-bench | deepseek-v3 | qwen3.5-397b");
     app.add_option("-o,--out", out, "output .gguf")->required();
     app.add_option("--layers", layers, "override the layer count (e.g. to fit a disk)");
+    app.add_option("--attn-type", attn_type,
+                   "weight type of the attention projections (qwen3 shapes; default Q8_0)");
     app.add_option("--tokenizer-from", tok_from, "GGUF whose tokenizer metadata is copied");
     CLI11_PARSE(app, argc, argv);
     try {
@@ -328,6 +332,12 @@ int main(int argc, char** argv) {
         check(sp != nullptr, "unknown --shape '" + shape_name + "'");
         Shape s = *sp;
         if (layers > 0) s.layers = layers;
+        if (!attn_type.empty()) {
+            const std::optional<DType> t = dtype_from_name(attn_type);
+            check(t && (uint32_t)*t < kFirstNonGgufType && *t != DType::I32 && *t != DType::Q8_K,
+                  "--attn-type: '" + attn_type + "' is not a weight type of GGUF files");
+            s.attn_type = *t;
+        }
         ModelConfig c;
         c.arch = ArchId::Qwen3Moe;
         c.arch_name = "qwen3moe";

@@ -150,11 +150,51 @@ __device__ void route_in_last_block(int* done, const float* logits, int n_tok, i
     }
 }
 
+// Activations for Q4KPair rows: xs[(c / 2) * kPairPad + (c % 2) * 32 + i] = x[32c + i] and
+// sx[c] = sum of chunk c, for the nc = len / 32 chunks (nc even). kPairPad: a lane reads its
+// pair's 16-byte words at a 68-float stride, so each quarter-warp's reads hit distinct banks.
+constexpr int kPairPad = 68;
+size_t pair_stage_bytes(int len) {
+    return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
+}
+// With w set, the staged values are x * w; with ssq set, *ssq gets this thread's share of the
+// sum of squares of x (as stage_rows). Block-wide; ends with a barrier. Each warp takes every
+// kWarps-th chunk, its loads issued together.
+__device__ void stage_pairs(const float* x, int len, float* xs, float* sx,
+                            const float* w = nullptr, float* ssq = nullptr) {
+    constexpr int kBatch = 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
+    if (ssq) *ssq = 0.f;
+    for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
+        float v[kBatch], m[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            v[u] = c < nc ? x[32 * c + lane] : 0.f;
+            m[u] = w && c < nc ? w[32 * c + lane] : 1.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
+            if (ssq) *ssq += v[u] * v[u];
+            v[u] *= m[u];
+            xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
+            const float sum = warp_sum(v[u]);
+            if (lane == 0) sx[c] = sum;
+        }
+    }
+    __syncthreads();
+}
+
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; `split` warps per row (1, 2, 4 or 8), lanes
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
 // from the matrix shape alone) but not on staging, on the other parts or on the launch.
-template <DType T, int NT>
+// Pairs (Q4_K, one token, staged, cols a multiple of 64): lanes over sub-block pairs
+// (Q4KPair, as the expert kernels), warp part p taking pairs p + split * lane, then every
+// 32 * split.
+template <DType T, int NT, bool Pairs = false>
 __global__ void __launch_bounds__(32 * kWarps)
     matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate, int staged,
                   VecExtras ex) {
@@ -175,17 +215,27 @@ __global__ void __launch_bounds__(32 * kWarps)
     // RMSNorm is applied by linearity: rows staged as x * w, each product scaled by the row's
     // rsqrt(mean(x^2) + eps) at the end, so the reduction is off the loads' critical path.
     float ssq[NT];
-    if (staged) {
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+    if constexpr (Pairs) {
+        static_assert(T == DType::Q4_K && NT == 1);
+        const int np = cols / 64;
+        float* sx = x_stage + (size_t)np * kPairPad;
+        stage_pairs(x, cols, x_stage, sx, ex.norm.w, ex.norm.w ? ssq : nullptr);
+        if (r < P.rows) {
+            const uint8_t* row = P.W + (size_t)r * P.row_bytes;
+            for (int p = part + split * lane; p < np; p += 32 * split)
+                acc[0] += Q4KPair::load(row, p).dot(p, x_stage + p * kPairPad, sx + 2 * p);
+        }
+    } else if (staged) {
         if (ex.norm.w)
             stage_rows<NT>(x, ldx, NT, cols, x_stage, ex.norm.w, ssq);
         else
             stage_x(x, ldx, NT, cols, x_stage);
         xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
     }
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] = 0.f;
-    if (r < P.rows) {
+    if (!Pairs && r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
         // One token of Q8_0 rows regrouped on upload (Q8_0_G8): two 16-byte loads per chunk
@@ -270,12 +320,13 @@ int matvec_split(int rows, int cols) {
 
 // nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
 // columns), y[i]: [nt, ldy[i]], in one launch.
-template <DType T, int NT>
-void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
-    constexpr auto kernel = matvec_kernel<T, NT>;
+template <DType T, int NT, bool Pairs = false>
+void launch_matvec_form(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                        float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    constexpr auto kernel = matvec_kernel<T, NT, Pairs>;
     const int cols = (int)W[0]->cols();
-    const size_t smem = stage_smem<kernel>(NT, cols);
+    const size_t smem = Pairs ? allow_smem<kernel>(pair_stage_bytes(cols))
+                              : stage_smem<kernel>(NT, cols);
     MatvecParts parts{};
     parts.n = n_w;
     int blocks = 0;
@@ -288,6 +339,21 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
     launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
                smem ? 1 : 0, ex);
     SLUICE_CUDA_LAUNCHED();
+}
+
+// One token of Q4_K rows on sub-block pairs under SLUICE_GPU_PAIRS_DENSE=1 (the expert
+// kernels' form, 16% faster there; off until measured on dense matrices), where the pair
+// staging fits a block.
+template <DType T, int NT>
+void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    if constexpr (T == DType::Q4_K && NT == 1) {
+        static const bool pairs = env_flag("SLUICE_GPU_PAIRS_DENSE", false);
+        const int cols = (int)W[0]->cols();
+        if (pairs && cols % 64 == 0 && pair_stage_bytes(cols) <= max_stage())
+            return launch_matvec_form<T, 1, true>(s, W, n_w, x, y, ldy, accumulate, ex);
+    }
+    launch_matvec_form<T, NT>(s, W, n_w, x, y, ldy, accumulate, ex);
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).
@@ -381,37 +447,6 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     ag = warp_sum(ag);
     au = warp_sum(au);
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
-}
-
-// Activations for Q4KPair rows: xs[(c / 2) * kPairPad + (c % 2) * 32 + i] = x[32c + i] and
-// sx[c] = sum of chunk c, for the nc = len / 32 chunks (nc even). kPairPad: a lane reads its
-// pair's 16-byte words at a 68-float stride, so each quarter-warp's reads hit distinct banks.
-constexpr int kPairPad = 68;
-size_t pair_stage_bytes(int len) {
-    return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
-}
-// Block-wide; ends with a barrier. Each warp takes every kWarps-th chunk, its loads issued
-// together.
-__device__ void stage_pairs(const float* x, int len, float* xs, float* sx) {
-    constexpr int kBatch = 4;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
-    for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
-        float v[kBatch];
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-            const int c = c0 + u * kWarps;
-            v[u] = c < nc ? x[32 * c + lane] : 0.f;
-        }
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-            const int c = c0 + u * kWarps;
-            if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
-            xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
-            const float sum = warp_sum(v[u]);
-            if (lane == 0) sx[c] = sum;
-        }
-    }
-    __syncthreads();
 }
 
 // experts_gate_up_kernel for Q4_K gate and up rows, staged activations, n_embd a multiple of
