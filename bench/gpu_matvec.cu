@@ -73,8 +73,7 @@ __device__ __forceinline__ float q8_0_dot(const uint8_t* row, int c, const float
         const float4 xv = *(const float4*)(x + 4 * k);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            const float f =
-                __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;  // 2^23+128
+            const float f = byte_plus_2p23(q, j) - 8388736.f;  // 2^23 + 128
             s = fmaf(f, j == 0 ? xv.x : j == 1 ? xv.y : j == 2 ? xv.z : xv.w, s);
         }
     }

@@ -89,25 +89,6 @@ __device__ __forceinline__ float rope_elem(const float* t, int i, const float* n
     return first ? pa * cs - pb * sn : pb * cs + pa * sn;
 }
 
-// One head row by one warp: dst[i] = rope_elem of x RMS-normalised with norm_w. tmp: head_dim
-// floats of this warp's shared memory; dst may not be x.
-__device__ inline void norm_rope_warp(const float* x, const float* norm_w, int head_dim, float eps,
-                                      const float* inv_freq, int n_rot, float mag, int pairs,
-                                      float pos, float* tmp, float* dst) {
-    const int lane = threadIdx.x & 31;
-    float ss = 0.f;
-    for (int i = lane; i < head_dim; i += 32) {
-        const float v = __ldcg(x + i);
-        tmp[i] = v;
-        ss += v * v;
-    }
-    const float scale = norm_w ? rsqrtf(warp_sum(ss) / (float)head_dim + eps) : 1.f;
-    __syncwarp();
-    for (int i = lane; i < head_dim; i += 32)
-        dst[i] = rope_elem(tmp, i, norm_w, scale, inv_freq, n_rot, mag, pairs, pos);
-    __syncwarp();
-}
-
 // dst[i] for i < head_dim of row a and, when b.x is set, of row b: the row normalised, then its
 // first n_rot dims rotated at position pos (pairs: adjacent; else halves), times mag. Both rows
 // take one pass of loads and one block reduction (a q head and its K row: one round trip and
@@ -212,12 +193,11 @@ __device__ __forceinline__ void load_batch(float4 (&r)[Batch], int pb, int nw, i
 // n_pos - 1): each block normalises and rotates its q head itself, the chunk holding the new
 // position does the same for its K row and takes the V row as it is, and the group's first
 // head stores both to the cache rows (nobody else reads those rows in this launch).
-// Batch: positions a warp loads the K (then V) rows of before using any.
-template <int Batch>
 __device__ inline void attention_split_block(const float* q, float* kc, float* vc, int n_pos, int h,
                                              int s, int max_splits, int n_head, int n_kv, int hd,
                                              int vd, float scale, float* part, int* done,
                                              float* out, const RopeFirst& rf, float* sm) {
+    constexpr int Batch = kAttnBatch;
     const int g = h / (n_head / n_kv);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int n_split = attn_split_count(n_pos, max_splits);

@@ -200,10 +200,9 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
             rf.q_norm = L.q_norm, rf.k_norm = L.k_norm;
             for (int it = (int)blockIdx.x; it < s.n_head * n_split; it += (int)gridDim.x) {
                 __syncthreads();  // the previous item's shared memory
-                attention_split_block<kAttnBatch>(s.q, L.k_cache, L.v_cache, n_pos, it % s.n_head,
-                                                  it / s.n_head, kAttnSplits, s.n_head, s.n_kv,
-                                                  s.hd, s.vd, s.attn_scale, attn_part, attn_done,
-                                                  s.att, rf, sm);
+                attention_split_block(s.q, L.k_cache, L.v_cache, n_pos, it % s.n_head,
+                                      it / s.n_head, kAttnSplits, s.n_head, s.n_kv, s.hd, s.vd,
+                                      s.attn_scale, attn_part, attn_done, s.att, rf, sm);
             }
         }
         end_phase(bar, true, trace, 1, t);
@@ -263,7 +262,8 @@ __global__ void __launch_bounds__(kThreads, kPerSm)
 size_t fused_smem_floats(const DecodeStep& s) {
     const int len = std::max({s.n_embd, s.n_head * s.vd, s.k_used * s.n_ff});
     return std::max((size_t)len / 32 * kPad,
-                    attn_split_smem_floats(std::max(1, s.max_pos), kAttnSplits, s.hd, s.vd, kWarps, true));
+                    attn_split_smem_floats(std::max(1, s.max_pos), kAttnSplits, s.hd, s.vd,
+                                           kWarps, true));
 }
 
 }  // namespace

@@ -18,6 +18,11 @@ __device__ __forceinline__ float h2f(uint16_t h) {
 __device__ __forceinline__ uint16_t ld16(const uint8_t* p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
+// 2^23 + byte k of w, exactly: the byte as the low mantissa bits of 0x4b000000 (no
+// integer-to-float unit). Callers subtract 2^23 plus any bias of their codes.
+__device__ __forceinline__ float byte_plus_2p23(uint32_t w, int k) {
+    return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7640 + k));
+}
 
 template <DType T>
 struct Chunk;
@@ -90,8 +95,8 @@ struct Q8G8Chunk {
         const uint4* q = (const uint4*)(g + 16 + 32 * (c & 7));
         return {q[0], q[1], *(const uint16_t*)(g + 2 * (c & 7))};
     }
-    // d (q . x); x: 32 floats, 16-byte aligned. Codes become floats through the mantissa of
-    // 2^23 (code ^ 0x80 is q + 128, so 0x4b0000xx is 2^23 + 128 + q, exact).
+    // d (q . x); x: 32 floats, 16-byte aligned. Codes become floats through the mantissa
+    // (code ^ 0x80 is q + 128, so byte_plus_2p23 gives 2^23 + 128 + q).
     __device__ __forceinline__ float dot(const float* x) const {
         const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
         float s = 0.f;
@@ -101,8 +106,7 @@ struct Q8G8Chunk {
             const float4 xv = *(const float4*)(x + 4 * k);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                const float f =
-                    __uint_as_float(__byte_perm(q, 0x4b000000u, 0x7640 + j)) - 8388736.f;
+                const float f = byte_plus_2p23(q, j) - 8388736.f;  // 2^23 + 128
                 s = fmaf(f, j == 0 ? xv.x : j == 1 ? xv.y : j == 2 ? xv.z : xv.w, s);
             }
         }
@@ -206,10 +210,7 @@ struct Q4KPair {
     // This pair's d (q . x) - m sum(x) over both sub-blocks. x: the pair's 64 activations,
     // sub-block 2 (p % 4) first, 16-byte aligned; sx: their two sums.
     __device__ __forceinline__ float dot(int p, const float* x, const float* sx) const {
-        // byte k of w as a float: 0x4b0000kk is 2^23 + kk
-        auto f = [](uint32_t w, int k) {
-            return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7640 + k)) - 8388608.f;
-        };
+        auto f = [](uint32_t w, int k) { return byte_plus_2p23(w, k) - 8388608.f; };
         const uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
         float s0 = 0.f, s1 = 0.f;
 #pragma unroll

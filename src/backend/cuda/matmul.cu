@@ -98,11 +98,9 @@ extern __shared__ __align__(16) float x_stage[];
 template <auto Kernel>
 size_t allow_smem(size_t bytes) {
     if (bytes > max_stage()) return 0;
-    static size_t allowed = 48 << 10;
-    if (bytes > allowed) {
-        SLUICE_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)max_stage()));
-        allowed = max_stage();
+    if (bytes > (48 << 10)) {  // past the default: raised on first need only
+        static const int limit = opt_in_smem(Kernel);
+        if (bytes > (size_t)limit) return 0;
     }
     return bytes;
 }
@@ -350,7 +348,8 @@ void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const fl
     if constexpr (T == DType::Q4_K && NT == 1) {
         static const bool pairs = env_flag("SLUICE_GPU_PAIRS_DENSE", false);
         const int cols = (int)W[0]->cols();
-        if (pairs && cols % 64 == 0 && pair_stage_bytes(cols) <= max_stage())
+        if (pairs && cols % 64 == 0 &&
+            allow_smem<matvec_kernel<T, 1, true>>(pair_stage_bytes(cols)) > 0)
             return launch_matvec_form<T, 1, true>(s, W, n_w, x, y, ldy, accumulate, ex);
     }
     launch_matvec_form<T, NT>(s, W, n_w, x, y, ldy, accumulate, ex);

@@ -123,7 +123,6 @@ __global__ void attention_kernel(const float* q, const float* kc, const float* v
 }
 
 // One block per (head, chunk) of the token's positions: attention_split_block.
-template <int Batch>
 __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int pos0,
                                        const int* pos_dev, int n_head, int n_kv, int hd, int vd,
                                        float scale, float* part, int* done, float* out,
@@ -131,7 +130,7 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
     extern __shared__ float sm[];
     pdl_wait();
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
-    attention_split_block<Batch>(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
+    attention_split_block(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
                                  n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
@@ -307,7 +306,7 @@ bool Gpu::attention_impl(const float* q, float* k_cache, float* v_cache, int n, 
     const int last = (pos.dev ? pos.max : pos.pos0 + n);  // most positions a row attends to
     const int warps = kThreads / 32;
     if (n == 1 && attn_split_fits(n_head, vd) && attn_split_on()) {
-        constexpr auto kernel = attention_split_kernel<kAttnBatch>;
+        constexpr auto kernel = attention_split_kernel;
         static const int max_smem = opt_in_smem(kernel);
         const int max_splits = attn_wave_splits(kernel, n_head, last, hd, vd, rf != nullptr);
         const int splits = attn_split_count(last, max_splits);
