@@ -101,6 +101,13 @@ class CudaForward final : public DeviceForward {
         std::chrono::steady_clock::time_point t;
         std::map<std::string, double> s;
     } prof_;
+    // SLUICE_GPU_REPEAT=PHASE:N[,PHASE:N...], for timing only (outputs are then wrong): a
+    // one-token step launches that phase N times (0: not at all), so that differences of decode
+    // times give each phase's share of a step as it runs in the graph, between its neighbours.
+    enum Phase { kQkv, kAttention, kAttnOut, kRouter, kGateUp, kDown, kPhases };
+    int repeat_[kPhases] = {1, 1, 1, 1, 1, 1};
+    int reps(Phase p, int n) const { return n == 1 ? repeat_[p] : 1; }
+    void parse_repeat(const char* spec);
     void phase(const char* name) {
         if (!prof_.on) return;
         gpu_.sync();
@@ -276,6 +283,28 @@ CudaForward::CudaForward(Model& m, const GpuOptions& o) {
     prof_.on = pe && *pe && *pe != '0';
     const char* ge = std::getenv("SLUICE_GPU_GRAPH");
     graphs_on_ = !(ge && *ge == '0');
+    if (const char* r = std::getenv("SLUICE_GPU_REPEAT"); r && *r) parse_repeat(r);
+}
+
+void CudaForward::parse_repeat(const char* spec) {
+    static const char* const names[kPhases] = {"qkv",    "attention", "attn_out",
+                                               "router", "gate_up",   "down"};
+    std::string s(spec);
+    for (size_t b = 0; b < s.size();) {
+        const size_t e = std::min(s.find(',', b), s.size()), c = s.find(':', b);
+        check(c < e, "SLUICE_GPU_REPEAT: expected PHASE:N in '" + s + "'");
+        const std::string name = s.substr(b, c - b), count = s.substr(c + 1, e - c - 1);
+        const auto* it = std::find_if(std::begin(names), std::end(names),
+                                      [&](const char* n) { return name == n; });
+        check(it != std::end(names), "SLUICE_GPU_REPEAT: unknown phase '" + name +
+                                         "' (qkv, attention, attn_out, router, gate_up, down)");
+        check(count.size() == 1 && count[0] >= '0' && count[0] <= '4',
+              "SLUICE_GPU_REPEAT: count '" + count + "' of " + name + " is not 0-4");
+        repeat_[it - std::begin(names)] = count[0] - '0';
+        b = e + 1;
+    }
+    std::fprintf(stderr, "SLUICE_GPU_REPEAT=%s: decode phases repeated for timing; outputs "
+                         "are wrong\n", spec);
 }
 
 float* CudaForward::buf(int i, size_t floats) {
@@ -363,15 +392,18 @@ bool CudaForward::step(Model& m, const ForwardArgs& a, DeviceKv& kv, const cuda:
         const GpuLayer& L = layers_[(size_t)l];
         const TensorView* qkv_w[3] = {&L.wq, &L.wk, &L.wv};
         float* qkv_y[3] = {q, k, v};
-        gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h});
+        for (int r = 0; r < reps(kQkv, n); ++r)
+            gpu_.matmul_multi(qkv_w, 3, x, n, qkv_y, cuda::NormIn{L.attn_norm, c.rms_eps, h});
         float* kc = kv.k.f32() + (size_t)l * n_ctx * kv_dim;
         float* vc = kv.v.f32() + (size_t)l * n_ctx * v_dim;
         phase("attn_proj");
-        gpu_.rope_attention(cuda::RopeFirst{k, v, L.q_norm, L.k_norm, c.rms_eps, inv_freq_,
-                                            (int)rope.n_rot(), rope.mag, rope.pairs},
-                            q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
+        for (int r = 0; r < reps(kAttention, n); ++r)
+            gpu_.rope_attention(cuda::RopeFirst{k, v, L.q_norm, L.k_norm, c.rms_eps, inv_freq_,
+                                                (int)rope.n_rot(), rope.mag, rope.pairs},
+                                q, kc, vc, n, pos, nh, nkv, hd, vd, c.attn_scale(), att);
         phase("attention");
-        gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
+        for (int r = 0; r < reps(kAttnOut, n); ++r)
+            gpu_.matmul(L.wo, att, n, x, /*accumulate=*/true);
         phase("attn_out");
         if (!c.is_moe_layer(l)) {
             gpu_.rms_norm(x, L.ffn_norm, c.rms_eps, n, E, h);
@@ -537,14 +569,17 @@ void CudaForward::moe(Model& m, const ForwardArgs& a, int l, float* x, float* h)
     float* rlog = buf(RLOG, (size_t)n * NE);
     int32_t* ids = (int32_t*)buf(IDS, (size_t)n * KU);
     float* wts = buf(WTS, (size_t)n * KU);
-    gpu_.router_topk(L.router, x, n, cuda::NormIn{L.ffn_norm, c.rms_eps, h}, rlog,
-                     cuda::RouteOut{KU, c.norm_topk_prob, c.routed_scale, ids, wts});
+    for (int r = 0; r < reps(kRouter, n); ++r)
+        gpu_.router_topk(L.router, x, n, cuda::NormIn{L.ffn_norm, c.rms_eps, h}, rlog,
+                         cuda::RouteOut{KU, c.norm_topk_prob, c.routed_scale, ids, wts});
     const bool table_path = n <= kTableTokens;
     auto table_kernels = [&] {
         const cuda::ExpertTable t = experts_->table(l);
         float* act = buf(ACT, (size_t)n * KU * F);
-        gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
-        gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
+        for (int r = 0; r < reps(kGateUp, n); ++r)
+            gpu_.experts_gate_up(t, ids, n * KU, KU, h, act);
+        for (int r = 0; r < reps(kDown, n); ++r)
+            gpu_.experts_down_combine(t, ids, wts, n, KU, act, x);
     };
     if (experts_->all_resident() && table_path) {
         table_kernels();  // no host round trip: ids and expert table stay on the device
