@@ -301,7 +301,6 @@ cuda::ExpertTable VramExpertCache::table(int layer) const {
     const ExpertLayerLayout& L = layout_.layers[(size_t)layer];
     cuda::ExpertTable t;
     t.table = (const void* const*)table_dev_.data() + (size_t)layer * n_expert_ * 3;
-    t.n_expert = n_expert_;
     for (int p = 0; p < 3; ++p) t.dtype[p] = L.proj[(size_t)p].dtype;
     t.n_ff = L.proj[0].rows;
     t.n_embd = L.proj[0].cols;

@@ -265,7 +265,6 @@ TEST(CudaOps, ExpertKernelsMatchReferenceForEveryType) {
             gpu.upload(td_buf.data(), table.data(), table.size() * sizeof(void*));
             cuda::ExpertTable et;
             et.table = (const void* const*)td_buf.data();
-            et.n_expert = NE;
             et.dtype[0] = et.dtype[1] = t;
             et.dtype[2] = td;
             et.n_ff = F;

@@ -177,35 +177,6 @@ __device__ __forceinline__ void load_batch(float4 (&r)[Batch], int pb, int nw, i
     }
 }
 
-// What attention_split_block(n_pos, h, s, max_splits, ...) reads in dependent chains, asked
-// for before pdl_wait (none of it is written by the kernel before): the norm weights and
-// frequencies it reads after its first reduction into this SM's L1, and the chunk's cached K
-// and V rows of earlier positions into L2 (by the group's first head only; the other heads
-// of the group read the same rows), so the loads after the rope wait on L2, not device memory.
-__device__ inline void attention_split_prefetch(const float* kc, const float* vc, int n_pos, int h,
-                                                int s, int max_splits, int n_head, int n_kv,
-                                                int hd, int vd, const RopeFirst& rf) {
-    const int n_split = attn_split_count(n_pos, max_splits);
-    if (s >= n_split) return;
-    const int t = threadIdx.x, nt = blockDim.x;
-    if (rf.inv_freq) {
-        if (rf.q_norm) prefetch_l1(rf.q_norm, (size_t)hd * 4, t, nt);
-        if (rf.k_norm) prefetch_l1(rf.k_norm, (size_t)hd * 4, t, nt);
-        prefetch_l1(rf.inv_freq, (size_t)rf.n_rot / 2 * 4, t, nt);
-    }
-    const int group = n_head / n_kv;
-    if (h % group) return;
-    const int g = h / group, chunk = (n_pos + n_split - 1) / n_split;
-    const int p0 = s * chunk, p1 = min(n_pos - 1, p0 + chunk);  // n_pos - 1: the new row
-    const int k_lines = (hd + 31) / 32, lines = k_lines + (vd + 31) / 32;  // 128-byte lines
-    for (int i = t; i < (p1 - p0) * lines; i += nt) {
-        const int p = p0 + i / lines, l = i % lines;
-        const float* a = l < k_lines ? kc + ((size_t)p * n_kv + g) * hd + 32 * l
-                                     : vc + ((size_t)p * n_kv + g) * vd + 32 * (l - k_lines);
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
-    }
-}
-
 // Decode attention (one token) split over the positions (flash-decoding): block (h, s)
 // takes the s-th chunk of head h's causal prefix and keeps its score max m, sum l = Σ e^(s_p - m)
 // and unnormalised o = Σ e^(s_p - m) v_p; the last block of the head to finish merges the

@@ -82,7 +82,6 @@ class HostRegistration {
 // decode step with every expert resident needs no host round trip.
 struct ExpertTable {
     const void* const* table = nullptr;  // device: [n_expert * 3]
-    int n_expert = 0;  // the table's rows (0: not given; kernels then skip prefetching it)
     DType dtype[3] = {DType::F32, DType::F32, DType::F32};
     int64_t n_ff = 0, n_embd = 0;  // gate/up: [n_ff rows, n_embd]; down: [n_embd rows, n_ff]
 };
@@ -277,15 +276,12 @@ class Gpu {
 
     // Routed experts per slot s < n_slots: expert ids[s], input x + (s / tok_div) * n_embd.
     // act: [n_slots, n_ff] = silu(gate x) * (up x). Slots whose expert has no table entry get
-    // zeros (the caller computes them elsewhere). The table is read before the previous
-    // kernel in the stream has finished (programmatic dependent launch): no kernel writes it.
+    // zeros (the caller computes them elsewhere).
     void experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots, int tok_div,
                          const float* x, float* act);
     // out[t] += sum over j < k of w[t * k + j] * (down_e act[t * k + j]), e = ids[t * k + j],
     // for t < n: the down projections and their weighted sum in one launch. Slots whose
-    // expert has no table entry add nothing. act: [n * k, n_ff]; out: [n, n_embd]. ids, w and
-    // the table are read before the previous kernel in the stream has finished: they must be
-    // complete when it starts (the router runs before experts_gate_up).
+    // expert has no table entry add nothing. act: [n * k, n_ff]; out: [n, n_embd].
     void experts_down_combine(const ExpertTable& t, const int32_t* ids, const float* w, int n,
                               int k, const float* act, float* out);
     // out[t] (+)= sum over j < k of w[t * k + j] * y[t * k + j]. y: [n * k, n]; out: [n, dim].

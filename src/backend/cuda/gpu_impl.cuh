@@ -63,12 +63,6 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n, size_t i, s
     for (size_t o = i * 128; o < n; o += nthreads * 128)
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)p + o));
 }
-// The same into this SM's L1 (and L2), for small constant data a block reads later in a
-// dependent chain (a table, norm weights): that load then waits on L1, not on L2.
-__device__ __forceinline__ void prefetch_l1(const void* p, size_t n, size_t i, size_t nthreads) {
-    for (size_t o = i * 128; o < n; o += nthreads * 128)
-        asm volatile("prefetch.global.L1 [%0];" ::"l"((const char*)p + o));
-}
 
 // The current device's attribute a.
 int device_attribute(cudaDeviceAttr a);

@@ -414,11 +414,9 @@ __global__ void get_rows_kernel(const uint8_t* W, size_t row_bytes, int cols, co
 // Routed experts, one warp per (row, slot): act[s, r] = silu(gate_e[r] . x_s) * (up_e[r] . x_s).
 // x_s is staged (padded) in shared memory when `staged`.
 template <DType TG, DType TU>
-__global__ void experts_gate_up_kernel(const void* const* table, int table_rows,
-                                       const int32_t* ids, int tok_div, int n_ff, int n_embd,
-                                       size_t g_row_bytes, size_t u_row_bytes, const float* x,
-                                       float* act, int staged) {
-    prefetch_l1(table, (size_t)table_rows * 3 * sizeof(void*), threadIdx.x, blockDim.x);
+__global__ void experts_gate_up_kernel(const void* const* table, const int32_t* ids, int tok_div,
+                                       int n_ff, int n_embd, size_t g_row_bytes, size_t u_row_bytes,
+                                       const float* x, float* act, int staged) {
     pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -452,13 +450,11 @@ __global__ void experts_gate_up_kernel(const void* const* table, int table_rows,
 
 // experts_gate_up_kernel for Q4_K gate and up rows, staged activations, n_embd a multiple of
 // 64: lanes over sub-block pairs (Q4KPair). The first pair's weights are requested before
-// the activations are staged. The expert table (constant, cuda.h) comes to L1 before the
-// wait: of the chain ids -> table -> weights after it, the middle load is then an L1 hit.
+// the activations are staged.
 __global__ void __launch_bounds__(32 * kWarps, 4)
-    experts_gate_up_q4k_pairs_kernel(const void* const* table, int table_rows,
-                                     const int32_t* ids, int tok_div, int n_ff, int n_embd,
-                                     size_t row_bytes, const float* x, float* act) {
-    prefetch_l1(table, (size_t)table_rows * 3 * sizeof(void*), threadIdx.x, blockDim.x);
+    experts_gate_up_q4k_pairs_kernel(const void* const* table, const int32_t* ids, int tok_div,
+                                     int n_ff, int n_embd, size_t row_bytes, const float* x,
+                                     float* act) {
     pdl_wait();
     const int lane = threadIdx.x & 31, s = blockIdx.y, np = n_embd / 64;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -511,25 +507,14 @@ __device__ __forceinline__ float slot_items_sum(int k, int per_slot, const uint8
 constexpr int kMaxSlots = 32;
 
 // base[j] = slot j's down matrix (null: not in VRAM), sw[j] = its routing weight, for the k
-// slots of token t, and this block's rows [r0, r0 + n_rows) of each prefetched into L2.
-// Called before pdl_wait: ids, wts and the table are complete before the previous kernel (the
-// experts' gate/up) starts (cuda.h), so the loads after the wait (act staging, then these
-// rows) wait on L2 only, not on ids -> table -> device memory. Block-wide; ends with a barrier.
+// slots of token t; threads j < k each write one. The caller's next barrier publishes them.
 __device__ __forceinline__ void load_slots(const void* const* table, const int32_t* ids,
                                            const float* wts, int t, int k, const uint8_t** base,
-                                           float* sw, int r0, int n_rows, size_t row_bytes) {
+                                           float* sw) {
     if ((int)threadIdx.x < k) {
         const int j = (int)threadIdx.x;
         base[j] = (const uint8_t*)table[3 * ids[(size_t)t * k + j] + 2];
         sw[j] = wts[(size_t)t * k + j];
-    }
-    __syncthreads();
-    const size_t lines = ((size_t)n_rows * row_bytes + 127) / 128;
-    for (size_t i = threadIdx.x; i < (size_t)k * lines; i += blockDim.x) {
-        const size_t j = i / lines;
-        if (base[j])
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(base[j] + (size_t)r0 * row_bytes +
-                                                          (i - j * lines) * 128));
     }
 }
 
@@ -546,17 +531,19 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
                                             int staged) {
     __shared__ const uint8_t* base[kMaxSlots];
     __shared__ float sw[kMaxSlots];
-    const int t = blockIdx.y, lane = threadIdx.x & 31;
-    const int r0 = blockIdx.x * kWarps, r = r0 + (threadIdx.x >> 5);
-    load_slots(table, ids, wts, t, k, base, sw, r0, min(kWarps, n_embd - r0), row_bytes);
     pdl_wait();
+    const int t = blockIdx.y, lane = threadIdx.x & 31;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    load_slots(table, ids, wts, t, k, base, sw);
     const float* a = act + (size_t)t * k * n_ff;
     const int nc = n_ff / 32;
     int cs = 32;
     size_t ss = (size_t)n_ff;
     if (staged) {
-        stage_x(a, n_ff, k, n_ff, x_stage);
+        stage_x(a, n_ff, k, n_ff, x_stage);  // its barrier also publishes base and sw
         a = x_stage, cs = kPad, ss = (size_t)nc * kPad;
+    } else {
+        __syncthreads();
     }
     if (r >= n_embd) return;
     float acc = slot_items_sum(k, nc, base, sw, (size_t)r * row_bytes,
@@ -580,13 +567,13 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
                                           size_t row_bytes, const float* act, float* out) {
     __shared__ const uint8_t* base[kMaxSlots];
     __shared__ float sw[kMaxSlots];
-    const int t = blockIdx.y, lane = threadIdx.x & 31, np = n_ff / 64;
-    const int r0 = blockIdx.x * kWarps, r = r0 + (threadIdx.x >> 5);
-    load_slots(table, ids, wts, t, k, base, sw, r0, min(kWarps, n_embd - r0), row_bytes);
     pdl_wait();
+    const int t = blockIdx.y, lane = threadIdx.x & 31, np = n_ff / 64;
+    const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
+    load_slots(table, ids, wts, t, k, base, sw);
     float* xs = x_stage;
     float* sx = x_stage + (size_t)k * np * kPairPad;
-    stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);
+    stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);  // its barrier publishes base, sw
     if (r >= n_embd) return;
     float acc = slot_items_sum(
         k, np, base, sw, (size_t)r * row_bytes, [&](const uint8_t* row, int, int q, int p) {
@@ -716,15 +703,14 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
             : 0;
     if (pair_bytes) {
         launch_pdl(experts_gate_up_q4k_pairs_kernel, grid, 32 * kWarps, pair_bytes, p_->compute,
-                   t.table, t.n_expert, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, x, act);
+                   t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, x, act);
         SLUICE_CUDA_LAUNCHED();
         return;
     }
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
             launch_pdl(experts_gate_up_kernel<T, T>, grid, 32 * kWarps, smem, p_->compute, t.table,
-                       t.n_expert, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act,
-                       smem ? 1 : 0);
+                       ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, rb, x, act, smem ? 1 : 0);
         }))
         no_kernel(t.dtype[0]);
     SLUICE_CUDA_LAUNCHED();

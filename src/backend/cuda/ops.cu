@@ -128,10 +128,8 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
                                        float scale, float* part, int* done, float* out,
                                        RopeFirst rf) {
     extern __shared__ float sm[];
-    const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;  // uploaded before the step's kernels
-    attention_split_prefetch(kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
-                             n_head, n_kv, hd, vd, rf);
     pdl_wait();
+    const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
     attention_split_block(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
                                  n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
