@@ -146,14 +146,14 @@ TEST(CudaOps, MatmulMatchesDequantizedReferenceForEveryType) {
 }
 
 // Gpu::upload_matrix may change a matrix's layout (Q8_0 rows of whole 8-block groups become
-// Q8_0_G8 under SLUICE_GPU_Q8G8=1): products through the returned dtype stay those of the file
-// layout's values. 96 columns: not whole groups, kept as Q8_0.
+// Q8_0_G8 unless SLUICE_GPU_Q8G8=0): products through the returned dtype stay those of the
+// file layout's values. 96 columns: not whole groups, kept as Q8_0.
 TEST(CudaOps, UploadedMatrixKeepsItsProducts) {
     REQUIRE_GPU();
     cuda::Gpu gpu;
     std::mt19937 rng(9);
     const char* sw = std::getenv("SLUICE_GPU_Q8G8");
-    const bool g8 = sw && *sw && *sw != '0';
+    const bool g8 = !(sw && *sw == '0');  // as env_flag("SLUICE_GPU_Q8G8", true)
     for (auto [t, cols] : {std::pair{DType::Q8_0, 512}, std::pair{DType::Q8_0, 96},
                            std::pair{DType::Q4_K, 512}}) {
         const int rows = 45;
