@@ -21,9 +21,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 rc=0
 "$test_bin" || rc=1
 # Paths behind switches are checked too: Q8_0 kept in the file layout (the fallback for rows
-# that are not whole 8-block groups), and, off by default until measured, attention chunks
-# capped at one wave and dense Q4_K mat-vecs on sub-block pairs.
-for sw in SLUICE_GPU_Q8G8=0 SLUICE_GPU_ATTN_WAVE=1 SLUICE_GPU_PAIRS_DENSE=1; do
+# that are not whole 8-block groups), and attention chunks not capped at one wave.
+for sw in SLUICE_GPU_Q8G8=0 SLUICE_GPU_ATTN_WAVE=0; do
   echo "== with $sw"
   env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu:CudaModel.Q8_0WeightsMatchCpu' || rc=1
 done

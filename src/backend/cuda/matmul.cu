@@ -155,28 +155,22 @@ constexpr int kPairPad = 68;
 size_t pair_stage_bytes(int len) {
     return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
 }
-// With w set, the staged values are x * w; with ssq set, *ssq gets this thread's share of the
-// sum of squares of x (as stage_rows). Block-wide; ends with a barrier. Each warp takes every
-// kWarps-th chunk, its loads issued together.
-__device__ void stage_pairs(const float* x, int len, float* xs, float* sx,
-                            const float* w = nullptr, float* ssq = nullptr) {
+// Block-wide; ends with a barrier. Each warp takes every kWarps-th chunk, its loads issued
+// together.
+__device__ void stage_pairs(const float* x, int len, float* xs, float* sx) {
     constexpr int kBatch = 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
-    if (ssq) *ssq = 0.f;
     for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
-        float v[kBatch], m[kBatch];
+        float v[kBatch];
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
             const int c = c0 + u * kWarps;
             v[u] = c < nc ? x[32 * c + lane] : 0.f;
-            m[u] = w && c < nc ? w[32 * c + lane] : 1.f;
         }
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
             const int c = c0 + u * kWarps;
             if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
-            if (ssq) *ssq += v[u] * v[u];
-            v[u] *= m[u];
             xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
             const float sum = warp_sum(v[u]);
             if (lane == 0) sx[c] = sum;
@@ -189,10 +183,9 @@ __device__ void stage_pairs(const float* x, int len, float* xs, float* sx,
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
 // from the matrix shape alone) but not on staging, on the other parts or on the launch.
-// Pairs (Q4_K, one token, staged, cols a multiple of 64): lanes over sub-block pairs
-// (Q4KPair, as the expert kernels), warp part p taking pairs p + split * lane, then every
-// 32 * split.
-template <DType T, int NT, bool Pairs = false>
+// Dense Q4_K rows on sub-block pairs (the expert kernels' form) were 4% slower in decode
+// (session 22), so this keeps the 32-chunk float decoder for them.
+template <DType T, int NT>
 __global__ void __launch_bounds__(32 * kWarps)
     matvec_kernel(MatvecParts parts, int cols, const float* x, int ldx, int accumulate, int staged,
                   VecExtras ex) {
@@ -216,24 +209,14 @@ __global__ void __launch_bounds__(32 * kWarps)
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = 0.f;
-    if constexpr (Pairs) {
-        static_assert(T == DType::Q4_K && NT == 1);
-        const int np = cols / 64;
-        float* sx = x_stage + (size_t)np * kPairPad;
-        stage_pairs(x, cols, x_stage, sx, ex.norm.w, ex.norm.w ? ssq : nullptr);
-        if (r < P.rows) {
-            const uint8_t* row = P.W + (size_t)r * P.row_bytes;
-            for (int p = part + split * lane; p < np; p += 32 * split)
-                acc[0] += Q4KPair::load(row, p).dot(p, x_stage + p * kPairPad, sx + 2 * p);
-        }
-    } else if (staged) {
+    if (staged) {
         if (ex.norm.w)
             stage_rows<NT>(x, ldx, NT, cols, x_stage, ex.norm.w, ssq);
         else
             stage_x(x, ldx, NT, cols, x_stage);
         xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
     }
-    if (!Pairs && r < P.rows) {
+    if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
         // One token of Q8_0 rows regrouped on upload (Q8_0_G8): two 16-byte loads per chunk
@@ -283,12 +266,17 @@ __global__ void __launch_bounds__(32 * kWarps)
         __syncthreads();
 #pragma unroll
         for (int t = 0; t < NT; ++t) acc[t] *= scale[t];
-        if (blockIdx.x == 0 && ex.norm.h)  // rms_norm's result, for the layer's later ops
+        // rms_norm's result, for the layer's later ops, from the staged x * w. Read again
+        // from x and w, each trip's loads waited on the stores of the trip before (h may
+        // alias them): 8 L2 round trips at the end of block 0, and the q/k/v and router
+        // launches took 10.9 and 7.7 us per layer of the step (session 22).
+        if (blockIdx.x == 0 && ex.norm.h)
 #pragma unroll
             for (int t = 0; t < NT; ++t)
-                for (int k = threadIdx.x; k < cols; k += blockDim.x)
-                    ex.norm.h[(size_t)t * cols + k] =
-                        x[(size_t)t * ldx + k] * scale[t] * ex.norm.w[k];
+                for (int k = threadIdx.x; k < cols; k += blockDim.x) {
+                    const float xw = xb[t * ts + (size_t)(k >> 5) * kPad + (k & 31)];
+                    ex.norm.h[(size_t)t * cols + k] = xw * scale[t];
+                }
     }
     if (r < P.rows && part == 0 && lane == 0)
 #pragma unroll
@@ -318,13 +306,12 @@ int matvec_split(int rows, int cols) {
 
 // nt (<= NT) tokens of x: [nt, cols] against every matrix of W[0..n_w) (one dtype, `cols`
 // columns), y[i]: [nt, ldy[i]], in one launch.
-template <DType T, int NT, bool Pairs = false>
-void launch_matvec_form(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                        float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
-    constexpr auto kernel = matvec_kernel<T, NT, Pairs>;
+template <DType T, int NT>
+void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
+                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
+    constexpr auto kernel = matvec_kernel<T, NT>;
     const int cols = (int)W[0]->cols();
-    const size_t smem = Pairs ? allow_smem<kernel>(pair_stage_bytes(cols))
-                              : stage_smem<kernel>(NT, cols);
+    const size_t smem = stage_smem<kernel>(NT, cols);
     MatvecParts parts{};
     parts.n = n_w;
     int blocks = 0;
@@ -337,22 +324,6 @@ void launch_matvec_form(cudaStream_t s, const TensorView* const* W, int n_w, con
     launch_pdl(kernel, blocks, 32 * kWarps, smem, s, parts, cols, x, cols, accumulate ? 1 : 0,
                smem ? 1 : 0, ex);
     SLUICE_CUDA_LAUNCHED();
-}
-
-// One token of Q4_K rows on sub-block pairs under SLUICE_GPU_PAIRS_DENSE=1 (the expert
-// kernels' form, 16% faster there; off until measured on dense matrices), where the pair
-// staging fits a block.
-template <DType T, int NT>
-void launch_matvec(cudaStream_t s, const TensorView* const* W, int n_w, const float* x,
-                   float* const* y, const int* ldy, bool accumulate, const VecExtras& ex) {
-    if constexpr (T == DType::Q4_K && NT == 1) {
-        static const bool pairs = env_flag("SLUICE_GPU_PAIRS_DENSE", false);
-        const int cols = (int)W[0]->cols();
-        if (pairs && cols % 64 == 0 &&
-            allow_smem<matvec_kernel<T, 1, true>>(pair_stage_bytes(cols)) > 0)
-            return launch_matvec_form<T, 1, true>(s, W, n_w, x, y, ldy, accumulate, ex);
-    }
-    launch_matvec_form<T, NT>(s, W, n_w, x, y, ldy, accumulate, ex);
 }
 
 // The kernel instance for nt tokens (1 <= nt <= NT).

@@ -236,14 +236,16 @@ bool attn_split_on() {
     return on;
 }
 
-// Most chunks per head for a split attention launch: kAttnSplits, or under
-// SLUICE_GPU_ATTN_WAVE=1 as many as keep the launch (n_head blocks per chunk) within one wave
-// of resident blocks. At 64 registers the kernel holds 4 blocks of 256 threads per SM: after
-// 1024 positions a 32-head model took 17 chunks, 544 blocks for an H100's 528 slots, so a
-// second wave of 16 blocks (attention 21.3 us per launch there, 7.98 after 1-3 positions).
+// Most chunks per head for a split attention launch: as many as keep the launch (n_head
+// blocks per chunk) within one wave of resident blocks, at most kAttnSplits. At 64 registers
+// the kernel holds 4 blocks of 256 threads per SM: after 1024 positions a 32-head model took
+// 17 chunks uncapped, 544 blocks for an H100's 528 slots, so a second wave of 16 blocks
+// (attention 21.3 us per launch there, 7.98 after 1-3 positions). Capped, decode after a
+// 1024-token prompt went from 291-293 to 317 tok/s (session 22). SLUICE_GPU_ATTN_WAVE=0 lifts
+// the cap, for comparisons.
 template <typename Kernel>
 int attn_wave_splits(Kernel kernel, int n_head, int last, int hd, int vd, bool rope) {
-    static const bool wave = env_flag("SLUICE_GPU_ATTN_WAVE", false);
+    static const bool wave = env_flag("SLUICE_GPU_ATTN_WAVE", true);
     if (!wave) return kAttnSplits;
     static const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
     // Occupancy at the shared memory of kAttnSplits' chunks (fewer chunks need a little more,
