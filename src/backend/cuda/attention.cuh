@@ -297,26 +297,43 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
     if (threadIdx.x == 0) mine[0] = mx, mine[1] = lsum;
     // One chunk (fewer than 65 positions): this block merges its own partials after a block
     // barrier, with no fence or counter. Writing the output directly instead took the kernel
-    // from 46 to 54 registers and lost 12% decode after 1024 positions (session 18); this form
-    // keeps 46 and gained 1.0-2.0% at 32 positions, level at 1024 and 4000 (session 19).
+    // from 64 to 68 registers (session 22; from 46 to 54 in session 18, and 12% slower decode
+    // after 1024 positions).
     if (n_split == 1)
         __syncthreads();
     else if (!last_block_to_arrive(done + h, n_split))
         return;
-    // Merge: chunk k weighs e^(m_k - m) for the head's max m; weights computed once here.
+    // Merge: chunk k weighs e^(m_k - m) for the head's max m. Lane k of warp 0 reads chunk k's
+    // (m_k, l_k), so the weights take one L2 round trip, and each output reads the chunks'
+    // sums kBatch at a time. Before, three loops of one load per chunk waited a round trip per
+    // chunk (attention took 21 us per launch after 1024 positions, 8 at 32). A batch of 8
+    // took the kernel from 64 to 71 registers.
+    constexpr int kBatch = 4;
+    static_assert(kAttnSplits <= 32 && kAttnSplits % kBatch == 0);
     __shared__ float wk[kAttnSplits];
+    __shared__ float inv;
     const float* ph = part + (size_t)h * kAttnSplits * stride;
-    float m = -FLT_MAX;
-    for (int k = 0; k < n_split; ++k) m = fmaxf(m, __ldcg(ph + (size_t)k * stride));
-    if (threadIdx.x < n_split)
-        wk[threadIdx.x] = __expf(__ldcg(ph + (size_t)threadIdx.x * stride) - m);
+    if (w == 0) {
+        const bool in = lane < n_split;
+        const float mk = in ? __ldcg(ph + (size_t)lane * stride) : -FLT_MAX;
+        const float lk = in ? __ldcg(ph + (size_t)lane * stride + 1) : 0.f;
+        const float m = warp_max(mk);  // every lane: shuffles
+        const float e = in ? __expf(mk - m) : 0.f;
+        if (lane < kAttnSplits) wk[lane] = e;
+        const float den = warp_sum(e * lk);
+        if (lane == 0) inv = 1.0f / den;
+    }
     __syncthreads();
-    float den = 0.f;
-    for (int k = 0; k < n_split; ++k) den += wk[k] * __ldcg(ph + (size_t)k * stride + 1);
-    const float inv = 1.0f / den;
     for (int i = threadIdx.x; i < vd; i += blockDim.x) {
         float o = 0.f;
-        for (int k = 0; k < n_split; ++k) o += wk[k] * __ldcg(ph + (size_t)k * stride + 2 + i);
+        for (int k0 = 0; k0 < n_split; k0 += kBatch) {
+            float v[kBatch];
+#pragma unroll
+            for (int u = 0; u < kBatch; ++u)
+                v[u] = k0 + u < n_split ? __ldcg(ph + (size_t)(k0 + u) * stride + 2 + i) : 0.f;
+#pragma unroll
+            for (int u = 0; u < kBatch; ++u) o += wk[k0 + u] * v[u];
+        }
         out[(size_t)h * vd + i] = o * inv;
     }
 }
