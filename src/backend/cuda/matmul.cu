@@ -506,6 +506,8 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
     const int t = blockIdx.y, lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     load_slots(table, ids, wts, t, k, base, sw);
+    // out's prior value, read while the products run (not one more round trip after them)
+    const float prior = lane == 0 && r < n_embd ? out[(size_t)t * n_embd + r] : 0.f;
     const float* a = act + (size_t)t * k * n_ff;
     const int nc = n_ff / 32;
     int cs = 32;
@@ -524,7 +526,7 @@ __global__ void experts_down_combine_kernel(const void* const* table, const int3
                                    return dot32(w, a + j * ss + cs * c);
                                });
     acc = warp_sum(acc);
-    if (lane == 0) out[(size_t)t * n_embd + r] += acc;
+    if (lane == 0) out[(size_t)t * n_embd + r] = prior + acc;
 }
 
 // experts_down_combine_kernel for Q4_K down rows, staged act rows, n_ff a multiple of 64:
@@ -542,6 +544,7 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
     const int t = blockIdx.y, lane = threadIdx.x & 31, np = n_ff / 64;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     load_slots(table, ids, wts, t, k, base, sw);
+    const float prior = lane == 0 && r < n_embd ? out[(size_t)t * n_embd + r] : 0.f;  // as above
     float* xs = x_stage;
     float* sx = x_stage + (size_t)k * np * kPairPad;
     stage_pairs(act + (size_t)t * k * n_ff, k * n_ff, xs, sx);  // its barrier publishes base, sw
@@ -551,7 +554,7 @@ __global__ void __launch_bounds__(32 * kWarps, 4)
             return Q4KPair::load(row, q).dot(q, xs + p * kPairPad, sx + 2 * p);
         });
     acc = warp_sum(acc);
-    if (lane == 0) out[(size_t)t * n_embd + r] += acc;
+    if (lane == 0) out[(size_t)t * n_embd + r] = prior + acc;
 }
 
 [[noreturn]] void no_kernel(DType t) {
