@@ -299,6 +299,7 @@ int cmd_bench(const BenchOptions& o) {
         {"io_depth", store.queue_depth()},
         {"threads", pool.size()},
         {"experts_per_token", c.n_expert_used},
+        {"n_layer", c.n_layer},
         {"memory_plan", plan_json(m.memory_plan())},
         {"load_s", load_s},
         {"prefill_tokens", o.prefill},
