@@ -269,7 +269,7 @@ __global__ void __launch_bounds__(32 * kWarps)
         // rms_norm's result, for the layer's later ops, from the staged x * w. Read again
         // from x and w, each trip's loads waited on the stores of the trip before (h may
         // alias them): 8 L2 round trips at the end of block 0, and the q/k/v and router
-        // launches took 10.9 and 7.7 us per layer of the step (session 22).
+        // launches took 11.1 and 7.9 us per layer of the step (session 22).
         if (blockIdx.x == 0 && ex.norm.h)
 #pragma unroll
             for (int t = 0; t < NT; ++t)
