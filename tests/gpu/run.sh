@@ -21,8 +21,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 rc=0
 "$test_bin" || rc=1
 # Paths behind switches are checked too: Q8_0 kept in the file layout (the fallback for rows
-# that are not whole 8-block groups), and attention chunks not capped at one wave.
-for sw in SLUICE_GPU_Q8G8=0 SLUICE_GPU_ATTN_WAVE=0; do
+# that are not whole 8-block groups), attention chunks not capped at one wave, and (off until
+# measured) the expert gate/up pair kernel bounded to 6 blocks per SM.
+for sw in SLUICE_GPU_Q8G8=0 SLUICE_GPU_ATTN_WAVE=0 SLUICE_GPU_GATEUP_6=1; do
   echo "== with $sw"
   env "$sw" "$test_bin" --gtest_filter='CudaOps.*:CudaModel.LogitsAndGreedyTokensMatchCpu:CudaModel.Q8_0WeightsMatchCpu' || rc=1
 done

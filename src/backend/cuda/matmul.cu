@@ -421,8 +421,10 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
 
 // experts_gate_up_kernel for Q4_K gate and up rows, staged activations, n_embd a multiple of
 // 64: lanes over sub-block pairs (Q4KPair). The first pair's weights are requested before
-// the activations are staged.
-__global__ void __launch_bounds__(32 * kWarps, 4)
+// the activations are staged. MinBlocks: the launch bound (blocks per SM), see
+// Gpu::experts_gate_up.
+template <int MinBlocks>
+__global__ void __launch_bounds__(32 * kWarps, MinBlocks)
     experts_gate_up_q4k_pairs_kernel(const void* const* table, const int32_t* ids, int tok_div,
                                      int n_ff, int n_embd, size_t row_bytes, const float* x,
                                      float* act) {
@@ -671,15 +673,25 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     const size_t rb = row_bytes(t.dtype[0], t.n_embd);
     // SLUICE_GPU_PAIRS=0: the 32-chunk kernel for Q4_K too, for comparisons.
     static const bool pairs = env_flag("SLUICE_GPU_PAIRS", true);
-    const size_t pair_bytes =
-        pairs && t.dtype[0] == DType::Q4_K && t.n_embd % 64 == 0
-            ? allow_smem<experts_gate_up_q4k_pairs_kernel>(pair_stage_bytes((int)t.n_embd))
-            : 0;
-    if (pair_bytes) {
-        launch_pdl(experts_gate_up_q4k_pairs_kernel, grid, 32 * kWarps, pair_bytes, p_->compute,
-                   t.table, ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, x, act);
-        SLUICE_CUDA_LAUNCHED();
-        return;
+    // SLUICE_GPU_GATEUP_6=1 (off until measured): the pair kernel bounded to 6 blocks per SM
+    // (40 registers; ptxas: 100 bytes of spill stores) instead of 4 (64 registers). A decode
+    // step's launch for Qwen3-30B-A3B's shape is 768 blocks: 1.45 waves of an H100's 528 slots
+    // at 4 per SM, one wave at 6 (792 slots); this phase took 14.1 us per layer against ~6.5
+    // for a pure stream of its bytes (session 22).
+    static const bool six = env_flag("SLUICE_GPU_GATEUP_6", false);
+    if (pairs && t.dtype[0] == DType::Q4_K && t.n_embd % 64 == 0) {
+        auto launch = [&]<int MinBlocks>() {
+            constexpr auto kernel = experts_gate_up_q4k_pairs_kernel<MinBlocks>;
+            const size_t bytes = allow_smem<kernel>(pair_stage_bytes((int)t.n_embd));
+            if (bytes)
+                launch_pdl(kernel, grid, 32 * kWarps, bytes, p_->compute, t.table, ids, tok_div,
+                           (int)t.n_ff, (int)t.n_embd, rb, x, act);
+            return bytes > 0;
+        };
+        if (six ? launch.template operator()<6>() : launch.template operator()<4>()) {
+            SLUICE_CUDA_LAUNCHED();
+            return;
+        }
     }
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);
