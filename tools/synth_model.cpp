@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
         if (layers > 0) s.layers = layers;
         if (!attn_type.empty()) {
             const std::optional<DType> t = dtype_from_name(attn_type);
-            check(t && (uint32_t)*t < kFirstNonGgufType && *t != DType::I32 && *t != DType::Q8_K,
+            check(t && gguf_weight_type(*t),
                   "--attn-type: '" + attn_type + "' is not a weight type of GGUF files");
             s.attn_type = *t;
         }

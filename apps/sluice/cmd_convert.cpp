@@ -12,7 +12,7 @@ namespace {
 std::optional<DType> parse_type(const std::string& s, const char* flag) {
     if (s.empty()) return std::nullopt;
     const auto t = dtype_from_name(s);
-    check(t.has_value() && *t != DType::Q8_K && *t != DType::I32 && *t != DType::F8_E4M3,
+    check(t.has_value() && gguf_weight_type(*t),
           std::string(flag) + " '" + s +
               "' is not a weight type (F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K, Q4_0)");
     return t;

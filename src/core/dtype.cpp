@@ -36,6 +36,10 @@ const DTypeTraits* dtype_traits_or_null(uint32_t id) {
     return nullptr;
 }
 
+bool gguf_tensor_type(uint32_t id) {
+    return dtype_traits_or_null(id) && id != (uint32_t)DType::Q8_K && id < kFirstNonGgufType;
+}
+
 const DTypeTraits& dtype_traits(DType t) {
     const DTypeTraits* tr = dtype_traits_or_null((uint32_t)t);
     check(tr != nullptr, "internal: no traits for dtype " + std::to_string((uint32_t)t));

@@ -38,6 +38,13 @@ struct DTypeTraits {
 
 // nullptr if the id is not a type sluice knows.
 const DTypeTraits* dtype_traits_or_null(uint32_t id);
+// Whether GGUF files may hold tensors of type id: a type sluice knows, other than the
+// activation-only Q8_K and sluice's own ids (from kFirstNonGgufType on).
+bool gguf_tensor_type(uint32_t id);
+// A weight type that GGUF files may hold (so not I32 either): what convert and synth write.
+inline bool gguf_weight_type(DType t) {
+    return gguf_tensor_type((uint32_t)t) && t != DType::I32;
+}
 const DTypeTraits& dtype_traits(DType t);
 std::optional<DType> dtype_from_name(
     std::string_view name);  // "Q4_K", "bf16", ... (case-insensitive)

@@ -200,11 +200,10 @@ GGUFFile parse_gguf(const uint8_t* data, size_t size, const std::string& path) {
             p.info.ne.push_back((int64_t)dim);
         }
         const uint32_t type = r.pod<uint32_t>("tensor type");
-        const DTypeTraits* tr = dtype_traits_or_null(type);
-        if (!tr || type == (uint32_t)DType::Q8_K || type >= kFirstNonGgufType)
+        if (!gguf_tensor_type(type))
             fail(path + ": tensor '" + nm + "' has unknown or unsupported dtype id " +
                  std::to_string(type));
-        p.info.dtype = tr->type;
+        p.info.dtype = (DType)type;
         p.rel_offset = r.pod<uint64_t>("tensor offset");
         check(
             p.rel_offset % g.alignment == 0,
