@@ -305,11 +305,11 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
         return;
     // Merge: chunk k weighs e^(m_k - m) for the head's max m. Lane k of warp 0 reads chunk k's
     // (m_k, l_k), so the weights take one L2 round trip, and each output reads the chunks'
-    // sums kBatch at a time. Before, three loops of one load per chunk waited a round trip per
-    // chunk (attention took 21 us per launch after 1024 positions, 8 at 32). A batch of 8
+    // sums kMergeBatch at a time. Before, three loops of one load per chunk waited a round trip
+    // per chunk (attention took 21 us per launch after 1024 positions, 8 at 32). A batch of 8
     // took the kernel from 64 to 71 registers.
-    constexpr int kBatch = 4;
-    static_assert(kAttnSplits <= 32 && kAttnSplits % kBatch == 0);
+    constexpr int kMergeBatch = 4;
+    static_assert(kAttnSplits <= 32 && kAttnSplits % kMergeBatch == 0);
     __shared__ float wk[kAttnSplits];
     __shared__ float inv;
     const float* ph = part + (size_t)h * kAttnSplits * stride;
@@ -326,13 +326,13 @@ __device__ inline void attention_split_block(const float* q, float* kc, float* v
     __syncthreads();
     for (int i = threadIdx.x; i < vd; i += blockDim.x) {
         float o = 0.f;
-        for (int k0 = 0; k0 < n_split; k0 += kBatch) {
-            float v[kBatch];
+        for (int k0 = 0; k0 < n_split; k0 += kMergeBatch) {
+            float v[kMergeBatch];
 #pragma unroll
-            for (int u = 0; u < kBatch; ++u)
+            for (int u = 0; u < kMergeBatch; ++u)
                 v[u] = k0 + u < n_split ? __ldcg(ph + (size_t)(k0 + u) * stride + 2 + i) : 0.f;
 #pragma unroll
-            for (int u = 0; u < kBatch; ++u) o += wk[k0 + u] * v[u];
+            for (int u = 0; u < kMergeBatch; ++u) o += wk[k0 + u] * v[u];
         }
         out[(size_t)h * vd + i] = o * inv;
     }

@@ -148,37 +148,6 @@ __device__ void route_in_last_block(int* done, const float* logits, int n_tok, i
     }
 }
 
-// Activations for Q4KPair rows: xs[(c / 2) * kPairPad + (c % 2) * 32 + i] = x[32c + i] and
-// sx[c] = sum of chunk c, for the nc = len / 32 chunks (nc even). kPairPad: a lane reads its
-// pair's 16-byte words at a 68-float stride, so each quarter-warp's reads hit distinct banks.
-constexpr int kPairPad = 68;
-size_t pair_stage_bytes(int len) {
-    return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
-}
-// Block-wide; ends with a barrier. Each warp takes every kWarps-th chunk, its loads issued
-// together.
-__device__ void stage_pairs(const float* x, int len, float* xs, float* sx) {
-    constexpr int kBatch = 4;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
-    for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
-        float v[kBatch];
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-            const int c = c0 + u * kWarps;
-            v[u] = c < nc ? x[32 * c + lane] : 0.f;
-        }
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-            const int c = c0 + u * kWarps;
-            if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
-            xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
-            const float sum = warp_sum(v[u]);
-            if (lane == 0) sx[c] = sum;
-        }
-    }
-    __syncthreads();
-}
-
 // y[t * ldy + r] (+)= W[r] . x[t * ldx] for t < NT; `split` warps per row (1, 2, 4 or 8), lanes
 // over 32-chunks: warp part p takes chunks p * 32 + lane, then every 32 * split. Each lane's
 // sum runs in chunk order and the reductions are fixed, so results depend on the split (chosen
@@ -206,9 +175,6 @@ __global__ void __launch_bounds__(32 * kWarps)
     // RMSNorm is applied by linearity: rows staged as x * w, each product scaled by the row's
     // rsqrt(mean(x^2) + eps) at the end, so the reduction is off the loads' critical path.
     float ssq[NT];
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] = 0.f;
     if (staged) {
         if (ex.norm.w)
             stage_rows<NT>(x, ldx, NT, cols, x_stage, ex.norm.w, ssq);
@@ -216,6 +182,9 @@ __global__ void __launch_bounds__(32 * kWarps)
             stage_x(x, ldx, NT, cols, x_stage);
         xb = x_stage, cs = kPad, ts = (size_t)(cols / 32) * kPad;
     }
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = 0.f;
     if (r < P.rows) {
         const uint8_t* row = P.W + (size_t)r * P.row_bytes;
         const int n_chunks = cols / 32;
@@ -417,6 +386,37 @@ __global__ void experts_gate_up_kernel(const void* const* table, const int32_t* 
     ag = warp_sum(ag);
     au = warp_sum(au);
     if (lane == 0) act[(size_t)s * n_ff + r] = ag / (1.0f + __expf(-ag)) * au;
+}
+
+// Activations for Q4KPair rows: xs[(c / 2) * kPairPad + (c % 2) * 32 + i] = x[32c + i] and
+// sx[c] = sum of chunk c, for the nc = len / 32 chunks (nc even). kPairPad: a lane reads its
+// pair's 16-byte words at a 68-float stride, so each quarter-warp's reads hit distinct banks.
+constexpr int kPairPad = 68;
+size_t pair_stage_bytes(int len) {
+    return (size_t)(len / 64) * kPairPad * sizeof(float) + (size_t)(len / 32) * sizeof(float);
+}
+// Block-wide; ends with a barrier. Each warp takes every kWarps-th chunk, its loads issued
+// together.
+__device__ void stage_pairs(const float* x, int len, float* xs, float* sx) {
+    constexpr int kBatch = 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nc = len / 32;
+    for (int c0 = warp; c0 < nc; c0 += kBatch * kWarps) {
+        float v[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            v[u] = c < nc ? x[32 * c + lane] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int c = c0 + u * kWarps;
+            if (c >= nc) continue;  // uniform across the warp: the shuffles below are safe
+            xs[(c >> 1) * kPairPad + (c & 1) * 32 + lane] = v[u];
+            const float sum = warp_sum(v[u]);
+            if (lane == 0) sx[c] = sum;
+        }
+    }
+    __syncthreads();
 }
 
 // experts_gate_up_kernel for Q4_K gate and up rows, staged activations, n_embd a multiple of
@@ -679,19 +679,17 @@ void Gpu::experts_gate_up(const ExpertTable& t, const int32_t* ids, int n_slots,
     // at 4 per SM, one wave at 6 (792 slots); this phase took 14.1 us per layer against ~6.5
     // for a pure stream of its bytes (session 22).
     static const bool six = env_flag("SLUICE_GPU_GATEUP_6", false);
-    if (pairs && t.dtype[0] == DType::Q4_K && t.n_embd % 64 == 0) {
-        auto launch = [&]<int MinBlocks>() {
-            constexpr auto kernel = experts_gate_up_q4k_pairs_kernel<MinBlocks>;
-            const size_t bytes = allow_smem<kernel>(pair_stage_bytes((int)t.n_embd));
-            if (bytes)
-                launch_pdl(kernel, grid, 32 * kWarps, bytes, p_->compute, t.table, ids, tok_div,
-                           (int)t.n_ff, (int)t.n_embd, rb, x, act);
-            return bytes > 0;
-        };
-        if (six ? launch.template operator()<6>() : launch.template operator()<4>()) {
-            SLUICE_CUDA_LAUNCHED();
-            return;
-        }
+    constexpr auto pairs4 = experts_gate_up_q4k_pairs_kernel<4>;
+    constexpr auto pairs6 = experts_gate_up_q4k_pairs_kernel<6>;
+    const size_t stage = pair_stage_bytes((int)t.n_embd);
+    const size_t pair_bytes = !pairs || t.dtype[0] != DType::Q4_K || t.n_embd % 64 != 0 ? 0
+                              : six ? allow_smem<pairs6>(stage)
+                                    : allow_smem<pairs4>(stage);
+    if (pair_bytes) {
+        launch_pdl(six ? pairs6 : pairs4, grid, 32 * kWarps, pair_bytes, p_->compute, t.table,
+                   ids, tok_div, (int)t.n_ff, (int)t.n_embd, rb, x, act);
+        SLUICE_CUDA_LAUNCHED();
+        return;
     }
     if (!dispatch_dtype(t.dtype[0], [&]<DType T>() {
             const size_t smem = stage_smem<experts_gate_up_kernel<T, T>>(1, (int)t.n_embd);

@@ -131,7 +131,7 @@ __global__ void attention_split_kernel(const float* q, float* kc, float* vc, int
     pdl_wait();
     const int n_pos = (pos_dev ? *pos_dev : pos0) + 1;
     attention_split_block(q, kc, vc, n_pos, (int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y,
-                                 n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
+                          n_head, n_kv, hd, vd, scale, part, done, out, rf, sm);
 }
 
 __global__ void add_kernel(float* x, const float* y, size_t n) {
